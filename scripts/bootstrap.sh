@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system parts kiln's runtime and tests use, when they are missing (Debian 12, as root):
+#   runc, crun          OCI runtimes that run each RUN step (crun is tried first, runc is the fallback)
+#   busybox-static      the embedded base image for demos and tests (no registry needed)
+#   skopeo, umoci       independent OCI tools the tests check kiln's images with
+#   docker-registry     a real registry the registry tests start on 127.0.0.1
+#   zstd, jq, apache2-utils (htpasswd for the registry auth tests)
+set -euo pipefail
+pkgs=(runc crun busybox-static skopeo umoci docker-registry zstd jq apache2-utils)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: system packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bootstrap: missing ${missing[*]}; run as root (or: sudo apt-get install -y ${missing[*]})" >&2
+  exit 1
+fi
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "bootstrap: done"

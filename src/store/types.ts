@@ -1,0 +1,79 @@
+/**
+ * The layer store's contract, shared by the snapshotter, image import/export, the registry
+ * client and the builder. The implementation is `layer-store.ts`.
+ *
+ * On disk (default `~/.cache/kiln`, `KILN_ROOT` or an option moves it):
+ *   blobs/sha256/<hex>          content-addressed blobs (layers, configs, manifests): an OCI-layout-compatible tree
+ *   layers/<diffID hex>/rootfs  each layer unpacked once, used read-only as an overlayfs lowerdir
+ *   images.json                 tag → manifest digest
+ *   cache/<key>.json            build-cache records (step cache key → result)
+ *   tmp/                        temp files, renamed into place when complete
+ */
+import type { Readable } from 'node:stream';
+import type { Digest, ImageConfig, ImageManifest } from '../image/types.js';
+
+/** How a layer blob is compressed. Local layers are kept uncompressed; compression happens at export/push. */
+export type Compression = 'none' | 'gzip' | 'zstd';
+
+/** A layer as the store knows it. */
+export interface LayerInfo {
+  /** sha256 of the uncompressed tar. */
+  readonly diffId: Digest;
+  /** sha256 of the blob as stored (equals diffId when uncompressed). */
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+/** An image in the store: its manifest, config and their digests. */
+export interface StoredImage {
+  readonly manifestDigest: Digest;
+  readonly manifest: ImageManifest;
+  readonly configDigest: Digest;
+  readonly config: ImageConfig;
+}
+
+export interface WriteBlobOptions {
+  /** When given, the write fails (and nothing is stored) if the content's digest differs. */
+  readonly expectedDigest?: Digest;
+  readonly signal?: AbortSignal;
+}
+
+export interface LayerStoreApi {
+  readonly root: string;
+
+  // Blobs, content-addressed
+  hasBlob(digest: Digest): Promise<boolean>;
+  blobPath(digest: Digest): string;
+  /** Streams into tmp/, hashing on the way, fsyncs, then renames to blobs/sha256/<hex>. */
+  writeBlob(source: Readable | AsyncIterable<Uint8Array>, options?: WriteBlobOptions): Promise<{ digest: Digest; size: number }>;
+  writeBlobBytes(data: Uint8Array | string): Promise<{ digest: Digest; size: number }>;
+  readBlob(digest: Digest): Promise<Buffer>;
+  openBlob(digest: Digest): Readable;
+
+  // Layers
+  /** Records a layer blob's diffID ↔ digest mapping (an uncompressed layer maps to itself). */
+  registerLayer(layer: LayerInfo): Promise<void>;
+  /** The unpacked rootfs directory of a layer, unpacking the blob once if needed (safe extraction). */
+  unpackedLayer(diffId: Digest, options?: { signal?: AbortSignal }): Promise<string>;
+  /** Finds the stored blob of a layer by diffID, in the wanted compression; undefined when none is stored. */
+  findLayerBlob(diffId: Digest, compression?: Compression): Promise<LayerInfo | undefined>;
+
+  // Images and tags
+  /** Writes config + manifest blobs and returns the stored image. */
+  putImage(config: ImageConfig, layers: readonly LayerInfo[]): Promise<StoredImage>;
+  getImage(manifestDigest: Digest): Promise<StoredImage>;
+  tag(name: string, manifestDigest: Digest): Promise<void>;
+  resolveTag(name: string): Promise<Digest | undefined>;
+  untag(name: string): Promise<boolean>;
+  listTags(): Promise<Array<{ name: string; digest: Digest }>>;
+
+  // Build cache
+  getCache<T>(key: string): Promise<T | undefined>;
+  putCache(key: string, value: unknown): Promise<void>;
+
+  /** Holds an exclusive lock on `name` (a file lock under locks/) while `fn` runs; safe across processes. */
+  withLock<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** Removes blobs, unpacked layers and temp files no tag or cache record reaches. */
+  prune(options?: { signal?: AbortSignal }): Promise<{ removedBlobs: number; freedBytes: number }>;
+}
