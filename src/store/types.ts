@@ -56,6 +56,14 @@ export interface LayerStoreApi {
   registerLayer(layer: LayerInfo): Promise<void>;
   /** The unpacked rootfs directory of a layer, unpacking the blob once if needed (safe extraction). */
   unpackedLayer(diffId: Digest, options?: { signal?: AbortSignal }): Promise<string>;
+  /**
+   * Takes a directory that already holds a layer's unpacked content in overlay form (a RUN step's
+   * upperdir, whose layer blob was just written by the snapshotter) and renames it into place as
+   * `layers/<diffID hex>/rootfs`, so the next step can use it as a lowerdir without extracting the
+   * tar again. `dir` must be on the store's filesystem (e.g. under `tmp/`). When the layer is already
+   * unpacked, `dir` is removed instead. Returns the rootfs path.
+   */
+  adoptUnpackedLayer(diffId: Digest, dir: string): Promise<string>;
   /** Finds the stored blob of a layer by diffID, in the wanted compression; undefined when none is stored. */
   findLayerBlob(diffId: Digest, compression?: Compression): Promise<LayerInfo | undefined>;
 

@@ -1,0 +1,247 @@
+/**
+ * The build context: which files COPY/ADD may read (after .dockerignore), how source patterns
+ * select them, and their content digests for cache keys.
+ *
+ * Digests are xxhash64 of the content (fast local change detection) and are remembered per file
+ * by (size, mtime, ctime, inode) in the store, so a rebuild with unchanged files hashes nothing.
+ * A key that leaves the machine (registry cache) is made from sha256 elsewhere, never from these.
+ */
+import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'node:fs/promises';
+import { createReadStream, type Stats } from 'node:fs';
+import { join, posix, dirname } from 'node:path';
+import { createHash } from 'node:crypto';
+import xxhash from 'xxhash-wasm';
+import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
+
+type Hasher = Awaited<ReturnType<typeof xxhash>>;
+let hasherPromise: Promise<Hasher> | undefined;
+/** xxhash-wasm is instantiated once per process, lazily (it costs a WebAssembly compile). */
+function getHasher(): Promise<Hasher> {
+  hasherPromise ??= xxhash();
+  return hasherPromise;
+}
+
+/** A file or directory of the context that a COPY source selected. */
+export interface ContextEntry {
+  /** Path relative to the context root, `/`-separated, no leading `./`. */
+  readonly rel: string;
+  readonly abs: string;
+  readonly stats: Stats;
+  readonly type: 'file' | 'dir' | 'symlink';
+}
+
+interface StatCacheEntry {
+  s: number; // size
+  m: number; // mtimeMs
+  c: number; // ctimeMs
+  i: number; // inode
+  h: string; // xxhash64 hex
+}
+
+/** The build context directory with its ignore rules and a persistent digest cache. */
+export class BuildContext {
+  readonly dir: string;
+  readonly ignoreFile: string | undefined;
+  private readonly matcher: PatternMatcher | undefined;
+  private readonly statCachePath: string | undefined;
+  private statCache: Record<string, StatCacheEntry> = {};
+  private statCacheDirty = false;
+
+  private constructor(dir: string, matcher: PatternMatcher | undefined, ignoreFile: string | undefined, statCachePath: string | undefined) {
+    this.dir = dir;
+    this.matcher = matcher;
+    this.ignoreFile = ignoreFile;
+    this.statCachePath = statCachePath;
+  }
+
+  /**
+   * Opens a context. The ignore file is `<Dockerfile>.dockerignore` next to the Dockerfile when that
+   * exists (BuildKit's Dockerfile-specific rule), else `.dockerignore` at the context root.
+   */
+  static async open(dir: string, dockerfilePath: string | undefined, cacheDir: string | undefined): Promise<BuildContext> {
+    const candidates = [dockerfilePath ? `${dockerfilePath}.dockerignore` : undefined, join(dir, '.dockerignore')];
+    let matcher: PatternMatcher | undefined;
+    let ignoreFile: string | undefined;
+    for (const candidate of candidates) {
+      if (!candidate) continue;
+      const text = await readFile(candidate, 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      ignoreFile = candidate;
+      const patterns = readIgnoreFile(text);
+      if (patterns.length) matcher = PatternMatcher.compile(patterns);
+      break;
+    }
+    const key = createHash('sha256').update(dir).digest('hex').slice(0, 24);
+    const ctx = new BuildContext(dir, matcher, ignoreFile, cacheDir ? join(cacheDir, `context-${key}.json`) : undefined);
+    if (ctx.statCachePath) {
+      const text = await readFile(ctx.statCachePath, 'utf8').catch(() => undefined);
+      if (text) {
+        try {
+          ctx.statCache = JSON.parse(text) as Record<string, StatCacheEntry>;
+        } catch {
+          ctx.statCache = {}; // a torn cache file only costs a re-hash
+        }
+      }
+    }
+    return ctx;
+  }
+
+  /** True when .dockerignore excludes `rel` (or one of its parents). */
+  isIgnored(rel: string): boolean {
+    if (!this.matcher || rel === '' || rel === '.') return false;
+    return this.matcher.matchesOrParentMatches(rel);
+  }
+
+  /**
+   * Resolves one COPY/ADD source (relative to the context, wildcards `* ? [..]` per path segment)
+   * to the matching top-level entries. A source that matches nothing is an error, as in docker build.
+   */
+  async resolveSource(source: string): Promise<ContextEntry[]> {
+    const clean = posix.normalize(`/${source}`).replace(/^\/+/, '');
+    const segments = clean === '' ? [] : clean.split('/');
+    if (segments.some((s) => s === '..')) throw new Error(`forbidden path outside the build context: ${source}`);
+    if (!segments.some(hasWildcard)) {
+      const rel = segments.join('/');
+      if (rel && this.isIgnored(rel)) throw notFound(source);
+      const abs = join(this.dir, rel);
+      const stats = await lstat(abs).catch(() => undefined);
+      if (!stats) throw notFound(source);
+      return [{ rel, abs, stats, type: typeOf(stats) }];
+    }
+    let current: string[] = [''];
+    for (const seg of segments) {
+      const next: string[] = [];
+      for (const base of current) {
+        if (!hasWildcard(seg)) {
+          next.push(base ? `${base}/${seg}` : seg);
+          continue;
+        }
+        const re = globSegmentToRegExp(seg);
+        const names = await readdir(join(this.dir, base)).catch(() => [] as string[]);
+        for (const name of names.sort()) if (re.test(name)) next.push(base ? `${base}/${name}` : name);
+      }
+      current = next;
+    }
+    const out: ContextEntry[] = [];
+    for (const rel of current) {
+      if (this.isIgnored(rel)) continue;
+      const abs = join(this.dir, rel);
+      const stats = await lstat(abs).catch(() => undefined);
+      if (stats) out.push({ rel, abs, stats, type: typeOf(stats) });
+    }
+    if (out.length === 0) throw notFound(source);
+    return out;
+  }
+
+  /**
+   * Walks a selected directory (not following symlinks), skipping ignored paths; entries sorted.
+   * Yields the directory's descendants, not the directory itself.
+   */
+  async walk(entry: ContextEntry): Promise<ContextEntry[]> {
+    const out: ContextEntry[] = [];
+    const visit = async (rel: string): Promise<void> => {
+      const names = (await readdir(join(this.dir, rel))).sort();
+      for (const name of names) {
+        const childRel = rel ? `${rel}/${name}` : name;
+        if (this.isIgnored(childRel)) continue;
+        const abs = join(this.dir, childRel);
+        const stats = await lstat(abs);
+        const type = typeOf(stats);
+        out.push({ rel: childRel, abs, stats, type });
+        if (type === 'dir') await visit(childRel);
+      }
+    };
+    if (entry.type === 'dir') await visit(entry.rel);
+    return out;
+  }
+
+  /** The xxhash64 digest of a file's content, reusing the remembered one while its stat is unchanged. */
+  async fileDigest(entry: ContextEntry): Promise<string> {
+    const st = entry.stats;
+    const cached = this.statCache[entry.rel];
+    if (cached && cached.s === st.size && cached.m === st.mtimeMs && cached.c === st.ctimeMs && cached.i === st.ino) return cached.h;
+    const hasher = await getHasher();
+    let h: string;
+    if (st.size < 1 << 20) {
+      h = hasher.h64Raw(await readFile(entry.abs)).toString(16).padStart(16, '0');
+    } else {
+      const state = hasher.create64();
+      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) state.update(chunk as Buffer);
+      h = state.digest().toString(16).padStart(16, '0');
+    }
+    this.statCache[entry.rel] = { s: st.size, m: st.mtimeMs, c: st.ctimeMs, i: st.ino, h };
+    this.statCacheDirty = true;
+    return h;
+  }
+
+  /**
+   * A digest of everything a source selects: names, types, permission bits, link targets and file
+   * contents. Not mtimes, owners or ignored files, so touching a file or editing an ignored one keeps the cache.
+   */
+  async digestSources(entries: readonly ContextEntry[]): Promise<string> {
+    const hasher = await getHasher();
+    const lines: string[] = [];
+    const describe = async (e: ContextEntry, rel: string): Promise<void> => {
+      const perm = (e.stats.mode & 0o7777).toString(8);
+      if (e.type === 'file') lines.push(`f ${rel} ${perm} ${await this.fileDigest(e)}`);
+      else if (e.type === 'symlink') lines.push(`l ${rel} ${await readlink(e.abs)}`);
+      else lines.push(`d ${rel} ${perm}`);
+    };
+    for (const top of entries) {
+      await describe(top, top.rel);
+      if (top.type === 'dir') for (const child of await this.walk(top)) await describe(child, child.rel);
+    }
+    return hasher.h64(lines.join('\n')).toString(16).padStart(16, '0');
+  }
+
+  /** Persists the digest cache (temp file + rename, so a crash never leaves a torn file in place). */
+  async save(): Promise<void> {
+    if (!this.statCachePath || !this.statCacheDirty) return;
+    await mkdir(dirname(this.statCachePath), { recursive: true });
+    const tmp = `${this.statCachePath}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(this.statCache));
+    await rename(tmp, this.statCachePath);
+    this.statCacheDirty = false;
+  }
+}
+
+function typeOf(stats: Stats): ContextEntry['type'] {
+  if (stats.isDirectory()) return 'dir';
+  if (stats.isSymbolicLink()) return 'symlink';
+  return 'file';
+}
+
+function notFound(source: string): Error {
+  return new Error(`failed to compute cache key: "/${source.replace(/^\/+/, '')}": not found`);
+}
+
+export function hasWildcard(segment: string): boolean {
+  return /[*?[]/.test(segment);
+}
+
+/** One path segment of a Go filepath.Match pattern as a RegExp (`*` and `?` never match `/`). */
+export function globSegmentToRegExp(seg: string): RegExp {
+  let re = '^';
+  for (let i = 0; i < seg.length; i++) {
+    const c = seg[i]!;
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else if (c === '\\' && i + 1 < seg.length) re += escapeRe(seg[++i]!);
+    else if (c === '[') {
+      const end = seg.indexOf(']', i + 2);
+      if (end < 0) {
+        re += '\\[';
+        continue;
+      }
+      let cls = seg.slice(i + 1, end);
+      if (cls.startsWith('^')) cls = `^${cls.slice(1)}`;
+      re += `[${cls.replace(/\\/g, '\\\\')}]`;
+      i = end;
+    } else re += escapeRe(c);
+  }
+  return new RegExp(`${re}$`, 's');
+}
+
+function escapeRe(c: string): string {
+  return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}

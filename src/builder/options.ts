@@ -1,0 +1,168 @@
+/**
+ * The public options, events and result of {@link build}, and `resolveBuildOptions()`, which applies
+ * the defaults once so that the rest of the builder sees a fully resolved object.
+ */
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Digest } from '../image/types.js';
+
+/** Where the built image goes, named as buildx names its exporters. */
+export type OutputSpec =
+  | { readonly type: 'image' } // the local store (tags from `tags`); always done
+  | { readonly type: 'oci'; readonly dest: string; readonly compression?: 'none' | 'gzip' | 'zstd' }
+  | { readonly type: 'docker'; readonly dest: string }
+  | { readonly type: 'local'; readonly dest: string }
+  | { readonly type: 'tar'; readonly dest: string }
+  | { readonly type: 'registry'; readonly ref?: string };
+
+/** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
+export type SecretSource = { readonly id: string } & ({ readonly src: string } | { readonly env: string });
+
+/** Options of {@link build}. Everything is optional. */
+export interface BuildOptions {
+  /** The build context directory. @default process.cwd() */
+  readonly context?: string;
+  /** The Dockerfile path, relative to the current directory. @default `<context>/Dockerfile` */
+  readonly dockerfile?: string;
+  /** Dockerfile text given directly (as `-f -`); wins over `dockerfile`. */
+  readonly dockerfileText?: string;
+  /** Tags for the result in the local store (`name:tag`). @default [] */
+  readonly tags?: readonly string[];
+  /** `--build-arg` values. @default {} */
+  readonly buildArgs?: Readonly<Record<string, string>>;
+  /** The stage to build. @default the last stage */
+  readonly target?: string;
+  /** Run every step, ignoring the cache. @default false */
+  readonly noCache?: boolean;
+  /** Stages whose steps ignore the cache. @default [] */
+  readonly noCacheFilter?: readonly string[];
+  /** Extra outputs besides the local store. @default [] */
+  readonly outputs?: readonly OutputSpec[];
+  /** Named build contexts (`--build-context NAME=VALUE`): a directory, `oci-layout://DIR[:TAG]` or `docker-image://REF`. @default {} */
+  readonly buildContexts?: Readonly<Record<string, string>>;
+  /** Secrets for `RUN --mount=type=secret`. @default [] */
+  readonly secrets?: readonly SecretSource[];
+  /** Labels added to the image config. @default {} */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Write the image's config digest (the image ID) to this file. */
+  readonly iidfile?: string;
+  /** The store root. @default `$KILN_ROOT` or `~/.cache/kiln` */
+  readonly root?: string;
+  /** The OCI runtime that runs RUN steps. @default 'auto' (crun if it works here, else runc) */
+  readonly runtime?: 'auto' | 'runc' | 'crun';
+  /** Network of RUN steps that do not say `--network`. @default 'none' */
+  readonly network?: 'none' | 'host';
+  /** Re-resolve tags of base images from their registries. @default false */
+  readonly pull?: boolean;
+  /** Registries reached over plain http besides loopback ones. @default [] */
+  readonly insecureRegistries?: readonly string[];
+  /** `SOURCE_DATE_EPOCH`: clamps timestamps in layers and the config for reproducible images. @default `$SOURCE_DATE_EPOCH` */
+  readonly sourceDateEpoch?: number;
+  /** Progress events. The library never prints. */
+  readonly onEvent?: (event: BuildEvent) => void;
+  /** Cancels the build; the promise then rejects with `signal.reason`. */
+  readonly signal?: AbortSignal;
+}
+
+/** {@link BuildOptions} with every default applied, as the builder sees it. */
+export interface ResolvedBuildOptions {
+  readonly context: string;
+  readonly dockerfile: string;
+  readonly dockerfileText: string | undefined;
+  readonly tags: readonly string[];
+  readonly buildArgs: Readonly<Record<string, string>>;
+  readonly target: string | undefined;
+  readonly noCache: boolean;
+  readonly noCacheFilter: readonly string[];
+  readonly outputs: readonly OutputSpec[];
+  readonly buildContexts: Readonly<Record<string, string>>;
+  readonly secrets: readonly SecretSource[];
+  readonly labels: Readonly<Record<string, string>>;
+  readonly iidfile: string | undefined;
+  readonly root: string;
+  readonly runtime: 'auto' | 'runc' | 'crun';
+  readonly network: 'none' | 'host';
+  readonly pull: boolean;
+  readonly insecureRegistries: readonly string[];
+  readonly sourceDateEpoch: number | undefined;
+  readonly onEvent: (event: BuildEvent) => void;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** The default store root: `$KILN_ROOT`, else `~/.cache/kiln`. */
+export function defaultRoot(): string {
+  return process.env.KILN_ROOT ? resolve(process.env.KILN_ROOT) : join(homedir(), '.cache', 'kiln');
+}
+
+export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOptions {
+  const context = resolve(options.context ?? process.cwd());
+  const dockerfile = options.dockerfile
+    ? isAbsolute(options.dockerfile) ? options.dockerfile : resolve(options.dockerfile)
+    : join(context, 'Dockerfile');
+  const epochText = process.env.SOURCE_DATE_EPOCH;
+  const epoch = options.sourceDateEpoch ?? (epochText && /^\d+$/.test(epochText) ? Number(epochText) : undefined);
+  return {
+    context,
+    dockerfile,
+    dockerfileText: options.dockerfileText,
+    tags: options.tags ?? [],
+    buildArgs: options.buildArgs ?? {},
+    target: options.target,
+    noCache: options.noCache ?? false,
+    noCacheFilter: options.noCacheFilter ?? [],
+    outputs: options.outputs ?? [],
+    buildContexts: options.buildContexts ?? {},
+    secrets: options.secrets ?? [],
+    labels: options.labels ?? {},
+    iidfile: options.iidfile,
+    root: options.root ? resolve(options.root) : defaultRoot(),
+    runtime: options.runtime ?? 'auto',
+    network: options.network ?? 'none',
+    pull: options.pull ?? false,
+    insecureRegistries: options.insecureRegistries ?? [],
+    sourceDateEpoch: epoch,
+    onEvent: options.onEvent ?? (() => {}),
+    signal: options.signal,
+  };
+}
+
+/** Identifies a step in events: its stage, its index in the stage and its instruction text. */
+export interface StepRef {
+  readonly stage: string;
+  /** 1-based position in the whole build's plan, as `[3/9]` in the progress view. */
+  readonly index: number;
+  readonly total: number;
+  /** The instruction as written (one line), e.g. `RUN make`. */
+  readonly text: string;
+  readonly line: number;
+}
+
+export type BuildEvent =
+  | { readonly type: 'build-start'; readonly dockerfile: string; readonly steps: number }
+  | { readonly type: 'step-start'; readonly step: StepRef }
+  | { readonly type: 'step-cached'; readonly step: StepRef }
+  | { readonly type: 'step-output'; readonly step: StepRef; readonly stream: 'stdout' | 'stderr'; readonly chunk: string }
+  | { readonly type: 'step-done'; readonly step: StepRef; readonly durationMs: number }
+  | { readonly type: 'progress'; readonly id: string; readonly message: string; readonly current?: number; readonly total?: number }
+  | { readonly type: 'warning'; readonly message: string; readonly line?: number }
+  | { readonly type: 'build-done'; readonly result: BuildResult };
+
+/** What one step did. */
+export interface StepReport {
+  readonly step: StepRef;
+  readonly cached: boolean;
+  readonly durationMs: number;
+}
+
+/** The result of {@link build}. */
+export interface BuildResult {
+  /** The image manifest digest in the local store. */
+  readonly manifestDigest: Digest;
+  /** The image config digest (what `docker images` calls the image ID). */
+  readonly configDigest: Digest;
+  readonly tags: readonly string[];
+  readonly layers: ReadonlyArray<{ readonly diffId: Digest; readonly size: number }>;
+  readonly steps: readonly StepReport[];
+  readonly warnings: readonly string[];
+  readonly durationMs: number;
+}

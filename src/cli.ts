@@ -1,0 +1,268 @@
+#!/usr/bin/env node
+/**
+ * `kiln`: a thin adapter from argv to the library API. It can do nothing the API can't.
+ * Progress goes to stderr; stdout carries only the result (an image digest, a dump), so it pipes.
+ * Exit codes: 0 success, 1 the build (or command) failed, 2 usage error.
+ * Modules are imported lazily per command: start-up time is part of every cached rebuild.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFile } from 'node:fs/promises';
+
+const USAGE = `usage: kiln <command> [options]
+
+commands:
+  build [options] CONTEXT|-     build an image from a Dockerfile
+  parse [--format json|dump] FILE|-
+                                print the parsed Dockerfile (dump = BuildKit's AST dump)
+  images                        list tagged images in the store
+  inspect NAME                  print an image's config and manifest
+  rmi NAME...                   remove tags
+  prune                         remove blobs and layers no tag or cache record uses
+  pull REF / push NAME [REF]    copy images from / to a registry
+  login HOST -u USER -p PASS    store registry credentials
+
+build options (as docker build):
+  -t, --tag NAME:TAG            tag the image (repeatable)
+  -f, --file FILE|-             the Dockerfile (default CONTEXT/Dockerfile)
+  --build-arg K=V               set a build argument (repeatable)
+  --target STAGE                build up to this stage
+  --no-cache                    do not use the cache
+  --no-cache-filter STAGE       do not use the cache for these stages (repeatable)
+  -o, --output SPEC             type=oci|docker|local|tar|registry[,dest=PATH][,name=REF] (repeatable)
+  --progress auto|tty|plain|rawjson
+  --build-context NAME=VALUE    a named context: DIR, oci-layout://DIR[:TAG], docker-image://REF
+  --secret id=ID,src=PATH|env=VAR
+  --label K=V                   add a label (repeatable)
+  --iidfile FILE                write the image ID (config digest) to FILE
+  --network none|host           network of RUN steps (default none)
+  --pull                        re-resolve base image tags from their registry
+  --push                        push the image to the registry of its first tag
+  --runtime auto|runc|crun
+  -q, --quiet                   print only the image digest
+`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'build':
+      return cmdBuild(rest);
+    case 'parse':
+      return cmdParse(rest);
+    case 'images':
+    case 'inspect':
+    case 'rmi':
+    case 'prune':
+    case 'pull':
+    case 'push':
+    case 'login':
+      return (await import('./cli-store.js')).runStoreCommand(command, rest);
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case '--version':
+    case 'version': {
+      // src/cli.ts under tsx, dist/src/cli.js when built: package.json is one or two levels up.
+      for (const rel of ['../package.json', '../../package.json']) {
+        const text = await readFile(new URL(rel, import.meta.url), 'utf8').catch(() => undefined);
+        if (text) {
+          process.stdout.write(`kiln ${(JSON.parse(text) as { version: string }).version}\n`);
+          return 0;
+        }
+      }
+      return 1;
+    }
+    default:
+      throw new UsageError(command ? `unknown command: ${command}` : 'no command given');
+  }
+}
+
+function parse(args: string[], options: ParseArgsConfig['options']): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args, options: options ?? {}, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function cmdParse(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { format: { type: 'string', default: 'json' } });
+  const format = values.format as string;
+  if (format !== 'json' && format !== 'dump') throw new UsageError(`--format must be json or dump, not ${format}`);
+  if (positionals.length !== 1) throw new UsageError('parse takes one FILE (or - for stdin)');
+  const file = positionals[0]!;
+  const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  const name = file === '-' ? 'Dockerfile' : file;
+  const { formatError, DockerfileError } = await import('./errors.js');
+  try {
+    if (format === 'dump') {
+      const [{ parseDockerfile }, { dumpAst }] = await Promise.all([import('./parser/parse.js'), import('./parser/dump.js')]);
+      process.stdout.write(dumpAst(parseDockerfile(text, { file: name })));
+    } else {
+      const { parse: parseFile } = await import('./parser/index.js');
+      const df = parseFile(text, { file: name });
+      process.stdout.write(`${JSON.stringify({ directives: df.directives, escapeToken: df.escapeToken, warnings: df.warnings, instructions: df.instructions }, null, 2)}\n`);
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof DockerfileError) {
+      process.stderr.write(`${formatError(err, text)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function keyValues(list: readonly string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) {
+      // `--build-arg NAME` takes the value from the environment, as docker build does.
+      if (flag === '--build-arg' && eq < 0 && item) {
+        const v = process.env[item];
+        if (v !== undefined) out[item] = v;
+        continue;
+      }
+      throw new UsageError(`${flag} expects KEY=VALUE, got ${JSON.stringify(item)}`);
+    }
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+function csv(spec: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) out[part] = '';
+    else out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+async function cmdBuild(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    tag: { type: 'string', short: 't', multiple: true },
+    file: { type: 'string', short: 'f' },
+    'build-arg': { type: 'string', multiple: true },
+    target: { type: 'string' },
+    'no-cache': { type: 'boolean' },
+    'no-cache-filter': { type: 'string', multiple: true },
+    output: { type: 'string', short: 'o', multiple: true },
+    progress: { type: 'string', default: 'auto' },
+    'build-context': { type: 'string', multiple: true },
+    secret: { type: 'string', multiple: true },
+    label: { type: 'string', multiple: true },
+    iidfile: { type: 'string' },
+    network: { type: 'string' },
+    pull: { type: 'boolean' },
+    push: { type: 'boolean' },
+    runtime: { type: 'string' },
+    'insecure-registry': { type: 'string', multiple: true },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (positionals.length !== 1) throw new UsageError('build takes exactly one CONTEXT argument (a directory, or - for a Dockerfile on stdin)');
+  const v = values as Record<string, string | boolean | string[] | undefined>;
+  const progress = v.progress as string;
+  if (!['auto', 'tty', 'plain', 'rawjson', 'quiet'].includes(progress)) throw new UsageError(`invalid --progress: ${progress}`);
+  const network = v.network as string | undefined;
+  if (network !== undefined && network !== 'none' && network !== 'host' && network !== 'default') throw new UsageError(`invalid --network: ${network}`);
+  const runtime = v.runtime as string | undefined;
+  if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
+
+  const { parseOutputSpec, parseSecretSpec } = await import('./cli-specs.js');
+  const outputs = ((v.output as string[] | undefined) ?? []).map((s) => {
+    try {
+      return parseOutputSpec(csv(s));
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  });
+  if (v.push) outputs.push({ type: 'registry' });
+  const secrets = ((v.secret as string[] | undefined) ?? []).map((s) => {
+    try {
+      return parseSecretSpec(csv(s));
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  });
+
+  const contextArg = positionals[0]!;
+  const fileArg = v.file as string | undefined;
+  let dockerfileText: string | undefined;
+  if (contextArg === '-' || fileArg === '-') dockerfileText = await readStdin();
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => controller.abort(new Error(`build interrupted (${sig})`));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const { createProgressPrinter } = await import('./cli-progress.js');
+  const quiet = Boolean(v.quiet) || progress === 'quiet';
+  const printer = createProgressPrinter(quiet ? 'quiet' : (progress as 'auto' | 'tty' | 'plain' | 'rawjson'), process.stderr);
+  const { build } = await import('./builder/build.js');
+  const { formatError } = await import('./errors.js');
+  const options = {
+    context: contextArg === '-' ? process.cwd() : contextArg,
+    ...(fileArg && fileArg !== '-' ? { dockerfile: fileArg } : {}),
+    ...(dockerfileText !== undefined ? { dockerfileText } : {}),
+    tags: (v.tag as string[] | undefined) ?? [],
+    buildArgs: keyValues(v['build-arg'] as string[] | undefined, '--build-arg'),
+    ...(v.target ? { target: v.target as string } : {}),
+    noCache: Boolean(v['no-cache']),
+    noCacheFilter: (v['no-cache-filter'] as string[] | undefined) ?? [],
+    outputs,
+    buildContexts: keyValues(v['build-context'] as string[] | undefined, '--build-context'),
+    secrets,
+    labels: keyValues(v.label as string[] | undefined, '--label'),
+    ...(v.iidfile ? { iidfile: v.iidfile as string } : {}),
+    ...(network && network !== 'default' ? { network: network as 'none' | 'host' } : {}),
+    pull: Boolean(v.pull),
+    ...(runtime ? { runtime: runtime as 'auto' | 'runc' | 'crun' } : {}),
+    insecureRegistries: (v['insecure-registry'] as string[] | undefined) ?? [],
+    onEvent: printer.onEvent,
+    signal: controller.signal,
+  };
+  try {
+    const result = await build(options);
+    printer.done();
+    process.stdout.write(`${result.manifestDigest}\n`);
+    return 0;
+  } catch (err) {
+    printer.done();
+    let source: string | undefined = dockerfileText;
+    const file = (err as { file?: string }).file;
+    if (source === undefined && file) source = await readFile(file, 'utf8').catch(() => undefined);
+    process.stderr.write(`${formatError(err, source)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`kiln: ${err.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    void import('./errors.js').then(({ formatError }) => {
+      process.stderr.write(`kiln: ${formatError(err)}\n`);
+      process.exitCode = 1;
+    });
+  },
+);

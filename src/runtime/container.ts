@@ -1,0 +1,409 @@
+/**
+ * Runs one build step in an isolated container: an overlayfs rootfs, an OCI bundle, and
+ * `runc run` (or crun) through execa. Everything it sets up is torn down again on every path:
+ * success, nonzero exit, exception and abort.
+ */
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { RuntimeError, messageOf } from '../errors.js';
+import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
+import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
+import { resolveInRoot, resolveUser } from './user.js';
+
+/** A mount added to the container on top of the rootfs (what `RUN --mount` turns into). */
+export type ExtraMount =
+  | {
+      readonly type: 'bind';
+      /** Host file or directory. */
+      readonly source: string;
+      /** Absolute path in the container; created (and removed again afterwards) if missing. */
+      readonly target: string;
+      /** @default false */
+      readonly readonly?: boolean;
+    }
+  | {
+      readonly type: 'tmpfs';
+      readonly target: string;
+      /** Size limit in bytes. @default the kernel's (half of RAM) */
+      readonly sizeBytes?: number;
+    };
+
+/** What to run, and in which root filesystem. */
+export interface ContainerSpec {
+  /** The overlay parts; the caller owns (and later snapshots) `upperDir`. `lowerDirs` top-most first. */
+  readonly rootfs: { readonly lowerDirs: readonly string[]; readonly upperDir: string; readonly workDir: string };
+  /** argv; the caller already applied SHELL for the shell form. */
+  readonly args: readonly string[];
+  /** `KEY=VALUE` entries. `HOME` is added from the user's passwd entry when missing. */
+  readonly env: readonly string[];
+  /** Absolute working directory; created in the rootfs (root-owned, 0755) if missing, as docker does for WORKDIR. */
+  readonly cwd: string;
+  /** A `USER` string, resolved against the rootfs. @default root */
+  readonly user?: string;
+  /** @default the first 12 characters of the container id */
+  readonly hostname?: string;
+  /** `none`: a new network namespace with only loopback; `host`: the host's network. */
+  readonly network: 'none' | 'host';
+  readonly mounts?: readonly ExtraMount[];
+  /** @default 'auto' */
+  readonly runtime?: 'auto' | 'runc' | 'crun';
+}
+
+/** Options of {@link runContainer}. */
+export interface RunContainerOptions {
+  readonly signal?: AbortSignal;
+  /** Called with each chunk of output as it arrives (decoded as UTF-8). */
+  readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** The runtime's state directory (`--root`). @default a fresh directory inside the bundle, removed afterwards */
+  readonly stateRoot?: string;
+  /** A runtime found earlier by {@link detectRuntime}; skips detection. */
+  readonly runtimeInfo?: RuntimeInfo;
+}
+
+/** How a container run ended. A nonzero `exitCode` is returned, not thrown. */
+export interface ContainerResult {
+  /** The process' exit code; 128+n when killed by signal n; the runtime's own code (1) when it could not start it. */
+  readonly exitCode: number;
+  /** The last ~4 KB of stdout and stderr, interleaved as they arrived. */
+  readonly outputTail: string;
+  readonly durationMs: number;
+  /** The runtime's own error when it failed to start the process (e.g. `exec: "foo": executable file not found in $PATH`). */
+  readonly runtimeError?: string;
+  /** Runtime-selection warnings for the caller to report. */
+  readonly warnings: readonly string[];
+}
+
+const OUTPUT_TAIL_BYTES = 4096;
+
+/** Docker's default capability set for containers. */
+const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+] as const;
+
+/** Docker's masked and read-only paths. */
+const MASKED_PATHS = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+] as const;
+const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'] as const;
+
+interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/**
+ * Runs `spec.args` in a fresh container over an overlay of `spec.rootfs` and resolves when it has
+ * exited and everything is cleaned up: the container (killed and `delete --force`d if needed), the
+ * overlay mount, the mount-point stubs the runtime created in the rootfs, the bundle and the state dir.
+ *
+ * On abort the container is SIGKILLed at once and the promise rejects with `signal.reason`.
+ * A `USER` that cannot be resolved rejects with a plain Error (the caller adds the step's location);
+ * setup failures reject with {@link RuntimeError}.
+ */
+export async function runContainer(spec: ContainerSpec, options: RunContainerOptions = {}): Promise<ContainerResult> {
+  const startedAt = performance.now();
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const runtime = options.runtimeInfo ?? (await detectRuntime(spec.runtime ?? 'auto', signal === undefined ? {} : { signal }));
+  const id = `kiln-${randomBytes(8).toString('hex')}`;
+  const hostname = spec.hostname ?? id.slice(5, 17);
+  const bundle = await mkdtemp(path.join(os.tmpdir(), 'kiln-run-'));
+  const rootfs = path.join(bundle, 'rootfs');
+  const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
+  let overlay: OverlayMount | undefined;
+  let stubs: string[] = [];
+  try {
+    await mkdir(rootfs);
+    overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
+    const user = await resolveUser(rootfs, spec.user);
+    const cwd = path.posix.resolve('/', spec.cwd);
+    await mkdir(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
+
+    const files = path.join(bundle, 'files');
+    await mkdir(files);
+    await Promise.all([
+      writeFile(path.join(files, 'hosts'), await hostsFile(spec.network, hostname)),
+      writeFile(path.join(files, 'resolv.conf'), await readFile('/etc/resolv.conf').catch(() => '')),
+      writeFile(path.join(files, 'hostname'), `${hostname}\n`),
+    ]);
+    const mounts = ociMounts(files, spec.mounts ?? []);
+    stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
+
+    const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
+    const config = {
+      ociVersion: '1.0.2',
+      process: {
+        terminal: false,
+        user: { uid: user.uid, gid: user.gid, additionalGids: [...user.additionalGids] },
+        args: [...spec.args],
+        env,
+        cwd,
+        capabilities: { bounding: [...DEFAULT_CAPABILITIES], effective: [...DEFAULT_CAPABILITIES], permitted: [...DEFAULT_CAPABILITIES] },
+        // Docker passes dockerd's own limit (usually 1048576) on; a fixed value keeps builds reproducible.
+        rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+        noNewPrivileges: false,
+      },
+      root: { path: 'rootfs', readonly: false },
+      hostname,
+      mounts,
+      linux: {
+        namespaces: [
+          { type: 'pid' },
+          { type: 'ipc' },
+          { type: 'uts' },
+          { type: 'mount' },
+          ...(spec.network === 'none' ? [{ type: 'network' }] : []),
+        ],
+        // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
+        resources: { devices: [{ allow: false, access: 'rwm' }] },
+        ...(await cgroupsPath(id)),
+        maskedPaths: [...MASKED_PATHS],
+        readonlyPaths: [...READONLY_PATHS],
+      },
+    };
+    await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config));
+    signal?.throwIfAborted();
+
+    const run = await runRuntime(runtime, bundle, stateRoot, id, options);
+    signal?.throwIfAborted();
+    return {
+      exitCode: run.exitCode,
+      outputTail: run.outputTail,
+      durationMs: performance.now() - startedAt,
+      ...(run.runtimeError === undefined ? {} : { runtimeError: run.runtimeError }),
+      warnings: runtime.warnings,
+    };
+  } finally {
+    if (overlay !== undefined) {
+      await removeStubs(rootfs, stubs);
+      await overlay.unmount();
+    }
+    // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
+    if (!(await isMounted(rootfs))) await rm(bundle, { recursive: true, force: true });
+  }
+}
+
+/** The relative cgroup path keeps the container under our own cgroup (and its limits) on cgroup v1. */
+async function cgroupsPath(id: string): Promise<{ cgroupsPath?: string }> {
+  // On a pure cgroup v2 host a relative path would put the container below our own (non-leaf)
+  // cgroup, where enabling controllers fails; there we let the runtime choose its default.
+  const pureV2 = await stat('/sys/fs/cgroup/cgroup.controllers').then(
+    () => true,
+    () => false,
+  );
+  return pureV2 ? {} : { cgroupsPath: id };
+}
+
+async function hostsFile(network: 'none' | 'host', hostname: string): Promise<string> {
+  const loopback = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+  if (network === 'none') return loopback;
+  const host = await readFile('/etc/hosts', 'utf8').catch(() => loopback);
+  return `${host.replace(/\n?$/, '\n')}127.0.0.1\t${hostname}\n`;
+}
+
+function ociMounts(files: string, extra: readonly ExtraMount[]): OciMount[] {
+  const mounts: OciMount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
+    { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },
+    { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: ['rbind', 'rprivate'] },
+    { destination: '/etc/hostname', type: 'bind', source: path.join(files, 'hostname'), options: ['rbind', 'rprivate'] },
+  ];
+  for (const m of extra) {
+    const destination = path.posix.resolve('/', m.target);
+    if (m.type === 'bind') {
+      mounts.push({
+        destination,
+        type: 'bind',
+        source: path.resolve(m.source),
+        options: ['rbind', 'rprivate', ...(m.readonly === true ? ['ro'] : [])],
+      });
+    } else {
+      mounts.push({
+        destination,
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'nodev', 'mode=1777', ...(m.sizeBytes === undefined ? [] : [`size=${m.sizeBytes}`])],
+      });
+    }
+  }
+  return mounts;
+}
+
+/** Directories whose content is a mount the runtime sets up; nothing below them reaches the rootfs. */
+const VIRTUAL_ROOTS = ['/proc', '/dev', '/sys'];
+
+/**
+ * The mount points (and their parent directories) that do not exist in the rootfs yet. The runtime
+ * creates them as empty files or directories in the upperdir; like BuildKit we remove such stubs after
+ * the run, so a step's layer does not depend on what the runtime had to mount.
+ */
+async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<string[]> {
+  const candidates = new Set<string>();
+  for (const dest of destinations) {
+    if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
+    const parts = dest.split('/').filter((p) => p !== '');
+    for (let i = 1; i <= parts.length; i++) candidates.add(`/${parts.slice(0, i).join('/')}`);
+  }
+  const missing: string[] = [];
+  await Promise.all(
+    [...candidates].map(async (p) => {
+      try {
+        await lstat(await resolveInRoot(rootfs, p));
+      } catch {
+        missing.push(p);
+      }
+    }),
+  );
+  return missing;
+}
+
+/** Removes stubs left by the runtime, deepest first; anything the step put there itself stays. */
+async function removeStubs(rootfs: string, stubs: readonly string[]): Promise<void> {
+  const deepestFirst = [...stubs].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
+  for (const stub of deepestFirst) {
+    try {
+      const hostPath = await resolveInRoot(rootfs, stub);
+      const st = await lstat(hostPath);
+      if (st.isDirectory()) {
+        if ((await readdir(hostPath)).length === 0) await rmdir(hostPath);
+      } else if (st.isFile() && st.size === 0) {
+        await unlink(hostPath);
+      }
+    } catch {
+      // Already gone, or not a stub any more: leave it.
+    }
+  }
+}
+
+interface RuntimeRun {
+  exitCode: number;
+  outputTail: string;
+  runtimeError?: string;
+}
+
+/** `runc run` in the foreground, streaming output; kills the container at once on abort. */
+async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: string, id: string, options: RunContainerOptions): Promise<RuntimeRun> {
+  const { signal, onOutput } = options;
+  const logFile = path.join(bundle, 'runtime.log');
+  const global = ['--root', stateRoot, '--log', logFile, '--log-format', 'json'];
+  let tail = '';
+  let exited = false;
+  const subprocess = execa(runtime.path, [...global, 'run', '--bundle', bundle, id], {
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    // A SIGTERM to runc is forwarded to the container's pid 1, which ignores it unless it installed a
+    // handler; the SIGKILL below is what actually stops it. Force-kill runc itself as a last resort.
+    ...(signal === undefined ? {} : { cancelSignal: signal }),
+    forceKillAfterDelay: 5000,
+  });
+  const collect = (stream: 'stdout' | 'stderr') => (chunk: string) => {
+    tail += chunk;
+    if (tail.length > 4 * OUTPUT_TAIL_BYTES) tail = tail.slice(-OUTPUT_TAIL_BYTES);
+    onOutput?.(chunk, stream);
+  };
+  subprocess.stdout.setEncoding('utf8');
+  subprocess.stderr.setEncoding('utf8');
+  subprocess.stdout.on('data', collect('stdout'));
+  subprocess.stderr.on('data', collect('stderr'));
+
+  let killing: Promise<void> | undefined;
+  const onAbort = (): void => {
+    killing = (async () => {
+      // Until the container exists (`runc run` may still be creating it) kill fails; retry until it
+      // works or runc has exited.
+      while (!exited) {
+        const r = await execa(runtime.path, [...global, 'kill', id, 'KILL'], { stdin: 'ignore', reject: false });
+        if (r.exitCode === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let result: Awaited<typeof subprocess>;
+  try {
+    result = await subprocess;
+  } finally {
+    exited = true;
+    signal?.removeEventListener('abort', onAbort);
+    await killing;
+    // `run` deletes the container when it ends normally; if runc itself died or was killed, the
+    // state (and possibly processes) remain: `delete --force` kills and removes them.
+    if (await exists(path.join(stateRoot, id))) {
+      await execa(runtime.path, [...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
+      if (await exists(path.join(stateRoot, id))) throw new RuntimeError(`could not delete container ${id} (state in ${stateRoot})`);
+    }
+  }
+  const runtimeError = await runtimeErrorFrom(logFile);
+  if (result.exitCode === undefined && !result.isCanceled) {
+    throw new RuntimeError(`${runtime.name} ended without an exit code: ${messageOf(result.originalMessage ?? result.message)}`);
+  }
+  return {
+    exitCode: result.exitCode ?? 128 + 9,
+    outputTail: tail.slice(-OUTPUT_TAIL_BYTES),
+    ...(runtimeError === undefined ? {} : { runtimeError }),
+  };
+}
+
+async function runtimeErrorFrom(logFile: string): Promise<string | undefined> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  let last: string | undefined;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    try {
+      const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      if ((entry.level === 'error' || entry.level === 'fatal') && typeof entry.msg === 'string') last = entry.msg;
+    } catch {
+      // crun writes plain text lines
+      last = line;
+    }
+  }
+  return last;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,611 @@
+/**
+ * The content-addressed layer store (see `types.ts` for the on-disk layout and the contract).
+ *
+ * Layers are kept UNCOMPRESSED locally (`application/vnd.oci.image.layer.v1.tar`, digest = diffID) and
+ * compressed lazily, once, by {@link LayerStore.compressLayer} at export/push time; the compressed blob is
+ * cached and found again by diffID + compression. Extra layout beyond `types.ts`:
+ *   layerinfo/<diffID hex>/<compression>.json   LayerInfo of each stored blob variant of a layer
+ *   locks/<name>.lock                           cross-process lock files (pid inside)
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { availableParallelism, homedir, hostname } from 'node:os';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import * as zlib from 'node:zlib';
+import { RuntimeError, messageOf } from '../errors.js';
+import { MEDIA_TYPES } from '../image/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
+import { extractLayer } from './extract.js';
+import type { Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
+
+const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
+const gzipAsync = promisify(zlib.gzip);
+
+/** Size of the independently compressed gzip members; fixed, so the output is deterministic. */
+export const GZIP_CHUNK_SIZE = 4 * 1024 * 1024;
+
+const MEDIA_TYPE_OF: Record<Compression, string> = {
+  none: MEDIA_TYPES.ociLayer,
+  gzip: MEDIA_TYPES.ociLayerGzip,
+  zstd: MEDIA_TYPES.ociLayerZstd,
+};
+
+/** The hex part of a digest, validated (a digest is also a file name, so it must never contain a path). */
+export function digestHex(digest: string): string {
+  const m = DIGEST_RE.exec(digest);
+  if (!m?.[1]) throw new RuntimeError(`invalid digest: ${digest}`);
+  return m[1];
+}
+
+const isErrno = (err: unknown, ...codes: string[]): boolean =>
+  typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A unique temp name carrying the owner's pid, so that prune can tell abandoned temp files from live ones. */
+const tempName = (prefix: string): string => `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`;
+
+/** The pid a temp name was made by, if it has one. */
+function tempOwner(name: string): number | undefined {
+  const m = /-(\d+)-[0-9a-f]{12}$/.exec(name);
+  return m?.[1] ? Number(m[1]) : undefined;
+}
+
+/** Options of {@link LayerStore.compressLayer}. */
+export interface CompressOptions {
+  readonly signal?: AbortSignal;
+  /** gzip level. @default 6 (Docker's and BuildKit's default) */
+  readonly level?: number;
+}
+
+/** The content-addressed store of blobs, unpacked layers, tags and build-cache records. */
+export class LayerStore implements LayerStoreApi {
+  readonly root: string;
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  /**
+   * Opens (creating if needed) a store.
+   * @param root @default `$KILN_ROOT`, else `~/.cache/kiln`
+   */
+  static async open(root?: string): Promise<LayerStore> {
+    const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
+    for (const sub of ['blobs/sha256', 'layers', 'layerinfo', 'cache', 'tmp', 'locks']) {
+      await fs.mkdir(path.join(dir, sub), { recursive: true });
+    }
+    return new LayerStore(dir);
+  }
+
+  // ---------------------------------------------------------------- blobs
+
+  blobPath(digest: Digest): string {
+    return path.join(this.root, 'blobs', 'sha256', digestHex(digest));
+  }
+
+  async hasBlob(digest: Digest): Promise<boolean> {
+    try {
+      return (await fs.stat(this.blobPath(digest))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  async writeBlob(
+    source: Readable | AsyncIterable<Uint8Array>,
+    options: WriteBlobOptions = {},
+  ): Promise<{ digest: Digest; size: number }> {
+    const { signal, expectedDigest } = options;
+    if (expectedDigest !== undefined) digestHex(expectedDigest);
+    const tmp = path.join(this.root, 'tmp', tempName('blob'));
+    const hash = createHash('sha256');
+    let size = 0;
+    const fh = await fs.open(tmp, 'wx', 0o644);
+    let digest: Digest;
+    try {
+      try {
+        for await (const chunk of source as AsyncIterable<Uint8Array>) {
+          signal?.throwIfAborted();
+          hash.update(chunk);
+          size += chunk.byteLength;
+          let off = 0;
+          while (off < chunk.byteLength) {
+            const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
+            off += bytesWritten;
+          }
+        }
+        signal?.throwIfAborted();
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      digest = `sha256:${hash.digest('hex')}`;
+      if (expectedDigest !== undefined && digest !== expectedDigest) {
+        throw new RuntimeError(`blob digest mismatch: expected ${expectedDigest}, got ${digest}`);
+      }
+      // Blobs appear only by rename, so a crash leaves nothing but a temp file behind.
+      await fs.rename(tmp, this.blobPath(digest));
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+    await this.syncDir(path.dirname(this.blobPath(digest)));
+    return { digest, size };
+  }
+
+  async writeBlobBytes(data: Uint8Array | string): Promise<{ digest: Digest; size: number }> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (await this.hasBlob(digest)) return { digest, size: bytes.byteLength };
+    return this.writeBlob([bytes]);
+  }
+
+  async readBlob(digest: Digest): Promise<Buffer> {
+    try {
+      return await fs.readFile(this.blobPath(digest));
+    } catch (cause) {
+      throw new RuntimeError(`blob ${digest} not found in the store`, { cause });
+    }
+  }
+
+  openBlob(digest: Digest): Readable {
+    return createReadStream(this.blobPath(digest), { highWaterMark: 1024 * 1024 });
+  }
+
+  private async syncDir(dir: string): Promise<void> {
+    const fh = await fs.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Writes a small file atomically (temp in tmp/, then rename). */
+  private async writeFileAtomic(file: string, data: string): Promise<void> {
+    const tmp = path.join(this.root, 'tmp', tempName('file'));
+    try {
+      await fs.writeFile(tmp, data, { flag: 'wx' });
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  private async readJson<T>(file: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw new RuntimeError(`cannot read ${file}: ${messageOf(err)}`, { cause: err });
+    }
+  }
+
+  // ---------------------------------------------------------------- layers
+
+  private layerInfoPath(diffId: Digest, compression: Compression): string {
+    return path.join(this.root, 'layerinfo', digestHex(diffId), `${compression}.json`);
+  }
+
+  async registerLayer(layer: LayerInfo): Promise<void> {
+    const compression = compressionOf(layer.mediaType);
+    const file = this.layerInfoPath(layer.diffId, compression);
+    const { diffId, digest, size, mediaType } = layer;
+    await this.writeFileAtomic(file, JSON.stringify({ diffId, digest, size, mediaType }));
+  }
+
+  async findLayerBlob(diffId: Digest, compression: Compression = 'none'): Promise<LayerInfo | undefined> {
+    const info = await this.readJson<LayerInfo>(this.layerInfoPath(diffId, compression));
+    if (info && (await this.hasBlob(info.digest))) return info;
+    if (compression === 'none') {
+      // An uncompressed layer's blob digest is its diffID, so it needs no record to be found.
+      try {
+        const st = await fs.stat(this.blobPath(diffId));
+        return { diffId, digest: diffId, size: st.size, mediaType: MEDIA_TYPES.ociLayer };
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /** The uncompressed tar of a layer as a stream, from whichever variant is stored. */
+  async openLayerTar(diffId: Digest, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    for (const compression of ['none', 'zstd', 'gzip'] as const) {
+      const info = await this.findLayerBlob(diffId, compression);
+      if (!info) continue;
+      const raw = this.openBlob(info.digest);
+      if (compression === 'none') return raw;
+      if (compression === 'gzip') {
+        const gunzip = zlib.createGunzip();
+        raw.on('error', (err) => gunzip.destroy(err));
+        return raw.pipe(gunzip);
+      }
+      const { execa } = await import('execa');
+      const child = execa('zstd', ['-d', '-q', '-c'], {
+        inputFile: this.blobPath(info.digest),
+        encoding: 'buffer',
+        buffer: false,
+        ...(signal ? { cancelSignal: signal } : {}),
+      });
+      raw.destroy();
+      child.catch(() => undefined); // errors surface through the stream
+      return child.iterable({ binary: true }) as AsyncIterable<Uint8Array>;
+    }
+    throw new RuntimeError(`layer ${diffId} is not in the store`);
+  }
+
+  async unpackedLayer(diffId: Digest, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const hex = digestHex(diffId);
+    const dir = path.join(this.root, 'layers', hex);
+    const rootfs = path.join(dir, 'rootfs');
+    if (await exists(rootfs)) return rootfs;
+    return this.withLock(`layer-${hex}`, async () => {
+      if (await exists(rootfs)) return rootfs;
+      const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
+      try {
+        await fs.mkdir(path.join(tmpDir, 'rootfs'), { recursive: true });
+        const hash = createHash('sha256');
+        const source = await this.openLayerTar(diffId, options.signal);
+        async function* hashing(): AsyncGenerator<Uint8Array> {
+          for await (const chunk of source) {
+            hash.update(chunk);
+            yield chunk;
+          }
+        }
+        await extractLayer(hashing(), path.join(tmpDir, 'rootfs'), {
+          mode: 'overlay',
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        const got = `sha256:${hash.digest('hex')}`;
+        if (got !== diffId) throw new RuntimeError(`layer ${diffId} unpacked to diffID ${got}`);
+        await fs.rename(tmpDir, dir);
+      } catch (err) {
+        await fs.rm(tmpDir, { recursive: true, force: true });
+        throw err;
+      }
+      return rootfs;
+    });
+  }
+
+  /**
+   * Returns the layer's blob in `compression`, compressing the uncompressed blob once and caching the result
+   * (a second call finds the cached blob). gzip is parallel and deterministic: the tar is cut into fixed
+   * {@link GZIP_CHUNK_SIZE} chunks, each compressed independently on libuv's threadpool, and the members are
+   * concatenated (a multi-member gzip stream is valid per RFC 1952). zstd runs `zstd -3 -T2`.
+   */
+  async compressLayer(diffId: Digest, compression: Compression, options: CompressOptions = {}): Promise<LayerInfo> {
+    const found = await this.findLayerBlob(diffId, compression);
+    if (found) return found;
+    if (compression === 'none') throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
+    return this.withLock(`compress-${digestHex(diffId)}-${compression}`, async () => {
+      const again = await this.findLayerBlob(diffId, compression);
+      if (again) return again;
+      const plain = await this.findLayerBlob(diffId, 'none');
+      if (!plain) throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
+      const { signal } = options;
+      const writeOptions = signal ? { signal } : {};
+      let written: { digest: Digest; size: number };
+      if (compression === 'gzip') {
+        written = await this.writeBlob(parallelGzip(this.blobPath(diffId), options.level ?? 6, signal), writeOptions);
+      } else {
+        const { execa } = await import('execa');
+        const child = execa('zstd', ['-3', '-T2', '-q', '-c'], {
+          inputFile: this.blobPath(diffId),
+          encoding: 'buffer',
+          buffer: false,
+          ...(signal ? { cancelSignal: signal } : {}),
+        });
+        const [result] = await Promise.allSettled([this.writeBlob(child.iterable({ binary: true }) as AsyncIterable<Uint8Array>, writeOptions), child]);
+        await child;
+        if (result.status === 'rejected') throw result.reason;
+        written = result.value;
+      }
+      const info: LayerInfo = { diffId, digest: written.digest, size: written.size, mediaType: MEDIA_TYPE_OF[compression] };
+      await this.registerLayer(info);
+      return info;
+    });
+  }
+
+  // ---------------------------------------------------------------- images and tags
+
+  async putImage(config: ImageConfig, layers: readonly LayerInfo[]): Promise<StoredImage> {
+    const configBlob = await this.writeBlobBytes(JSON.stringify(config));
+    for (const layer of layers) await this.registerLayer(layer);
+    const manifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: MEDIA_TYPES.ociConfig, digest: configBlob.digest, size: configBlob.size },
+      layers: layers.map((l): Descriptor => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+    };
+    const manifestBlob = await this.writeBlobBytes(JSON.stringify(manifest));
+    return { manifestDigest: manifestBlob.digest, manifest, configDigest: configBlob.digest, config };
+  }
+
+  async getImage(manifestDigest: Digest): Promise<StoredImage> {
+    const manifest = JSON.parse((await this.readBlob(manifestDigest)).toString('utf8')) as ImageManifest;
+    const configDigest = manifest.config.digest;
+    const config = JSON.parse((await this.readBlob(configDigest)).toString('utf8')) as ImageConfig;
+    return { manifestDigest, manifest, configDigest, config };
+  }
+
+  private get imagesFile(): string {
+    return path.join(this.root, 'images.json');
+  }
+
+  private async readTags(): Promise<Record<string, Digest>> {
+    return (await this.readJson<Record<string, Digest>>(this.imagesFile)) ?? {};
+  }
+
+  async tag(name: string, manifestDigest: Digest): Promise<void> {
+    digestHex(manifestDigest);
+    await this.withLock('images', async () => {
+      const tags = await this.readTags();
+      tags[name] = manifestDigest;
+      await this.writeFileAtomic(this.imagesFile, `${JSON.stringify(sortKeys(tags), null, 2)}\n`);
+    });
+  }
+
+  async resolveTag(name: string): Promise<Digest | undefined> {
+    const tags = await this.readTags();
+    return Object.hasOwn(tags, name) ? tags[name] : undefined;
+  }
+
+  async untag(name: string): Promise<boolean> {
+    return this.withLock('images', async () => {
+      const tags = await this.readTags();
+      if (!Object.hasOwn(tags, name)) return false;
+      delete tags[name];
+      await this.writeFileAtomic(this.imagesFile, `${JSON.stringify(sortKeys(tags), null, 2)}\n`);
+      return true;
+    });
+  }
+
+  async listTags(): Promise<Array<{ name: string; digest: Digest }>> {
+    const tags = await this.readTags();
+    return Object.keys(tags).sort().map((name) => ({ name, digest: tags[name] as Digest }));
+  }
+
+  // ---------------------------------------------------------------- build cache
+
+  private cachePath(key: string): string {
+    const safe = /^[A-Za-z0-9._-]{1,128}$/.test(key) && !key.startsWith('.') ? key : createHash('sha256').update(key).digest('hex');
+    return path.join(this.root, 'cache', `${safe}.json`);
+  }
+
+  async getCache<T>(key: string): Promise<T | undefined> {
+    return this.readJson<T>(this.cachePath(key));
+  }
+
+  async putCache(key: string, value: unknown): Promise<void> {
+    await this.writeFileAtomic(this.cachePath(key), JSON.stringify(value));
+  }
+
+  // ---------------------------------------------------------------- locking
+
+  /**
+   * Runs `fn` holding an exclusive cross-process lock on `name`: `locks/<name>.lock` created with O_EXCL and
+   * holding the owner's pid. A lock whose owner is dead is stale and gets broken; breaking is itself
+   * serialised by a short-lived `<name>.lock.break` file, so two waiters can never both break a lock and
+   * delete the fresh one the other just took. Not reentrant: nesting the same name in one process deadlocks.
+   */
+  async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RuntimeError(`invalid lock name: ${name}`);
+    const file = path.join(this.root, 'locks', `${name}.lock`);
+    const token = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.writeFile(file, token, { flag: 'wx' });
+        break;
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      }
+      await this.breakIfStale(file);
+      await sleep(Math.min(2 + attempt * 2, 50));
+    }
+    try {
+      return await fn();
+    } finally {
+      // Remove the lock only if it is still ours.
+      try {
+        if ((await fs.readFile(file, 'utf8')) === token) await fs.rm(file, { force: true });
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  private async breakIfStale(file: string): Promise<void> {
+    const owner = await fs.readFile(file, 'utf8').catch(() => undefined);
+    if (owner === undefined || !owner.includes(' ')) return; // gone, or being written right now
+    const [pid, host] = owner.split(' ');
+    if (host !== hostname() || pidAlive(Number(pid))) return;
+    const breaker = `${file}.break`;
+    try {
+      await fs.writeFile(breaker, String(process.pid), { flag: 'wx' });
+    } catch {
+      // Someone else is breaking it; a breaker that died holding .break is cleared after a few seconds.
+      const st = await fs.stat(breaker).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 5000) await fs.rm(breaker, { force: true });
+      return;
+    }
+    try {
+      if ((await fs.readFile(file, 'utf8').catch(() => undefined)) === owner) await fs.rm(file, { force: true });
+    } finally {
+      await fs.rm(breaker, { force: true });
+    }
+  }
+
+  // ---------------------------------------------------------------- garbage collection
+
+  /**
+   * Mark and sweep: marks from tags and cache records (every `sha256:` digest a record mentions), follows
+   * manifests/indexes to configs and layers and layers to all their stored variants, then removes unmarked
+   * blobs, unpacked layers, layer records and the temp files of processes that no longer run.
+   * Shortcut: prune must not run while a build writes to the same store (a blob written but not yet tagged
+   * or cached would be swept); a lease per running build would replace this rule.
+   */
+  async prune(options: { signal?: AbortSignal } = {}): Promise<{ removedBlobs: number; freedBytes: number }> {
+    const { signal } = options;
+    return this.withLock('gc', async () => {
+      const blobs = new Set<string>();
+      const diffIds = new Set<string>();
+      const pending: string[] = [];
+      const mark = (digest: string): void => {
+        const m = DIGEST_RE.exec(digest);
+        if (m?.[1] && !blobs.has(m[1])) {
+          blobs.add(m[1]);
+          pending.push(m[1]);
+        }
+      };
+      const collect = (value: unknown): void => {
+        if (typeof value === 'string') mark(value);
+        else if (Array.isArray(value)) value.forEach(collect);
+        else if (value && typeof value === 'object') Object.values(value).forEach(collect);
+      };
+      for (const { digest } of await this.listTags()) mark(digest);
+      for (const name of await fs.readdir(path.join(this.root, 'cache'))) {
+        if (name.endsWith('.json')) collect(await this.readJson(path.join(this.root, 'cache', name)).catch(() => undefined));
+      }
+      while (pending.length > 0) {
+        signal?.throwIfAborted();
+        const hex = pending.pop() as string;
+        diffIds.add(hex); // a marked uncompressed layer digest is its own diffID
+        const file = path.join(this.root, 'blobs', 'sha256', hex);
+        const st = await fs.stat(file).catch(() => undefined);
+        if (st && st.size < 4 * 1024 * 1024) {
+          const doc = await fs.readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => undefined);
+          if (doc && typeof doc === 'object') {
+            const m = doc as Partial<ImageManifest> & { manifests?: Descriptor[]; rootfs?: { diff_ids?: string[] } };
+            if (m.config?.digest) mark(m.config.digest);
+            for (const l of Array.isArray(m.layers) ? m.layers : []) mark(l.digest);
+            for (const d of Array.isArray(m.manifests) ? m.manifests : []) mark(d.digest);
+            for (const d of Array.isArray(m.rootfs?.diff_ids) ? m.rootfs.diff_ids : []) mark(d);
+          }
+        }
+        // Every stored variant of a live layer stays (the compressed ones are the export cache).
+        const infoDir = path.join(this.root, 'layerinfo', hex);
+        for (const name of await fs.readdir(infoDir).catch(() => [] as string[])) {
+          const info = await this.readJson<LayerInfo>(path.join(infoDir, name)).catch(() => undefined);
+          if (info) mark(info.digest);
+        }
+      }
+      // A marked compressed blob keeps its diffID's records and unpacked layer too.
+      for (const hex of await fs.readdir(path.join(this.root, 'layerinfo'))) {
+        for (const name of await fs.readdir(path.join(this.root, 'layerinfo', hex)).catch(() => [] as string[])) {
+          const info = await this.readJson<LayerInfo>(path.join(this.root, 'layerinfo', hex, name)).catch(() => undefined);
+          if (info && blobs.has(digestHex(info.digest))) diffIds.add(hex);
+        }
+      }
+
+      let removedBlobs = 0;
+      let freedBytes = 0;
+      const blobDir = path.join(this.root, 'blobs', 'sha256');
+      for (const hex of await fs.readdir(blobDir)) {
+        signal?.throwIfAborted();
+        if (blobs.has(hex)) continue;
+        const st = await fs.stat(path.join(blobDir, hex)).catch(() => undefined);
+        await fs.rm(path.join(blobDir, hex), { force: true });
+        removedBlobs++;
+        freedBytes += st?.size ?? 0;
+      }
+      for (const hex of await fs.readdir(path.join(this.root, 'layerinfo'))) {
+        if (!diffIds.has(hex)) await fs.rm(path.join(this.root, 'layerinfo', hex), { recursive: true, force: true });
+      }
+      for (const name of await fs.readdir(path.join(this.root, 'layers'))) {
+        signal?.throwIfAborted();
+        const owner = tempOwner(name);
+        const remove = name.includes('.tmp-') ? owner === undefined || !pidAlive(owner) : !diffIds.has(name);
+        if (remove) await fs.rm(path.join(this.root, 'layers', name), { recursive: true, force: true });
+      }
+      for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {
+        const owner = tempOwner(name);
+        if (owner === undefined || !pidAlive(owner)) await fs.rm(path.join(this.root, 'tmp', name), { recursive: true, force: true });
+      }
+      return { removedBlobs, freedBytes };
+    });
+  }
+}
+
+function compressionOf(mediaType: string): Compression {
+  if (mediaType.endsWith('+gzip') || mediaType.endsWith('.gzip')) return 'gzip';
+  if (mediaType.endsWith('+zstd')) return 'zstd';
+  return 'none';
+}
+
+function sortKeys<T>(record: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.keys(record).sort().map((k) => [k, record[k] as T]));
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Deterministic parallel gzip of a file: fixed-size chunks compressed independently (zlib's async API runs on
+ * libuv's threadpool), emitted in order as concatenated gzip members. At most `parallelism + 1` chunks are in
+ * flight, so memory stays bounded.
+ */
+export async function* parallelGzip(file: string, level: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const width = Math.max(2, availableParallelism() + 1);
+  const fh = await fs.open(file, 'r');
+  try {
+    const inFlight: Array<Promise<Buffer>> = [];
+    let position = 0;
+    let eof = false;
+    const readChunk = async (): Promise<Buffer | undefined> => {
+      const buf = Buffer.allocUnsafe(GZIP_CHUNK_SIZE);
+      let filled = 0;
+      while (filled < GZIP_CHUNK_SIZE) {
+        const { bytesRead } = await fh.read(buf, filled, GZIP_CHUNK_SIZE - filled, position);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        position += bytesRead;
+      }
+      return filled === 0 ? undefined : buf.subarray(0, filled);
+    };
+    let first = true;
+    for (;;) {
+      while (!eof && inFlight.length < width) {
+        const chunk = await readChunk();
+        if (chunk === undefined) {
+          eof = true;
+          // An empty input still needs one (empty) member to be a valid gzip stream.
+          if (first) inFlight.push(gzipAsync(Buffer.alloc(0), { level }));
+          break;
+        }
+        first = false;
+        const p = gzipAsync(chunk, { level });
+        p.catch(() => undefined);
+        inFlight.push(p);
+      }
+      const next = inFlight.shift();
+      if (!next) return;
+      signal?.throwIfAborted();
+      yield await next;
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * A small, binary-safe tar encoder and streaming decoder (ustar + PAX, GNU long names on read).
+ *
+ * Why not tar-stream for this: tar-stream encodes and decodes PAX values as UTF-8 strings, which corrupts
+ * binary xattr values (`SCHILY.xattr.security.capability` holds raw bytes such as 0x80), and it writes
+ * mtimes through a 32-bit `| 0`. Layer tars need both right, so the store owns its tar format code.
+ */
+import { RuntimeError } from '../errors.js';
+
+/** Entry kinds a layer tar can hold. */
+export type TarEntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
+
+/** One tar entry's metadata, as written and as read. */
+export interface TarHeader {
+  /** Path inside the archive (directories without the trailing slash; the encoder adds it). */
+  name: string;
+  type: TarEntryType;
+  /** Permission bits incl. setuid/setgid/sticky (`& 0o7777`). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Content size; 0 for everything but files. */
+  size: number;
+  /** Seconds since the epoch (integer). */
+  mtime: number;
+  /** Target of a symlink or hardlink. */
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  /** Extended attributes, stored as `SCHILY.xattr.<name>` PAX records. */
+  xattrs?: Map<string, Buffer>;
+}
+
+const BLOCK = 512;
+const TYPE_FLAGS: Record<TarEntryType, string> = {
+  file: '0', link: '1', symlink: '2', char: '3', block: '4', directory: '5', fifo: '6',
+};
+
+/** Zero bytes that pad `size` up to a block boundary. */
+export function padding(size: number): Buffer {
+  const rest = size % BLOCK;
+  return rest === 0 ? Buffer.alloc(0) : Buffer.alloc(BLOCK - rest);
+}
+
+/** The two zero blocks that end an archive. */
+export const END_OF_ARCHIVE: Buffer = Buffer.alloc(BLOCK * 2);
+
+const isAscii = (s: string): boolean => /^[\x01-\x7f]*$/.test(s);
+
+function splitUstarName(name: string): { prefix: string; base: string } | undefined {
+  if (!isAscii(name)) return undefined;
+  if (name.length <= 100) return { prefix: '', base: name };
+  // Split at a '/' so that base ≤ 100 and prefix ≤ 155 bytes.
+  for (let i = name.indexOf('/'); i !== -1; i = name.indexOf('/', i + 1)) {
+    const prefix = name.slice(0, i);
+    const base = name.slice(i + 1);
+    if (prefix.length <= 155 && base.length <= 100 && base.length > 0) return { prefix, base };
+  }
+  return undefined;
+}
+
+function writeOctal(buf: Buffer, offset: number, width: number, value: number): boolean {
+  const digits = value.toString(8);
+  if (value < 0 || !Number.isInteger(value) || digits.length > width - 1) return false;
+  buf.write(digits.padStart(width - 1, '0'), offset, 'ascii');
+  buf[offset + width - 1] = 0;
+  return true;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len)), body]);
+}
+
+function ustarBlock(h: TarHeader, name: string, typeFlag: string, size: number, pax: Map<string, Buffer>): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  const split = splitUstarName(name);
+  if (split) {
+    buf.write(split.base, 0, 'ascii');
+    buf.write(split.prefix, 345, 'ascii');
+  } else {
+    pax.set('path', Buffer.from(name));
+    buf.write(Buffer.from(name).subarray(0, 100).toString('latin1').replace(/[^\x01-\x7f]/g, '_'), 0, 'ascii');
+  }
+  if (!writeOctal(buf, 100, 8, h.mode & 0o7777)) throw new RuntimeError(`tar: bad mode for ${h.name}`);
+  if (!writeOctal(buf, 108, 8, h.uid)) { pax.set('uid', Buffer.from(String(h.uid))); writeOctal(buf, 108, 8, 0); }
+  if (!writeOctal(buf, 116, 8, h.gid)) { pax.set('gid', Buffer.from(String(h.gid))); writeOctal(buf, 116, 8, 0); }
+  if (!writeOctal(buf, 124, 12, size)) { pax.set('size', Buffer.from(String(size))); writeOctal(buf, 124, 12, 0); }
+  if (!writeOctal(buf, 136, 12, h.mtime)) { pax.set('mtime', Buffer.from(String(h.mtime))); writeOctal(buf, 136, 12, 0); }
+  buf.write(typeFlag, 156, 'ascii');
+  const link = h.linkname ?? '';
+  if (link.length > 0) {
+    if (isAscii(link) && link.length <= 100) buf.write(link, 157, 'ascii');
+    else pax.set('linkpath', Buffer.from(link));
+  }
+  buf.write('ustar\u000000', 257, 'ascii');
+  writeOctal(buf, 329, 8, h.devmajor ?? 0);
+  writeOctal(buf, 337, 8, h.devminor ?? 0);
+  return buf;
+}
+
+function checksum(buf: Buffer): void {
+  buf.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += buf[i] ?? 0;
+  buf.write(sum.toString(8).padStart(6, '0') + '\u0000 ', 148, 'ascii');
+}
+
+/**
+ * Encodes one entry's header block(s): a PAX extended header only when a field does not fit ustar
+ * (long or non-ASCII names, large ids/sizes/mtimes) or the entry has xattrs, then the ustar block.
+ * The entry's content (for files) and {@link padding} follow it.
+ */
+export function encodeHeader(h: TarHeader): Buffer {
+  const name = h.type === 'directory' && !h.name.endsWith('/') ? `${h.name}/` : h.name;
+  const pax = new Map<string, Buffer>();
+  for (const [key, value] of [...(h.xattrs ?? new Map<string, Buffer>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    pax.set(`SCHILY.xattr.${key}`, value);
+  }
+  const main = ustarBlock(h, name, TYPE_FLAGS[h.type], h.type === 'file' ? h.size : 0, pax);
+  checksum(main);
+  if (pax.size === 0) return main;
+  const records = Buffer.concat([...pax].map(([k, v]) => paxRecord(k, v)));
+  const paxHeader: TarHeader = { name: 'PaxHeader', type: 'file', mode: 0o644, uid: 0, gid: 0, size: records.length, mtime: 0 };
+  const paxBlock = ustarBlock(paxHeader, 'PaxHeader', 'x', records.length, new Map());
+  checksum(paxBlock);
+  return Buffer.concat([paxBlock, records, padding(records.length), main]);
+}
+
+/** Pulls exact byte counts out of an async iterable of chunks. */
+class ByteReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private chunk: Buffer = Buffer.alloc(0);
+  private readonly signal: AbortSignal | undefined;
+  constructor(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined) {
+    this.it = source[Symbol.asyncIterator]();
+    this.signal = signal;
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.chunk.length === 0) {
+      this.signal?.throwIfAborted();
+      const r = await this.it.next();
+      if (r.done) return false;
+      this.chunk = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    }
+    return true;
+  }
+
+  /** Exactly `n` bytes; undefined at a clean end of input, an error on a truncated one. */
+  async read(n: number): Promise<Buffer | undefined> {
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      if (!(await this.fill())) {
+        if (got === 0) return undefined;
+        throw new RuntimeError('tar: unexpected end of archive');
+      }
+      const take = this.chunk.subarray(0, n - got);
+      this.chunk = this.chunk.subarray(take.length);
+      parts.push(take);
+      got += take.length;
+    }
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n);
+  }
+
+  /** Yields the next `n` bytes in pieces. */
+  async *stream(n: number): AsyncGenerator<Buffer> {
+    let left = n;
+    while (left > 0) {
+      if (!(await this.fill())) throw new RuntimeError('tar: unexpected end of archive');
+      const take = this.chunk.subarray(0, left);
+      this.chunk = this.chunk.subarray(take.length);
+      left -= take.length;
+      yield take;
+    }
+  }
+
+  async skip(n: number): Promise<void> {
+    for await (const _ of this.stream(n)) { /* discard */ }
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+function readNumber(buf: Buffer, offset: number, width: number): number {
+  const first = buf[offset] ?? 0;
+  if (first & 0x80) {
+    // GNU base-256: big-endian, first byte's top bit is the marker.
+    let value = first & 0x7f;
+    for (let i = 1; i < width; i++) value = value * 256 + (buf[offset + i] ?? 0);
+    return value;
+  }
+  const text = buf.toString('latin1', offset, offset + width).replace(/[\0 ].*$/s, '').trim();
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+function readString(buf: Buffer, offset: number, width: number): string {
+  const end = buf.indexOf(0, offset);
+  return buf.toString('utf8', offset, end === -1 || end > offset + width ? offset + width : end);
+}
+
+function parsePax(data: Buffer, into: Map<string, Buffer>): void {
+  let pos = 0;
+  while (pos < data.length) {
+    const space = data.indexOf(0x20, pos);
+    if (space === -1) break;
+    const len = parseInt(data.toString('ascii', pos, space), 10);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length) throw new RuntimeError('tar: malformed PAX header');
+    const record = data.subarray(space + 1, pos + len - 1); // without the trailing '\n'
+    const eq = record.indexOf(0x3d);
+    if (eq !== -1) into.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)));
+    pos += len;
+  }
+}
+
+/** An entry read from a tar stream; `body` must be consumed before the next entry is requested (or it is skipped). */
+export interface TarEntry {
+  header: TarHeader;
+  body: AsyncIterable<Buffer>;
+}
+
+const READ_TYPES: Record<string, TarEntryType> = {
+  '0': 'file', '\0': 'file', '7': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'directory', '6': 'fifo',
+};
+
+/**
+ * Reads a tar stream entry by entry without buffering file contents. Understands ustar, PAX (path, linkpath,
+ * size, uid, gid, mtime, SCHILY.xattr.*, global headers) and GNU long names; other entry kinds are skipped.
+ */
+export async function* readTar(source: AsyncIterable<Uint8Array>, signal?: AbortSignal): AsyncGenerator<TarEntry> {
+  const reader = new ByteReader(source, signal);
+  const globalPax = new Map<string, Buffer>();
+  let pax = new Map<string, Buffer>();
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  try {
+    for (;;) {
+      const block = await reader.read(BLOCK);
+      if (!block || block.every((b) => b === 0)) return;
+      const stored = readNumber(block, 148, 8);
+      block.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of block) sum += b;
+      if (sum !== stored) throw new RuntimeError('tar: bad header checksum (not a tar, or compressed?)');
+      const flag = String.fromCharCode(block[156] ?? 0);
+      let size = readNumber(block, 124, 12);
+      if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+        const data = (await reader.read(size)) ?? Buffer.alloc(0);
+        await reader.skip(padding(size).length);
+        if (flag === 'x') parsePax(data, pax);
+        else if (flag === 'g') parsePax(data, globalPax);
+        else if (flag === 'L') longName = readString(data, 0, data.length);
+        else longLink = readString(data, 0, data.length);
+        continue;
+      }
+      const all = new Map([...globalPax, ...pax]);
+      pax = new Map();
+      let name = readString(block, 0, 100);
+      if (block.toString('latin1', 257, 263) === 'ustar\0' && block[345] !== 0) name = `${readString(block, 345, 155)}/${name}`;
+      name = all.get('path')?.toString('utf8') ?? longName ?? name;
+      const linkname = all.get('linkpath')?.toString('utf8') ?? longLink ?? readString(block, 157, 100);
+      longName = undefined;
+      longLink = undefined;
+      const num = (key: string, fallback: number): number => {
+        const v = all.get(key);
+        return v === undefined ? fallback : Math.floor(Number(v.toString('ascii')));
+      };
+      size = num('size', size);
+      let type = READ_TYPES[flag];
+      if (type === 'file' && name.endsWith('/')) type = 'directory';
+      const xattrs = new Map<string, Buffer>();
+      for (const [k, v] of all) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+      const dataSize = type === undefined || type === 'file' ? size : (flag === '1' || flag === '2' ? 0 : size);
+      if (type === undefined) {
+        await reader.skip(dataSize + padding(dataSize).length);
+        continue;
+      }
+      const header: TarHeader = {
+        name: name.replace(/\/+$/, ''),
+        type,
+        mode: readNumber(block, 100, 8) & 0o7777,
+        uid: num('uid', readNumber(block, 108, 8)),
+        gid: num('gid', readNumber(block, 116, 8)),
+        size: type === 'file' ? size : 0,
+        mtime: num('mtime', readNumber(block, 136, 12)),
+        linkname,
+        devmajor: readNumber(block, 329, 8),
+        devminor: readNumber(block, 337, 8),
+        xattrs,
+      };
+      let remaining = dataSize;
+      const body = (async function* () {
+        for await (const piece of reader.stream(remaining)) {
+          remaining -= piece.length;
+          yield piece;
+        }
+      })();
+      yield { header, body };
+      // Skip whatever the consumer left unread.
+      if (remaining > 0) await reader.skip(remaining);
+      await reader.skip(padding(dataSize).length);
+    }
+  } finally {
+    await reader.close();
+  }
+}
