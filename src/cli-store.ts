@@ -8,7 +8,7 @@ import type { Digest } from './image/types.js';
 
 class UsageError extends Error {}
 
-function args(argv: string[], options: Parameters<typeof parseArgs>[0]['options'] = {}): ReturnType<typeof parseArgs> {
+function args(argv: string[], options: NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']> = {}): ReturnType<typeof parseArgs> {
   try {
     return parseArgs({ args: argv, options: { root: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
   } catch (err) {
@@ -128,7 +128,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       }
       if (!password) throw new UsageError('a password is needed (-p or --password-stdin)');
       const { login } = await import('./registry/auth.js');
-      await login(positionals[0]!, { username: values.username as string, password });
+      await login(positionals[0]!, values.username as string, password);
       process.stdout.write('Login Succeeded\n');
       return 0;
     }

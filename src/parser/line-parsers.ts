@@ -141,6 +141,9 @@ export function parseNameVal(rest: string, key: string, escapeToken: string): st
   return out;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const LONE_SURROGATE_G = new RegExp(LONE_SURROGATE.source, 'g');
+
 /**
  * BuildKit's `parseJSON`: the values of a JSON array of strings, `undefined` when `rest` is not
  * a JSON array at all; throws {@link NOT_STRING_ARRAY} for an array holding a non-string.
@@ -159,7 +162,7 @@ export function parseJsonArray(rest: string): string[] | undefined {
   for (const v of parsed as unknown[]) {
     if (typeof v !== 'string') throw new Error(NOT_STRING_ARRAY);
     // Go's decoder turns lone surrogate escapes into U+FFFD.
-    out.push(v.isWellFormed() ? v : v.toWellFormed());
+    out.push(LONE_SURROGATE.test(v) ? v.replace(LONE_SURROGATE_G, '\ufffd') : v);
   }
   return out;
 }

@@ -61,7 +61,8 @@ function parsePortSpec(raw: string): string[] {
   if (host !== '') {
     const hostRange = parseRange(host);
     if (hostRange === undefined) throw new Error(`invalid hostPort: ${host}`);
-    if (hostRange[1] - hostRange[0] !== range[1] - range[0]) {
+    // A host range with a single container port is allowed (Docker picks a host port from it).
+    if (hostRange[1] - hostRange[0] !== range[1] - range[0] && range[1] !== range[0]) {
       throw new Error(`invalid ranges specified for container and host Ports: ${port} and ${host}`);
     }
   }

@@ -4,7 +4,7 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -139,7 +139,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const rootfs = path.join(bundle, 'rootfs');
   const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
   let overlay: OverlayMount | undefined;
-  let stubs: string[] = [];
+  let stubs: Stubs = { missing: [], parents: new Map() };
   try {
     await mkdir(rootfs);
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
@@ -157,6 +157,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const mounts = ociMounts(files, spec.mounts ?? []);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
+    const nofile = await openFilesLimit();
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
     const config = {
       ociVersion: '1.0.2',
@@ -167,8 +168,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         env,
         cwd,
         capabilities: { bounding: [...DEFAULT_CAPABILITIES], effective: [...DEFAULT_CAPABILITIES], permitted: [...DEFAULT_CAPABILITIES] },
-        // Docker passes dockerd's own limit (usually 1048576) on; a fixed value keeps builds reproducible.
-        rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+        rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile }],
         noNewPrivileges: false,
       },
       root: { path: 'rootfs', readonly: false },
@@ -203,7 +203,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     };
   } finally {
     if (overlay !== undefined) {
-      await removeStubs(rootfs, stubs);
+      await removeStubs(rootfs, spec.rootfs.upperDir, stubs);
       await overlay.unmount();
     }
     // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
@@ -220,6 +220,18 @@ async function cgroupsPath(id: string): Promise<{ cgroupsPath?: string }> {
     () => false,
   );
   return pureV2 ? {} : { cgroupsPath: id };
+}
+
+/**
+ * Docker passes dockerd's own open-files limit on (usually 1048576). We use that figure, capped at our
+ * own hard limit, because raising a hard limit needs CAP_SYS_RESOURCE, which we may not have.
+ */
+async function openFilesLimit(): Promise<number> {
+  const wanted = 1048576;
+  const limits = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(limits);
+  const hard = m?.[1] === undefined || m[1] === 'unlimited' ? wanted : Number(m[1]);
+  return Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
 }
 
 async function hostsFile(network: 'none' | 'host', hostname: string): Promise<string> {
@@ -272,12 +284,20 @@ function ociMounts(files: string, extra: readonly ExtraMount[]): OciMount[] {
 /** Directories whose content is a mount the runtime sets up; nothing below them reaches the rootfs. */
 const VIRTUAL_ROOTS = ['/proc', '/dev', '/sys'];
 
+/** Mount-point stubs to remove after a run, and the existing directories they are created in. */
+interface Stubs {
+  /** Container paths that did not exist before the run. */
+  readonly missing: readonly string[];
+  /** Existing parent directories of missing paths, with their times before the run. */
+  readonly parents: ReadonlyMap<string, { readonly atimeNs: bigint; readonly mtimeNs: bigint }>;
+}
+
 /**
  * The mount points (and their parent directories) that do not exist in the rootfs yet. The runtime
  * creates them as empty files or directories in the upperdir; like BuildKit we remove such stubs after
  * the run, so a step's layer does not depend on what the runtime had to mount.
  */
-async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<string[]> {
+async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<Stubs> {
   const candidates = new Set<string>();
   for (const dest of destinations) {
     if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
@@ -294,12 +314,29 @@ async function missingMountPoints(rootfs: string, destinations: readonly string[
       }
     }),
   );
-  return missing;
+  const parents = new Map<string, { atimeNs: bigint; mtimeNs: bigint }>();
+  for (const p of missing) {
+    const parent = path.posix.dirname(p);
+    if (missing.includes(parent) || parents.has(parent)) continue;
+    try {
+      const st = await lstat(await resolveInRoot(rootfs, parent), { bigint: true });
+      parents.set(parent, { atimeNs: st.atimeNs, mtimeNs: st.mtimeNs });
+    } catch {
+      // vanished: nothing to restore
+    }
+  }
+  return { missing, parents };
 }
 
-/** Removes stubs left by the runtime, deepest first; anything the step put there itself stays. */
-async function removeStubs(rootfs: string, stubs: readonly string[]): Promise<void> {
-  const deepestFirst = [...stubs].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
+/**
+ * Removes the stubs left by the runtime, deepest first; anything the step put there itself stays.
+ * Then puts the times of the existing parent directories back (creating and removing the stub changed
+ * their mtime), so a directory that was only copied up for a stub carries the lower layer's metadata
+ * and a snapshot can recognise it as unchanged. Shortcut: utimes takes seconds as a double, which keeps
+ * about a quarter of a microsecond; a futimens binding would restore the exact nanoseconds.
+ */
+async function removeStubs(rootfs: string, upperDir: string, stubs: Stubs): Promise<void> {
+  const deepestFirst = [...stubs.missing].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
   for (const stub of deepestFirst) {
     try {
       const hostPath = await resolveInRoot(rootfs, stub);
@@ -313,6 +350,20 @@ async function removeStubs(rootfs: string, stubs: readonly string[]): Promise<vo
       // Already gone, or not a stub any more: leave it.
     }
   }
+  for (const [parent, times] of stubs.parents) {
+    try {
+      const hostPath = await resolveInRoot(rootfs, parent);
+      // Only where the upperdir copy is empty again: if the step wrote there, its mtime is real.
+      const inUpper = path.join(upperDir, path.relative(rootfs, hostPath));
+      if ((await readdir(inUpper)).length === 0) await utimes(hostPath, nsToSeconds(times.atimeNs), nsToSeconds(times.mtimeNs));
+    } catch {
+      // not copied up, or gone: nothing to restore
+    }
+  }
+}
+
+function nsToSeconds(ns: bigint): number {
+  return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 }
 
 interface RuntimeRun {

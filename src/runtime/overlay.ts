@@ -92,18 +92,22 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
       if (data.length > MOUNT_DATA_LIMIT) throw new RuntimeError(`too many layers to mount (${lowerDirs.length})`);
     }
     try {
+      // No cancelSignal: killing `mount` midway would leave us not knowing whether the overlay is
+      // mounted. It takes milliseconds; the abort is honoured right after it.
       await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, path.resolve(target)], {
         ...(cwd === undefined ? {} : { cwd }),
-        ...(signal === undefined ? {} : { cancelSignal: signal }),
         stdin: 'ignore',
       });
     } catch (cause) {
-      signal?.throwIfAborted();
       const stderr = (cause as { stderr?: unknown }).stderr;
       throw new RuntimeError(`mounting the overlay rootfs at ${target} failed: ${typeof stderr === 'string' && stderr ? stderr.trim() : messageOf(cause)}`, { cause });
     }
     // The symlinks were only needed while the kernel resolved the paths.
     if (cwd !== undefined) await rm(cwd, { recursive: true, force: true });
+    if (signal?.aborted === true) {
+      await unmount(target);
+      signal.throwIfAborted();
+    }
   } catch (err) {
     await cleanupHelper();
     throw err;

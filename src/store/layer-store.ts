@@ -151,7 +151,9 @@ export class LayerStore implements LayerStoreApi {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (await this.hasBlob(digest)) return { digest, size: bytes.byteLength };
-    return this.writeBlob([bytes]);
+    return this.writeBlob((async function* () {
+      yield bytes;
+    })());
   }
 
   async readBlob(digest: Digest): Promise<Buffer> {
@@ -279,6 +281,29 @@ export class LayerStore implements LayerStoreApi {
       } catch (err) {
         await fs.rm(tmpDir, { recursive: true, force: true });
         throw err;
+      }
+      return rootfs;
+    });
+  }
+
+  async adoptUnpackedLayer(diffId: Digest, dir: string): Promise<string> {
+    const hex = digestHex(diffId);
+    const target = path.join(this.root, 'layers', hex);
+    const rootfs = path.join(target, 'rootfs');
+    return this.withLock(`layer-${hex}`, async () => {
+      if (await exists(rootfs)) {
+        await fs.rm(dir, { recursive: true, force: true });
+        return rootfs;
+      }
+      // layers/<hex> appears complete or not at all: assemble it under a temp name, then rename.
+      const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
+      await fs.mkdir(tmpDir);
+      try {
+        await fs.rename(dir, path.join(tmpDir, 'rootfs'));
+        await fs.rename(tmpDir, target);
+      } catch (err) {
+        await fs.rm(tmpDir, { recursive: true, force: true });
+        throw new RuntimeError(`cannot adopt ${dir} as layer ${diffId}: ${messageOf(err)}`, { cause: err });
       }
       return rootfs;
     });
@@ -490,7 +515,7 @@ export class LayerStore implements LayerStoreApi {
         const file = path.join(this.root, 'blobs', 'sha256', hex);
         const st = await fs.stat(file).catch(() => undefined);
         if (st && st.size < 4 * 1024 * 1024) {
-          const doc = await fs.readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => undefined);
+          const doc = await fs.readFile(file, 'utf8').then(parseJsonOrUndefined, () => undefined);
           if (doc && typeof doc === 'object') {
             const m = doc as Partial<ImageManifest> & { manifests?: Descriptor[]; rootfs?: { diff_ids?: string[] } };
             if (m.config?.digest) mark(m.config.digest);
@@ -528,18 +553,39 @@ export class LayerStore implements LayerStoreApi {
       for (const hex of await fs.readdir(path.join(this.root, 'layerinfo'))) {
         if (!diffIds.has(hex)) await fs.rm(path.join(this.root, 'layerinfo', hex), { recursive: true, force: true });
       }
+      const mounts = await mountPoints();
+      const removeTree = async (p: string): Promise<void> => {
+        // Never recurse into a live mount (a crashed build's merged rootfs would expose its lower layers).
+        if (mounts.some((m) => m === p || m.startsWith(`${p}/`))) return;
+        await fs.rm(p, { recursive: true, force: true });
+      };
+      const abandoned = async (p: string, name: string): Promise<boolean> => {
+        const owner = tempOwner(name);
+        if (owner !== undefined) return !pidAlive(owner);
+        // Temp entries of other components (e.g. step scratch dirs) carry no pid: old ones only.
+        const st = await fs.lstat(p).catch(() => undefined);
+        return st !== undefined && Date.now() - st.mtimeMs > TEMP_GRACE_MS;
+      };
       for (const name of await fs.readdir(path.join(this.root, 'layers'))) {
         signal?.throwIfAborted();
-        const owner = tempOwner(name);
-        const remove = name.includes('.tmp-') ? owner === undefined || !pidAlive(owner) : !diffIds.has(name);
-        if (remove) await fs.rm(path.join(this.root, 'layers', name), { recursive: true, force: true });
+        const p = path.join(this.root, 'layers', name);
+        const remove = name.includes('.tmp-') ? await abandoned(p, name) : !diffIds.has(name);
+        if (remove) await removeTree(p);
       }
       for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {
-        const owner = tempOwner(name);
-        if (owner === undefined || !pidAlive(owner)) await fs.rm(path.join(this.root, 'tmp', name), { recursive: true, force: true });
+        const p = path.join(this.root, 'tmp', name);
+        if (await abandoned(p, name)) await removeTree(p);
       }
       return { removedBlobs, freedBytes };
     });
+  }
+}
+
+function parseJsonOrUndefined(text: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
   }
 }
 
@@ -551,6 +597,19 @@ function compressionOf(mediaType: string): Compression {
 
 function sortKeys<T>(record: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.keys(record).sort().map((k) => [k, record[k] as T]));
+}
+
+/** Temp entries without an owner pid in their name are removed by prune only after this long. */
+const TEMP_GRACE_MS = 60 * 60 * 1000;
+
+/** Mount points from /proc/self/mountinfo (unescaped). */
+async function mountPoints(): Promise<string[]> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((m): m is string => m !== undefined)
+    .map((m) => m.replace(/\\([0-7]{3})/g, (_x, o: string) => String.fromCharCode(parseInt(o, 8))));
 }
 
 async function exists(p: string): Promise<boolean> {

@@ -1,0 +1,285 @@
+/**
+ * The moo lexer for Dockerfiles, and the token source the nearley grammar reads.
+ *
+ * Tokens are whole physical lines (BuildKit's parser is line-oriented), classified by lexer
+ * state so the grammar can see the line structure:
+ * - state `line` (between instructions): `blank`, `comment`, `contStart` (an instruction line
+ *   ending in the escape token), `instr` (a complete one-line instruction);
+ * - state `cont` (inside a continuation): `contComment`, `contBlank`, `contMore` (continues
+ *   again), `contEnd` (the last line).
+ * The token source adds `directives` (the leading directive block, found by the caller) and
+ * `heredoc` tokens (one per heredoc body, terminator line included), which moo cannot find on its
+ * own because the delimiters come from the logical line just read.
+ */
+import moo from 'moo';
+
+// Go's unicode.IsSpace minus \n: BuildKit left-trims lines with it.
+const WS = '[\\t\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const EOL = '(?:\\n|(?![^]))';
+
+function rules(escapeToken: '\\' | '`'): { line: moo.Rules; cont: moo.Rules } {
+  const e = escapeToken === '\\' ? '\\\\' : '`';
+  // BuildKit's continuation regex: `([^E])E[ \t]*$` or `^E[ \t]*$`, on the line without \r\n.
+  const continues = new RegExp(`[^\\n]*[^${e}\\n]${e}[ \\t]*\\r*${EOL}|${WS}*${e}[ \\t]*\\r*${EOL}`);
+  const blank = { match: new RegExp(`${WS}*\\n|${WS}+(?![^])`), lineBreaks: true };
+  const comment = { match: new RegExp(`${WS}*#[^\\n]*${EOL}`), lineBreaks: true };
+  const rest = new RegExp(`[^\\n]+${EOL}`);
+  return {
+    line: {
+      blank,
+      comment,
+      contStart: { match: continues, lineBreaks: true, next: 'cont' },
+      instr: { match: rest, lineBreaks: true },
+    },
+    cont: {
+      contComment: comment,
+      contBlank: blank,
+      contMore: { match: continues, lineBreaks: true },
+      contEnd: { match: rest, lineBreaks: true, next: 'line' },
+    },
+  };
+}
+
+const cache = new Map<string, moo.Lexer>();
+
+/** The moo lexer for one escape token (`\` or `` ` ``); built once per token and reused. */
+export function makeLexer(escapeToken: '\\' | '`'): moo.Lexer {
+  let lexer = cache.get(escapeToken);
+  if (!lexer) {
+    const r = rules(escapeToken);
+    lexer = moo.states({ line: r.line, cont: r.cont }, 'line');
+    cache.set(escapeToken, lexer);
+  }
+  return lexer;
+}
+
+/** A heredoc the token source should read after the current logical line. */
+export interface HeredocRequest {
+  readonly name: string;
+  readonly chomp: boolean;
+}
+
+/** A token of the Dockerfile token source: a moo token plus what the source attached. */
+export interface DockerfileToken extends moo.Token {
+  /** On the first token of an instruction: whatever `onLogicalLine` returned as `node`. */
+  node?: unknown;
+  /** On the last line token of an instruction: whether a blank line was skipped inside it. */
+  emptyContinuation?: boolean;
+  /** On `heredoc` tokens: the body (every line with its line break), terminator excluded. */
+  content?: string;
+  /** On `heredoc` tokens: the index of the heredoc within its instruction. */
+  heredocIndex?: number;
+}
+
+/** Thrown by the token source; `parse.ts` turns it into a DockerfileError. */
+export class TokenSourceError extends Error {
+  readonly startLine: number;
+  readonly endLine: number;
+  constructor(message: string, startLine: number, endLine: number, options?: ErrorOptions) {
+    super(message, options);
+    this.startLine = startLine;
+    this.endLine = endLine;
+  }
+}
+
+/** What the caller decides about a logical line once it is complete. */
+export interface LogicalLineResult {
+  /** Attached to the instruction's first token as `node`. */
+  readonly node: unknown;
+  /** Heredocs to read next, in order. */
+  readonly heredocs: readonly HeredocRequest[];
+}
+
+/** Options of {@link DockerfileTokenSource}. */
+export interface TokenSourceOptions {
+  readonly escapeToken: '\\' | '`';
+  /** Offset where the directive block ends (0 when there is none); emitted as one `directives` token. */
+  readonly directivesEnd: number;
+  /** Number of lines in the directive block. */
+  readonly directiveLines: number;
+  /** Called with each logical line (continuations joined, as BuildKit does). */
+  readonly onLogicalLine: (line: string, startLine: number, endLine: number) => LogicalLineResult;
+}
+
+function trimNewline(s: string): string {
+  let b = s.length;
+  while (b > 0) {
+    const c = s.charCodeAt(b - 1);
+    if (c !== 10 && c !== 13) break;
+    b--;
+  }
+  return b === s.length ? s : s.slice(0, b);
+}
+
+function isGoSpaceCode(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  return c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000;
+}
+
+function trimLeft(s: string): string {
+  let a = 0;
+  while (a < s.length && isGoSpaceCode(s.charCodeAt(a))) a++;
+  return a === 0 ? s : s.slice(a);
+}
+
+/**
+ * A nearley-compatible token source: moo's line tokens, plus `directives` and `heredoc` tokens.
+ * It joins continuation lines into the logical line (the escape token and trailing blanks
+ * removed, the char before kept), asks `onLogicalLine` what it means, and then reads the
+ * heredoc bodies that line opened.
+ */
+export class DockerfileTokenSource {
+  readonly #moo: moo.Lexer;
+  readonly #options: TokenSourceOptions;
+  readonly #continuation: RegExp;
+  #text = '';
+  #queue: DockerfileToken[] = [];
+  #started = false;
+  // The logical line being read.
+  #first: DockerfileToken | undefined;
+  #line = '';
+  #emptyContinuation = false;
+
+  constructor(options: TokenSourceOptions) {
+    this.#options = options;
+    this.#moo = makeLexer(options.escapeToken);
+    const e = options.escapeToken === '\\' ? '\\\\' : '`';
+    this.#continuation = new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`);
+  }
+
+  /** nearley calls this once per `feed`; kiln feeds the whole text at once. */
+  reset(chunk: string): void {
+    this.#text = chunk;
+    this.#moo.reset(chunk);
+    this.#queue = [];
+    this.#started = false;
+    this.#first = undefined;
+    this.#line = '';
+    this.#emptyContinuation = false;
+  }
+
+  save(): moo.LexerState {
+    return this.#moo.save();
+  }
+
+  has(_name: string): boolean {
+    return true;
+  }
+
+  formatError(token: moo.Token | undefined, message: string): string {
+    return token ? `${message} at line ${token.line} col ${token.col}` : `${message} at end of input`;
+  }
+
+  next(): DockerfileToken | undefined {
+    if (this.#queue.length > 0) return this.#queue.shift();
+    if (!this.#started) {
+      this.#started = true;
+      const { directivesEnd, directiveLines } = this.#options;
+      if (directivesEnd > 0) {
+        const value = this.#text.slice(0, directivesEnd);
+        const tok: DockerfileToken = {
+          type: 'directives', value, text: value, offset: 0, lineBreaks: directiveLines, line: 1, col: 1,
+          toString: () => value,
+        };
+        this.#seek(directivesEnd, directiveLines + 1);
+        return tok;
+      }
+    }
+    const tok = this.#moo.next() as DockerfileToken | undefined;
+    if (!tok) {
+      if (this.#first) {
+        // A continuation at end of file just ends the instruction (BuildKit's continue-at-eof).
+        const line = this.#currentLine();
+        this.#endLogicalLine(undefined, line);
+        return this.#queue.shift();
+      }
+      return undefined;
+    }
+    switch (tok.type) {
+      case 'instr':
+        this.#first = tok;
+        this.#line = trimLeft(trimNewline(tok.text));
+        this.#endLogicalLine(tok, tok.line);
+        break;
+      case 'contStart':
+        this.#first = tok;
+        this.#line = trimLeft(trimNewline(tok.text)).replace(this.#continuation, '$1');
+        this.#emptyContinuation = false;
+        break;
+      case 'contMore':
+        this.#line += trimNewline(tok.text).replace(this.#continuation, '$1');
+        break;
+      case 'contBlank':
+        this.#emptyContinuation = true;
+        break;
+      case 'contEnd':
+        this.#line += trimNewline(tok.text);
+        this.#endLogicalLine(tok, tok.line);
+        break;
+      default:
+        break;
+    }
+    // Heredoc tokens queued by #endLogicalLine come after this one.
+    return tok;
+  }
+
+  /** The 1-based line of the last physical line consumed. */
+  #currentLine(): number {
+    const m = this.#moo as unknown as { line: number; col: number };
+    return m.col === 1 ? m.line - 1 : m.line;
+  }
+
+  #seek(offset: number, line: number): void {
+    const m = this.#moo as unknown as { index: number; line: number; col: number };
+    m.index = offset;
+    m.line = line;
+    m.col = 1;
+  }
+
+  /** Ends the logical line; `last` is its last line token (undefined at end of input). */
+  #endLogicalLine(last: DockerfileToken | undefined, endLine: number): void {
+    const first = this.#first!;
+    this.#first = undefined;
+    const result = this.#options.onLogicalLine(this.#line, first.line, endLine);
+    first.node = result.node;
+    const target = last ?? first;
+    target.emptyContinuation = this.#emptyContinuation;
+    this.#emptyContinuation = false;
+    if (result.heredocs.length === 0) return;
+    // Read the bodies: raw lines until a line equal to the name (leading tabs removed for <<-).
+    const text = this.#text;
+    const m = this.#moo as unknown as { index: number; line: number; col: number };
+    let pos = m.index;
+    let line = this.#currentLine() + 1;
+    const pending: DockerfileToken[] = [];
+    result.heredocs.forEach((h, heredocIndex) => {
+      const start = pos;
+      const startLine = line;
+      let content = '';
+      let terminated = false;
+      while (pos < text.length) {
+        const nl = text.indexOf('\n', pos);
+        const end = nl < 0 ? text.length : nl + 1;
+        const raw = text.slice(pos, end);
+        pos = end;
+        line++;
+        let candidate = trimNewline(raw);
+        if (h.chomp) candidate = candidate.replace(/^\t+/, '');
+        if (candidate === h.name) {
+          terminated = true;
+          break;
+        }
+        content += raw;
+      }
+      if (!terminated) throw new TokenSourceError('unterminated heredoc', first.line, line - 1);
+      const value = text.slice(start, pos);
+      pending.push({
+        type: 'heredoc', value, text: value, offset: start, lineBreaks: line - startLine, line: startLine, col: 1,
+        content, heredocIndex, toString: () => value,
+      });
+    });
+    this.#seek(pos, line);
+    this.#queue.push(...pending);
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * `build()`: parse → stage graph → resolve base images → run the needed stages (independent stages
+ * in parallel, each step through the cache) → store the image, tag it, write the outputs.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
+import type { Digest, ImageConfig } from '../image/types.js';
+import { parse } from '../parser/index.js';
+import type { Instruction } from '../parser/instructions.js';
+import type { LayerStoreApi, StoredImage } from '../store/types.js';
+import { LayerStore } from '../store/layer-store.js';
+import { BuildContext } from './context.js';
+import { cacheKey } from './cache-key.js';
+import { dispatch, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
+import { resolveBuildOptions, type BuildOptions, type BuildResult, type StepRef, type StepReport, type BuildEvent } from './options.js';
+import { resolveStages, type Stage } from './stages.js';
+import { normalizeTag, validateTag } from './tags.js';
+
+/** The platform kiln builds for: the host's (no emulation). */
+export function hostPlatformArgs(): Record<string, string> {
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch === 'arm' ? 'arm' : process.arch;
+  const variant = process.arch === 'arm64' ? 'v8' : process.arch === 'arm' ? 'v7' : '';
+  const platform = `linux/${arch}${variant && arch === 'arm' ? `/${variant}` : ''}`;
+  return {
+    BUILDPLATFORM: platform, BUILDOS: 'linux', BUILDARCH: arch, BUILDVARIANT: variant,
+    TARGETPLATFORM: platform, TARGETOS: 'linux', TARGETARCH: arch, TARGETVARIANT: variant,
+  };
+}
+
+/** Builds an image from a Dockerfile. Rejects with a {@link BuildError} (or `signal.reason` when aborted). */
+export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  const started = Date.now();
+  const opts = resolveBuildOptions(options);
+  const signal = opts.signal;
+  signal?.throwIfAborted();
+  const emit = (e: BuildEvent): void => opts.onEvent(e);
+  for (const t of opts.tags) {
+    const bad = validateTag(t);
+    if (bad) throw new BuildError('USAGE', bad);
+  }
+
+  const file = opts.dockerfileText !== undefined ? 'Dockerfile' : path.relative(process.cwd(), opts.dockerfile) || opts.dockerfile;
+  let text: string;
+  if (opts.dockerfileText !== undefined) text = opts.dockerfileText;
+  else {
+    try {
+      text = await readFile(opts.dockerfile, 'utf8');
+    } catch (err) {
+      throw new BuildError('DOCKERFILE', `failed to read dockerfile: ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : messageOf(err)}`, { cause: err });
+    }
+  }
+  const dockerfile = parse(text, { file });
+  const platformArgs = hostPlatformArgs();
+  const graph = resolveStages(
+    { file, instructions: dockerfile.instructions, escapeToken: dockerfile.escapeToken },
+    { ...(opts.target ? { target: opts.target } : {}), buildArgs: opts.buildArgs, platformArgs },
+  );
+  const warnings: string[] = [];
+  const warn = (message: string, line?: number): void => {
+    warnings.push(line ? `${message} (line ${line})` : message);
+    emit({ type: 'warning', message, ...(line ? { line } : {}) });
+  };
+  for (const w of dockerfile.warnings) warn(w.short, w.range.start.line);
+  for (const w of graph.warnings) warn(w.message, w.range.start.line);
+
+  const store = await LayerStore.open(opts.root);
+  let contextPromise: Promise<BuildContext> | undefined;
+  const openContext = (): Promise<BuildContext> =>
+    (contextPromise ??= BuildContext.open(opts.context, opts.dockerfileText === undefined ? opts.dockerfile : undefined, path.join(store.root, 'cache')));
+
+  // Step numbering for progress: FROM plus every instruction of each needed stage.
+  const total = graph.order.reduce((n, i) => n + 1 + graph.stages[i]!.instructions.length, 0);
+  emit({ type: 'build-start', dockerfile: file, steps: total });
+  const stepIndex = new Map<number, number>();
+  {
+    let n = 0;
+    for (const i of graph.order) {
+      stepIndex.set(i, n);
+      n += 1 + graph.stages[i]!.instructions.length;
+    }
+  }
+  const reports: StepReport[] = [];
+  const consumedArgs = new Set<string>();
+  const runtimeWarningsSeen = new Set<string>();
+
+  const stagePromises = new Map<number, Promise<StageState>>();
+  const stageByRef = (ref: string): Stage | undefined => {
+    const lower = ref.toLowerCase();
+    return graph.stages.find((s) => s.name === lower) ?? (/^\d+$/.test(ref) ? graph.stages[Number(ref)] : undefined);
+  };
+
+  const baseCache = new Map<string, Promise<StageState>>();
+  const imageState = async (ref: string): Promise<StageState> => {
+    let p = baseCache.get(ref);
+    if (!p) {
+      p = resolveBaseImage(ref, store, opts, emit).then((image) => stateFromImage(image));
+      baseCache.set(ref, p);
+    }
+    return cloneState(await p);
+  };
+
+  const runStage = (index: number): Promise<StageState> => {
+    let p = stagePromises.get(index);
+    if (p) return p;
+    p = (async () => {
+      const stage = graph.stages[index]!;
+      const first = stepIndex.get(index) ?? 0;
+      const ref = (n: number, ins: Instruction): StepRef => ({
+        stage: stage.displayName,
+        index: first + n + 1,
+        total,
+        text: oneLine(ins.source),
+        line: ins.startLine,
+      });
+      const fromRef = ref(0, stage.from);
+      const t0 = Date.now();
+      emit({ type: 'step-start', step: fromRef });
+      let state: StageState;
+      if (stage.baseStage !== undefined) state = cloneState(await runStage(stage.baseStage));
+      else if (stage.base === 'scratch') state = scratchState();
+      else {
+        const named = opts.buildContexts[stage.base];
+        try {
+          state = await imageState(named ?? stage.base);
+        } catch (err) {
+          if (err instanceof BuildError && !(err instanceof DockerfileError)) {
+            throw new DockerfileError(err.message, file, stage.from.range, { cause: err });
+          }
+          throw err;
+        }
+      }
+      state.args = new Map();
+      // Global ARGs are not in scope inside a stage until re-declared; the graph already used them for FROM.
+      emit({ type: 'step-done', step: fromRef, durationMs: Date.now() - t0 });
+      reports.push({ step: fromRef, cached: true, durationMs: Date.now() - t0 });
+
+      // ONBUILD triggers of the base image run first, as docker does.
+      const triggers = state.config.config.OnBuild ?? [];
+      if (triggers.length > 0) {
+        state.config.config.OnBuild = null;
+        const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
+        for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
+      }
+      const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
+      const ctx = dctx(stage, noCacheStage);
+      for (let n = 0; n < stage.instructions.length; n++) {
+        const ins = stage.instructions[n]!;
+        const step = ref(n + 1, ins);
+        const s0 = Date.now();
+        const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
+        if (isFsStep) emit({ type: 'step-start', step });
+        const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
+        const durationMs = Date.now() - s0;
+        if (isFsStep) {
+          if (outcome.cached) emit({ type: 'step-cached', step });
+          else emit({ type: 'step-done', step, durationMs });
+        }
+        reports.push({ step, cached: outcome.cached || !isFsStep, durationMs });
+      }
+      return state;
+    })();
+    stagePromises.set(index, p);
+    return p;
+  };
+
+  const dctx = (stage: Stage, noCache = opts.noCache): DispatchContext => ({
+    options: opts,
+    store,
+    file,
+    escapeToken: dockerfile.escapeToken,
+    context: openContext,
+    stageResult: async (ref: string, ins: Instruction) => {
+      const target = stageByRef(ref);
+      if (target) {
+        if (target.index >= stage.index) throw new DockerfileError(`stage "${ref}" is not defined before this stage`, file, ins.range);
+        return runStage(target.index);
+      }
+      // Not a stage: an image (COPY --from=alpine:3) or a named build context.
+      return imageState(opts.buildContexts[ref] ?? ref);
+    },
+    consumedArgs,
+    globalArgs: graph.globalArgs,
+    noCache,
+    emitOutput: (step, chunk, stream) => emit({ type: 'step-output', step, stream, chunk }),
+    signal,
+    runtimeWarnings: (ws) => {
+      for (const w of ws) if (!runtimeWarningsSeen.has(w)) {
+        runtimeWarningsSeen.add(w);
+        warn(w);
+      }
+    },
+  });
+
+  // Start every needed stage now: a stage waits only for the stages it uses, so independent ones overlap.
+  const all = graph.order.map((i) => runStage(i));
+  let final: StageState;
+  try {
+    await Promise.all(all);
+    final = await runStage(graph.target);
+  } catch (err) {
+    await Promise.allSettled(all);
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  }
+  await (await contextPromise)?.save();
+
+  // Build args nobody declared: docker warns (predefined and proxy args excepted).
+  const unused = Object.keys(opts.buildArgs).filter(
+    (k) => !consumedArgs.has(k) && !graph.metaArgs.some((a) => a.args.some((d) => d.key === k)) && !(k in platformArgs) && !/_proxy$/i.test(k),
+  );
+  if (unused.length > 0) warn(`One or more build-args [${unused.sort().join(' ')}] were not consumed`);
+
+  // The image: the target stage's config, history and layers; `created` is the newest history time,
+  // so a fully cached rebuild reproduces the same config digest.
+  const config: ImageConfig = structuredClone(final.config);
+  config.history = [...(config.history ?? []), ...final.history];
+  if (Object.keys(opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...opts.labels };
+  const times = config.history.map((h) => h.created).filter((c): c is string => Boolean(c)).sort();
+  const created = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000).toISOString() : times[times.length - 1];
+  if (created) config.created = created;
+  config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
+  if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  const image = await store.putImage(config, final.layers);
+  const tags = opts.tags.map(normalizeTag);
+  for (const t of tags) await store.tag(t, image.manifestDigest);
+
+  await writeOutputs(image, store, opts, tags, emit);
+  if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
+
+  const result: BuildResult = {
+    manifestDigest: image.manifestDigest,
+    configDigest: image.configDigest,
+    tags,
+    layers: final.layers.map((l) => ({ diffId: l.diffId, size: l.size })),
+    steps: reports.sort((a, b) => a.step.index - b.step.index),
+    warnings,
+    durationMs: Date.now() - started,
+  };
+  emit({ type: 'build-done', result });
+  return result;
+}
+
+function oneLine(source: string): string {
+  const first = source.split('\n')[0] ?? '';
+  return first.length > 200 ? `${first.slice(0, 199)}…` : first;
+}
+
+function scratchState(): StageState {
+  const arch = hostPlatformArgs().TARGETARCH!;
+  return {
+    config: { architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+    layers: [],
+    key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
+    args: new Map(),
+    cmdSet: false,
+    history: [],
+  };
+}
+
+function stateFromImage(image: StoredImage): StageState {
+  const config = structuredClone(image.config);
+  config.config ??= {};
+  const history = config.history ?? [];
+  config.history = history;
+  const layers = image.manifest.layers.map((d, i) => ({
+    diffId: image.config.rootfs.diff_ids[i]!,
+    digest: d.digest,
+    size: d.size,
+    mediaType: d.mediaType,
+  }));
+  return { config, layers, key: cacheKey({ parent: `base:${image.manifestDigest}`, instruction: 'FROM' }), args: new Map(), cmdSet: false, history: [] };
+}
+
+function cloneState(s: StageState): StageState {
+  const config = structuredClone(s.config);
+  // The child stage's history continues the parent's: fold the parent's new entries in.
+  config.history = [...(config.history ?? []), ...structuredClone(s.history)];
+  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), cmdSet: false, history: [] };
+}
+
+/**
+ * Finds a base image: a named build context (`oci-layout://DIR[:TAG]`, `docker-image://REF`), the
+ * local store (by tag or digest), kiln's embedded busybox base, or a registry.
+ */
+async function resolveBaseImage(
+  ref: string,
+  store: LayerStoreApi,
+  opts: ReturnType<typeof resolveBuildOptions>,
+  emit: (e: BuildEvent) => void,
+): Promise<StoredImage> {
+  const signal = opts.signal;
+  if (ref.startsWith('oci-layout://')) {
+    const rest = ref.slice('oci-layout://'.length);
+    const m = /^(.*?)(?::([\w][\w.-]*))?$/.exec(rest);
+    const { importImage } = await import('../image/import.js');
+    return importImage({ type: 'oci-layout', path: m?.[1] ?? rest, ...(m?.[2] ? { ref: m[2] } : {}) }, store, signal ? { signal } : {});
+  }
+  if (ref.startsWith('docker-image://')) ref = ref.slice('docker-image://'.length);
+  const name = normalizeTag(ref);
+  const digestPinned = /@sha256:[0-9a-f]{64}$/.exec(ref);
+  if (digestPinned) {
+    const digest = ref.slice(ref.indexOf('@') + 1) as Digest;
+    if (await store.hasBlob(digest)) return store.getImage(digest);
+  } else if (!opts.pull) {
+    const local = await store.resolveTag(name);
+    if (local) return store.getImage(local);
+  }
+  // The embedded default base: busybox made from Debian's busybox-static, no registry involved.
+  if (name === 'busybox:latest' || name === 'docker.io/library/busybox:latest') {
+    emit({ type: 'progress', id: 'base', message: 'creating the busybox base image from busybox-static' });
+    const { ensureBusyboxImage } = await import('../image/base-image.js');
+    return ensureBusyboxImage(store, { tag: 'busybox:latest', ...(signal ? { signal } : {}) });
+  }
+  const first = ref.split('/')[0] ?? '';
+  const hasRegistry = ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (!hasRegistry) {
+    throw new RuntimeError(
+      `failed to resolve source metadata for ${ref}: not in the local store, and kiln has no default registry here; ` +
+        `import it (kiln pull HOST/REPO:TAG, --build-context NAME=oci-layout://DIR) or name its registry`,
+    );
+  }
+  emit({ type: 'progress', id: `pull ${ref}`, message: `pulling ${ref}` });
+  const { pullImage } = await import('../registry/pull.js');
+  return pullImage(ref, store, {
+    ...(signal ? { signal } : {}),
+    insecureRegistries: [...opts.insecureRegistries],
+    onProgress: (p: unknown) => emit({ type: 'progress', id: `pull ${ref}`, message: `pulling ${ref}: ${JSON.stringify(p)}` }),
+  });
+}
+
+async function writeOutputs(
+  image: StoredImage,
+  store: LayerStoreApi,
+  opts: ReturnType<typeof resolveBuildOptions>,
+  tags: readonly string[],
+  emit: (e: BuildEvent) => void,
+): Promise<void> {
+  const signal = opts.signal;
+  for (const out of opts.outputs) {
+    if (out.type === 'image') continue;
+    if (out.type === 'registry') {
+      const refs = out.ref ? [out.ref] : tags;
+      if (refs.length === 0) throw new BuildError('USAGE', 'pushing needs a name: tag the image (-t) or give --output type=registry,name=REF');
+      const { pushImage } = await import('../registry/push.js');
+      for (const r of refs) {
+        emit({ type: 'progress', id: `push ${r}`, message: `pushing ${r}` });
+        await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
+      }
+      continue;
+    }
+    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${out.dest}` });
+    const { exportImage } = await import('../image/export.js');
+    const spec =
+      out.type === 'oci'
+        ? { type: 'oci' as const, dest: out.dest, tags: [...tags], ...(out.compression ? { compression: out.compression } : {}) }
+        : out.type === 'docker'
+          ? { type: 'docker' as const, dest: out.dest, tags: [...tags] }
+          : { type: out.type, dest: out.dest };
+    await exportImage(image, store, spec, {
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
+    });
+  }
+}

@@ -1,0 +1,736 @@
+/**
+ * What each instruction does to a stage, with `docker build`'s semantics: the image config it
+ * changes, the history entry it writes, the cache key it chains, and, for the steps that change
+ * files (RUN, COPY, ADD, WORKDIR), the layer it asks the runtime for.
+ *
+ * Words are expanded here, with the stage's environment at that step (ENV wins over ARG, as in
+ * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
+import type { Digest, ImageConfig, HistoryEntry } from '../image/types.js';
+import type { Instruction, RunInstruction, CopyInstruction, AddInstruction, CommandForm, RunMount, HeredocFile } from '../parser/instructions.js';
+import { parseMount } from '../parser/instructions.js';
+import { ShellLex } from '../parser/shell-words.js';
+import { chompHeredocContent } from '../parser/heredoc.js';
+import { parsePorts } from '../parser/ports.js';
+import type { LayerInfo, LayerStoreApi } from '../store/types.js';
+import { cacheKey } from './cache-key.js';
+import type { BuildContext, ContextEntry } from './context.js';
+import { hasWildcard, globSegmentToRegExp } from './context.js';
+import type { ResolvedBuildOptions, StepRef } from './options.js';
+import { withStepLayer, withMergedRootfs, lowerDirsOf } from '../runtime/step-layer.js';
+import { copyIntoRootfs, writeIntoRootfs, type CopySource } from '../runtime/handlers/copy.js';
+import { runContainer, type ExtraMount } from '../runtime/container.js';
+import { resolveInRoot, resolveUser } from '../runtime/user.js';
+import { mountOverlay } from '../runtime/overlay.js';
+import { parseChmod } from './chmod.js';
+
+/** The default PATH BuildKit gives images whose config has none. */
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Build args every stage can use without declaring them; kept out of history and cache keys. */
+export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+
+/** The filesystem and config of a stage as its steps build it up. */
+export interface StageState {
+  config: ImageConfig;
+  layers: LayerInfo[];
+  /** The cache key of the last step (the chain's head). */
+  key: string;
+  /** ARGs in scope in this stage (declared, with their values; undefined = declared without a value). */
+  args: Map<string, string | undefined>;
+  /** True once CMD was set in this stage (ENTRYPOINT then keeps it). */
+  cmdSet: boolean;
+  /** Set when a step of this stage ran (a later step cannot be a cache hit of a stale chain). */
+  history: HistoryEntry[];
+}
+
+/** What a step handler needs from the build. */
+export interface DispatchContext {
+  readonly options: ResolvedBuildOptions;
+  readonly store: LayerStoreApi;
+  readonly file: string;
+  readonly escapeToken: '\\' | '`';
+  /** The build context, opened on first use. */
+  readonly context: () => Promise<BuildContext>;
+  /** A finished stage (for COPY --from / RUN --mount from=), by name or index. */
+  readonly stageResult: (ref: string, instruction: Instruction) => Promise<StageState>;
+  /** Build args given on the command line (used to mark which were consumed). */
+  readonly consumedArgs: Set<string>;
+  /** Global ARG values (before the first FROM, plus the predefined platform ARGs): what `ARG X` inherits. */
+  readonly globalArgs: ReadonlyMap<string, string>;
+  readonly noCache: boolean;
+  readonly emitOutput: (step: StepRef, chunk: string, stream: 'stdout' | 'stderr') => void;
+  readonly signal: AbortSignal | undefined;
+  readonly runtimeWarnings: (w: readonly string[]) => void;
+}
+
+/** A step's outcome. */
+export interface StepOutcome {
+  readonly cached: boolean;
+}
+
+interface CacheRecord {
+  layer: LayerInfo | null;
+  created: string;
+}
+
+const now = (ctx: DispatchContext): string =>
+  ctx.options.sourceDateEpoch !== undefined ? new Date(ctx.options.sourceDateEpoch * 1000).toISOString() : new Date().toISOString();
+
+/** `K=V` list → ordered map. */
+export function envMap(env: readonly string[] | undefined): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of env ?? []) {
+    const eq = e.indexOf('=');
+    if (eq < 0) m.set(e, '');
+    else m.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  return m;
+}
+
+function setEnv(config: ImageConfig, key: string, value: string): void {
+  const env = config.config.Env ?? [];
+  const i = env.findIndex((e) => e === key || e.startsWith(`${key}=`));
+  if (i >= 0) env[i] = `${key}=${value}`;
+  else env.push(`${key}=${value}`);
+  config.config.Env = env;
+}
+
+/** The variables an instruction's words see: declared ARGs with values, then ENV on top. */
+function expansionEnv(state: StageState): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [k, v] of state.args) if (v !== undefined) m.set(k, v);
+  for (const [k, v] of envMap(state.config.config.Env)) m.set(k, v);
+  return m;
+}
+
+/** ARGs with values that ENV does not override: what RUN adds to its environment. */
+function runArgs(state: StageState): string[] {
+  const env = envMap(state.config.config.Env);
+  const out: string[] = [];
+  for (const [k, v] of state.args) if (v !== undefined && !env.has(k)) out.push(`${k}=${v}`);
+  return out;
+}
+
+function fail(ctx: DispatchContext, ins: Instruction, message: string, cause?: unknown): never {
+  throw new DockerfileError(message, ctx.file, ins.range, cause === undefined ? undefined : { cause });
+}
+
+/** Expands one word (no splitting), failing at the instruction's position. */
+function expand(ctx: DispatchContext, ins: Instruction, state: StageState, word: string): string {
+  try {
+    return new ShellLex(ctx.escapeToken).processWord(word, expansionEnv(state));
+  } catch (err) {
+    return fail(ctx, ins, messageOf(err), err);
+  }
+}
+
+function history(state: StageState, createdBy: string, emptyLayer: boolean, created: string): void {
+  const entry: HistoryEntry = { created, created_by: createdBy, comment: 'buildkit.dockerfile.v0' };
+  if (emptyLayer) entry.empty_layer = true;
+  state.history.push(entry);
+}
+
+/** Go's `%q` of a string slice, as BuildKit writes CMD/ENTRYPOINT history: `["a" "b"]`. */
+function goQuoteList(list: readonly string[]): string {
+  return `[${list.map((s) => JSON.stringify(s)).join(' ')}]`;
+}
+
+/** argv of a command in either form, with the stage's SHELL for the shell form. */
+function commandArgv(state: StageState, command: CommandForm): string[] {
+  if (command.form === 'exec') return [...command.argv];
+  const shell = state.config.config.Shell ?? ['/bin/sh', '-c'];
+  return [...shell, command.script];
+}
+
+/**
+ * Runs one instruction of a stage. Config-only instructions change `state` and chain the key;
+ * filesystem steps look their key up in the cache and run only on a miss.
+ */
+export async function dispatch(ctx: DispatchContext, state: StageState, ins: Instruction, step: StepRef, stageName: string): Promise<StepOutcome> {
+  ctx.signal?.throwIfAborted();
+  const cfg = state.config.config;
+  const chain = (text: string, extra: readonly string[] = []): void => {
+    state.key = cacheKey({ parent: state.key, instruction: text, args: extra });
+  };
+  const created = now(ctx);
+  switch (ins.kind) {
+    case 'from':
+      return fail(ctx, ins, 'FROM inside a stage'); // stages are split before dispatch
+    case 'env': {
+      const parts: string[] = [];
+      for (const p of ins.pairs) {
+        const value = expand(ctx, ins, state, p.value);
+        const key = expand(ctx, ins, state, p.key);
+        setEnv(state.config, key, value);
+        parts.push(`${key}=${value}`);
+      }
+      chain(`ENV ${parts.join(' ')}`);
+      history(state, `ENV ${parts.join(' ')}`, true, created);
+      return { cached: false };
+    }
+    case 'arg': {
+      const parts: string[] = [];
+      for (const a of ins.args) {
+        let value: string | undefined;
+        if (Object.hasOwn(ctx.options.buildArgs, a.key)) {
+          value = ctx.options.buildArgs[a.key];
+          ctx.consumedArgs.add(a.key);
+        } else if (a.value !== undefined) value = expand(ctx, ins, state, a.value);
+        else value = state.args.get(a.key) ?? ctx.globalArgs.get(a.key);
+        state.args.set(a.key, value);
+        parts.push(value === undefined ? a.key : `${a.key}=${value}`);
+      }
+      chain(`ARG ${parts.join(' ')}`);
+      history(state, `ARG ${parts.join(' ')}`, true, created);
+      return { cached: false };
+    }
+    case 'label': {
+      const parts: string[] = [];
+      cfg.Labels ??= {};
+      for (const p of ins.pairs) {
+        const key = expand(ctx, ins, state, p.key);
+        const value = expand(ctx, ins, state, p.value);
+        cfg.Labels[key] = value;
+        parts.push(`${key}=${value}`);
+      }
+      chain(`LABEL ${parts.join(' ')}`);
+      history(state, `LABEL ${parts.join(' ')}`, true, created);
+      return { cached: false };
+    }
+    case 'expose': {
+      let ports: string[];
+      try {
+        ports = parsePorts(ins.ports.map((p) => expand(ctx, ins, state, p)));
+      } catch (err) {
+        return fail(ctx, ins, messageOf(err), err);
+      }
+      cfg.ExposedPorts ??= {};
+      for (const p of ports) cfg.ExposedPorts[p] = {};
+      chain(`EXPOSE ${ports.join(' ')}`);
+      history(state, `EXPOSE map[${ports.map((p) => `${p}:{}`).join(' ')}]`, true, created);
+      return { cached: false };
+    }
+    case 'user': {
+      cfg.User = expand(ctx, ins, state, ins.user);
+      chain(`USER ${cfg.User}`);
+      history(state, `USER ${cfg.User}`, true, created);
+      return { cached: false };
+    }
+    case 'volume': {
+      cfg.Volumes ??= {};
+      const vols = ins.volumes.map((v) => expand(ctx, ins, state, v));
+      for (const v of vols) {
+        if (v.trim() === '') fail(ctx, ins, 'VOLUME specified can not be an empty string');
+        cfg.Volumes[v] = {};
+      }
+      chain(`VOLUME ${JSON.stringify(vols)}`);
+      history(state, `VOLUME [${vols.join(' ')}]`, true, created);
+      return { cached: false };
+    }
+    case 'stopsignal': {
+      cfg.StopSignal = expand(ctx, ins, state, ins.signal);
+      chain(`STOPSIGNAL ${cfg.StopSignal}`);
+      history(state, `STOPSIGNAL ${cfg.StopSignal}`, true, created);
+      return { cached: false };
+    }
+    case 'maintainer': {
+      state.config.author = ins.maintainer;
+      chain(`MAINTAINER ${ins.maintainer}`);
+      history(state, `MAINTAINER ${ins.maintainer}`, true, created);
+      return { cached: false };
+    }
+    case 'shell': {
+      cfg.Shell = [...ins.shell];
+      chain(`SHELL ${JSON.stringify(ins.shell)}`);
+      history(state, `SHELL ${goQuoteList(ins.shell)}`, true, created);
+      return { cached: false };
+    }
+    case 'cmd': {
+      cfg.Cmd = commandArgv(state, ins.command);
+      state.cmdSet = true;
+      if (ins.command.form === 'shell') cfg.ArgsEscaped = true;
+      chain(`CMD ${JSON.stringify(cfg.Cmd)}`);
+      history(state, `CMD ${goQuoteList(cfg.Cmd)}`, true, created);
+      return { cached: false };
+    }
+    case 'entrypoint': {
+      cfg.Entrypoint = commandArgv(state, ins.command);
+      if (!state.cmdSet) cfg.Cmd = null; // docker: a new ENTRYPOINT drops the base image's CMD
+      chain(`ENTRYPOINT ${JSON.stringify(cfg.Entrypoint)}`);
+      history(state, `ENTRYPOINT ${goQuoteList(cfg.Entrypoint)}`, true, created);
+      return { cached: false };
+    }
+    case 'healthcheck': {
+      if (ins.check.type === 'none') cfg.Healthcheck = { Test: ['NONE'] };
+      else {
+        const hc = ins.check;
+        cfg.Healthcheck = { Test: [...hc.test] };
+        if (hc.interval) cfg.Healthcheck.Interval = hc.interval;
+        if (hc.timeout) cfg.Healthcheck.Timeout = hc.timeout;
+        if (hc.startPeriod) cfg.Healthcheck.StartPeriod = hc.startPeriod;
+        if (hc.startInterval) cfg.Healthcheck.StartInterval = hc.startInterval;
+        if (hc.retries) cfg.Healthcheck.Retries = hc.retries;
+      }
+      chain(`HEALTHCHECK ${JSON.stringify(cfg.Healthcheck)}`);
+      history(state, `HEALTHCHECK &{${goQuoteList(cfg.Healthcheck.Test ?? [])} ${fmtDur(cfg.Healthcheck.Interval)} ${fmtDur(cfg.Healthcheck.Timeout)} ${fmtDur(cfg.Healthcheck.StartPeriod)} ${fmtDur(cfg.Healthcheck.StartInterval)} ${cfg.Healthcheck.Retries ?? 0}}`, true, created);
+      return { cached: false };
+    }
+    case 'onbuild': {
+      cfg.OnBuild = [...(cfg.OnBuild ?? []), ins.expression];
+      chain(`ONBUILD ${ins.expression}`);
+      history(state, `ONBUILD ${ins.expression}`, true, created);
+      return { cached: false };
+    }
+    case 'workdir':
+      return dispatchWorkdir(ctx, state, ins, step, created);
+    case 'run':
+      return dispatchRun(ctx, state, ins, step, created, stageName);
+    case 'copy':
+    case 'add':
+      return dispatchCopy(ctx, state, ins, step, created);
+    default:
+      return assertNever(ins);
+  }
+}
+
+function fmtDur(ns: number | undefined): string {
+  if (!ns) return '0s';
+  return `${ns / 1e9}s`;
+}
+
+/** Looks a step up in the cache; on a miss runs `produce` and records its layer. */
+async function cachedLayerStep(
+  ctx: DispatchContext,
+  state: StageState,
+  key: string,
+  created: string,
+  createdBy: string,
+  produce: () => Promise<LayerInfo | null>,
+): Promise<StepOutcome> {
+  state.key = key;
+  if (!ctx.noCache) {
+    const hit = await ctx.store.getCache<CacheRecord>(key);
+    if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)))) {
+      if (hit.layer) state.layers.push(hit.layer);
+      history(state, createdBy, hit.layer === null, hit.created);
+      return { cached: true };
+    }
+  }
+  const layer = await produce();
+  if (layer) state.layers.push(layer);
+  history(state, createdBy, layer === null, created);
+  await ctx.store.putCache(key, { layer, created } satisfies CacheRecord);
+  return { cached: false };
+}
+
+const diffIds = (state: StageState): Digest[] => state.layers.map((l) => l.diffId);
+
+async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Extract<Instruction, { kind: 'workdir' }>, step: StepRef, created: string): Promise<StepOutcome> {
+  const cfg = state.config.config;
+  const dir = expand(ctx, ins, state, ins.path);
+  const resolved = path.posix.resolve(cfg.WorkingDir || '/', dir);
+  cfg.WorkingDir = resolved;
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`] });
+  // Docker creates the directory; only when it is missing does that cost a layer.
+  return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
+    if (await existsInLayers(ctx, state, resolved)) return null;
+    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), (dirs) =>
+      withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
+        const host = await resolveInRoot(rootfs, resolved);
+        await mkdir(host, { recursive: true, mode: 0o755 });
+      }),
+    );
+    return layer;
+  });
+}
+
+function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number } {
+  return {
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    ...(ctx.options.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.options.sourceDateEpoch } : {}),
+  };
+}
+
+/** Whether a directory exists in the stage's filesystem (overlay rules: the top-most layer that has the path wins). */
+async function existsInLayers(ctx: DispatchContext, state: StageState, containerPath: string): Promise<boolean> {
+  if (state.layers.length === 0) return containerPath === '/';
+  const lowers = await lowerDirsOf(ctx.store, diffIds(state), ctx.signal);
+  for (const dir of lowers) {
+    const st = await lstat(path.join(dir, containerPath)).catch(() => undefined);
+    if (st) return st.isDirectory();
+  }
+  return false;
+}
+
+/** The script a shell-form RUN with heredocs runs, as BuildKit builds it. */
+function heredocScript(ins: RunInstruction, script: string, files: readonly HeredocFile[]): { argvScript: string } {
+  const first = files[0];
+  // `RUN <<EOF` alone: the heredoc body is the script.
+  if (files.length === 1 && first && /^\s*\d*<<-?\s*['"]?[^\s'"]+['"]?\s*$/.test(script)) {
+    return { argvScript: first.chomp ? chompHeredocContent(first.data) : first.data };
+  }
+  // Otherwise the shell itself reads the heredocs: hand it the line followed by the bodies.
+  let out = script;
+  for (const f of files) out += `\n${f.data}${f.name}`;
+  void ins;
+  return { argvScript: out };
+}
+
+async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInstruction, step: StepRef, created: string, stageName: string): Promise<StepOutcome> {
+  const cfg = state.config.config;
+  let argv: string[];
+  if (ins.command.form === 'shell') {
+    const script = ins.heredocs.length > 0 ? heredocScript(ins, ins.command.script, ins.heredocs).argvScript : ins.command.script;
+    argv = [...(cfg.Shell ?? ['/bin/sh', '-c']), script];
+  } else argv = [...ins.command.argv];
+  const argsEnv = runArgs(state);
+  const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
+  const network = ins.network && ins.network !== 'default' ? ins.network : ctx.options.network;
+  if (ins.security === 'insecure') fail(ctx, ins, 'RUN --security=insecure is not allowed: kiln runs every step sandboxed');
+  if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
+  const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
+  for (const m of mounts) if (m.type === 'ssh') fail(ctx, ins, 'RUN --mount=type=ssh is not supported by kiln: no SSH agent forwarding');
+  const mountKeys: string[] = [];
+  for (const m of mounts) {
+    if (m.type === 'bind') {
+      const from = m.from ? await ctx.stageResult(m.from, ins) : undefined;
+      mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(ctx, m.source ?? '.')} ${m.readOnly}`);
+    } else if (m.type === 'secret') mountKeys.push(`secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}`); // secrets never enter keys
+    else mountKeys.push(`${m.type} ${m.target ?? ''} ${m.id ?? ''} ${m.sharing ?? ''} ${m.mode ?? ''} ${m.uid ?? ''} ${m.gid ?? ''}`);
+  }
+  const histArgs = keyedArgs.length ? `|${keyedArgs.length} ${keyedArgs.join(' ')} ` : '';
+  const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
+  const key = cacheKey({
+    parent: state.key,
+    instruction: `RUN ${JSON.stringify(argv)} network=${network} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
+    args: keyedArgs,
+    inputs: mountKeys,
+  });
+  return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
+    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+      const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
+      try {
+        const env = [...(cfg.Env ?? []), ...argsEnv];
+        if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
+        const result = await runContainer(
+          {
+            rootfs: { lowerDirs: dirs.lowerDirs, upperDir: dirs.upperDir, workDir: dirs.workDir },
+            args: argv,
+            env,
+            cwd: cfg.WorkingDir || '/',
+            ...(cfg.User ? { user: cfg.User } : {}),
+            network,
+            mounts: extra.mounts,
+            runtime: ctx.options.runtime,
+          },
+          {
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
+            onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
+          },
+        );
+        ctx.runtimeWarnings(result.warnings);
+        if (result.exitCode !== 0) {
+          const shown = ins.command.form === 'shell' ? argv.join(' ') : JSON.stringify(argv);
+          const why = result.runtimeError ? `: ${result.runtimeError}` : '';
+          throw new StepFailedError(`process "${shown}" did not complete successfully: exit code: ${result.exitCode}${why}`, {
+            file: ctx.file,
+            range: ins.range,
+            instruction: ins.source,
+            exitCode: result.exitCode,
+            outputTail: result.outputTail,
+          });
+        }
+      } finally {
+        await extra.release();
+      }
+    });
+    return layer;
+  });
+}
+
+/** A digest of a context path, for bind mounts from the context. */
+async function contextDigestFor(ctx: DispatchContext, source: string): Promise<string> {
+  const c = await ctx.context();
+  return c.digestSources(await c.resolveSource(source));
+}
+
+/** Turns RUN --mount specs into the container's extra mounts; `release` undoes what it set up. */
+async function prepareMounts(
+  ctx: DispatchContext,
+  ins: RunInstruction,
+  state: StageState,
+  mounts: readonly RunMount[],
+  scratch: string,
+  stageName: string,
+): Promise<{ mounts: ExtraMount[]; release: () => Promise<void> }> {
+  const out: ExtraMount[] = [];
+  const releases: Array<() => Promise<void>> = [];
+  const release = async (): Promise<void> => {
+    for (const r of releases.reverse()) await r().catch(() => {});
+  };
+  try {
+    let n = 0;
+    for (const m of mounts) {
+      n++;
+      const target = m.target ? path.posix.resolve(state.config.config.WorkingDir || '/', m.target) : undefined;
+      switch (m.type) {
+        case 'tmpfs':
+          if (!target) fail(ctx, ins, 'mount type tmpfs needs a target');
+          out.push({ type: 'tmpfs', target, ...(m.sizeLimit ? { sizeBytes: m.sizeLimit } : {}) });
+          break;
+        case 'cache': {
+          if (!target) fail(ctx, ins, 'mount type cache needs a target');
+          // One directory per cache id (default: the target), persisted in the store across builds.
+          // `private` gets a fresh directory per use; `locked` serialises users through a store lock.
+          const id = m.id ?? target;
+          const dirName = createHash('sha256').update(`${id}`).digest('hex').slice(0, 32);
+          let dir = path.join(ctx.store.root, 'cache-mounts', dirName);
+          if (m.sharing === 'private') dir = path.join(scratch, `cache-private-${n}`);
+          const fresh = !(await lstat(dir).catch(() => undefined));
+          await mkdir(dir, { recursive: true });
+          if (fresh) {
+            await chmodFile(dir, m.mode ?? 0o755);
+            if (m.uid !== undefined || m.gid !== undefined) {
+              const { chown } = await import('node:fs/promises');
+              await chown(dir, m.uid ?? 0, m.gid ?? 0);
+            }
+          }
+          if (m.sharing === 'locked') {
+            let unlock!: () => void;
+            const held = new Promise<void>((r) => (unlock = r));
+            const acquired = new Promise<void>((resolve) => {
+              void ctx.store.withLock(`cache-mount-${dirName}`, async () => {
+                resolve();
+                await held;
+              });
+            });
+            await acquired;
+            releases.push(async () => unlock());
+          }
+          out.push({ type: 'bind', source: dir, target, readonly: m.readOnly });
+          break;
+        }
+        case 'bind': {
+          if (!target) fail(ctx, ins, 'mount type bind needs a target');
+          let source: string;
+          if (m.from) {
+            const from = await ctx.stageResult(m.from, ins);
+            const view = await mountStageView(ctx, from, scratch, `bind-${n}`);
+            releases.push(view.release);
+            source = await resolveInRoot(view.rootfs, m.source ?? '/');
+          } else {
+            const c = await ctx.context();
+            source = path.join(c.dir, path.posix.normalize(`/${m.source ?? '.'}`));
+          }
+          if (!(await lstat(source).catch(() => undefined))) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
+          // Binds are read-only unless `rw`: writes must never reach the context or another stage.
+          // A `rw` bind gets a private copy-on-write view instead.
+          if (!m.readOnly) {
+            const rw = path.join(scratch, `bind-rw-${n}`);
+            await mkdir(path.join(rw, 'upper'), { recursive: true });
+            await mkdir(path.join(rw, 'work'));
+            await mkdir(path.join(rw, 'merged'));
+            const st = await lstat(source);
+            if (st.isDirectory()) {
+              const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(rw, 'upper'), workDir: path.join(rw, 'work'), target: path.join(rw, 'merged') });
+              releases.push(() => mnt.unmount());
+              source = path.join(rw, 'merged');
+            }
+          }
+          out.push({ type: 'bind', source, target, readonly: m.readOnly });
+          break;
+        }
+        case 'secret': {
+          const id = m.id ?? (m.target ? path.posix.basename(m.target) : undefined);
+          if (!id) fail(ctx, ins, 'secret mount needs an id or a target');
+          const secret = ctx.options.secrets.find((s) => s.id === id);
+          let value: Buffer | undefined;
+          if (secret && 'src' in secret) value = await readFile(secret.src);
+          else if (secret && 'env' in secret && process.env[secret.env] !== undefined) value = Buffer.from(process.env[secret.env]!);
+          if (value === undefined) {
+            if (m.required) fail(ctx, ins, `secret ${id} not found`);
+            break;
+          }
+          const file = path.join(scratch, `secret-${n}`);
+          await writeFile(file, value, { mode: 0o400 });
+          await chmodFile(file, m.mode ?? 0o400);
+          releases.push(() => rm(file, { force: true }));
+          if (m.env) fail(ctx, ins, 'secret mounts with env= are not supported by kiln yet; mount the secret as a file');
+          out.push({ type: 'bind', source: file, target: target ?? `/run/secrets/${id}`, readonly: true });
+          break;
+        }
+        case 'ssh':
+          fail(ctx, ins, 'RUN --mount=type=ssh is not supported by kiln');
+      }
+    }
+    void stageName;
+    return { mounts: out, release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/** A read-only-in-spirit merged view of a finished stage (a throwaway upperdir takes any writes). */
+async function mountStageView(ctx: DispatchContext, stage: StageState, scratch: string, name: string): Promise<{ rootfs: string; release: () => Promise<void> }> {
+  const base = path.join(scratch, name);
+  await mkdir(path.join(base, 'upper'), { recursive: true });
+  await mkdir(path.join(base, 'work'));
+  await mkdir(path.join(base, 'merged'));
+  const lowers = await lowerDirsOf(ctx.store, diffIds(stage), ctx.signal);
+  const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(base, 'upper'), workDir: path.join(base, 'work'), target: path.join(base, 'merged') });
+  return { rootfs: path.join(base, 'merged'), release: () => mount.unmount() };
+}
+
+/** Resolves a source inside a stage's rootfs (wildcards per segment, symlinks clamped to the rootfs). */
+async function resolveStageSource(rootfs: string, source: string): Promise<CopySource[]> {
+  const clean = path.posix.normalize(`/${source}`);
+  const segments = clean.split('/').filter(Boolean);
+  let current = [''];
+  for (const seg of segments) {
+    const next: string[] = [];
+    for (const base of current) {
+      if (!hasWildcard(seg)) {
+        next.push(`${base}/${seg}`);
+        continue;
+      }
+      const re = globSegmentToRegExp(seg);
+      const dir = await resolveInRoot(rootfs, base || '/');
+      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (re.test(name)) next.push(`${base}/${name}`);
+    }
+    current = next;
+  }
+  const out: CopySource[] = [];
+  for (const rel of current) {
+    const abs = await resolveInRoot(rootfs, rel || '/');
+    const stats = await lstat(abs).catch(() => undefined);
+    if (!stats) continue;
+    out.push({ abs, rel: rel.replace(/^\//, ''), stats, type: stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : 'file' });
+  }
+  return out;
+}
+
+async function listTree(dir: CopySource): Promise<CopySource[]> {
+  const out: CopySource[] = [];
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    for (const name of (await readdir(abs)).sort()) {
+      const childAbs = path.join(abs, name);
+      const stats = await lstat(childAbs);
+      const type = stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : 'file';
+      out.push({ abs: childAbs, rel: `${rel}/${name}`, stats, type });
+      if (type === 'dir') await visit(childAbs, `${rel}/${name}`);
+    }
+  };
+  await visit(dir.abs, dir.rel);
+  return out;
+}
+
+const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
+
+async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyInstruction | AddInstruction, step: StepRef, created: string): Promise<StepOutcome> {
+  const cfg = state.config.config;
+  const word = (w: string): string => expand(ctx, ins, state, w);
+  const sources = ins.sources.map(word);
+  let dest = word(ins.dest);
+  const workdir = cfg.WorkingDir || '/';
+  const destIsDir = dest.endsWith('/') || dest === '.' || dest.endsWith('/.');
+  dest = path.posix.resolve(workdir, dest) + (destIsDir && !dest.endsWith('/') ? '/' : dest.endsWith('/') && dest !== '/' ? '/' : '');
+  if (dest === '//') dest = '/';
+  const chown = ins.chown ? word(ins.chown) : undefined;
+  let mode: number | undefined;
+  if (ins.chmod) {
+    try {
+      mode = parseChmod(word(ins.chmod));
+    } catch (err) {
+      fail(ctx, ins, messageOf(err), err);
+    }
+  }
+  const from = ins.kind === 'copy' ? ins.from : undefined;
+  const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
+  if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
+  if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
+  if (ins.parents) fail(ctx, ins, 'COPY --parents is not supported by kiln yet');
+  if (ins.excludes.length > 0) fail(ctx, ins, 'COPY --exclude is not supported by kiln yet');
+
+  // Inputs of the cache key: what the sources hold, never their mtimes.
+  const inputs: string[] = [];
+  let stage: StageState | undefined;
+  let contextEntries: ContextEntry[][] = [];
+  if (from !== undefined) {
+    stage = await ctx.stageResult(from, ins);
+    inputs.push(`from ${stage.key}`, ...sources);
+  } else {
+    const c = await ctx.context();
+    try {
+      contextEntries = await Promise.all(sources.filter((s) => !isUrl(s)).map((s) => c.resolveSource(s)));
+    } catch (err) {
+      throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+    }
+    for (const entries of contextEntries) inputs.push(await c.digestSources(entries));
+    for (const s of sources.filter(isUrl)) {
+      if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
+      inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
+    }
+  }
+  for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
+  const kw = ins.kind.toUpperCase();
+  const flags = [from !== undefined ? `--from=${from}` : '', chown ? `--chown=${chown}` : '', ins.chmod ? `--chmod=${ins.chmod}` : ''].filter(Boolean);
+  const text = `${kw} ${[...flags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), dest].join(' ')}`;
+  const key = cacheKey({ parent: state.key, instruction: text, inputs });
+  return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
+    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), (dirs) =>
+      withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
+        const owner = chown ? await resolveChown(rootfs, chown) : undefined;
+        const mtime = new Date((ctx.options.sourceDateEpoch ?? 0) * 1000);
+        for (const c of ins.contents) {
+          const target = dest.endsWith('/') ? path.posix.join(dest, c.path) : dest;
+          await writeIntoRootfs(rootfs, target, c.expand ? word(c.data) : c.data, { ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), mtime });
+        }
+        if (stage) {
+          const view = await mountStageView(ctx, stage, dirs.scratch, 'from');
+          try {
+            const found: CopySource[] = [];
+            for (const s of sources) {
+              const r = await resolveStageSource(view.rootfs, s);
+              if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+              found.push(...r);
+            }
+            await copyIntoRootfs(rootfs, { sources: found, list: listTree, dest, multiple, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+          } finally {
+            await view.release();
+          }
+        } else if (contextEntries.length > 0) {
+          const c = await ctx.context();
+          const all = contextEntries.flat();
+          if (ins.kind === 'add') {
+            const { addLocalSources } = await import('../runtime/handlers/add.js');
+            await addLocalSources(rootfs, all, { dest, multiple, list: (d) => c.walk(d as ContextEntry), ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+          } else {
+            await copyIntoRootfs(rootfs, { sources: all, list: (d) => c.walk(d as ContextEntry), dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+          }
+        }
+        if (ins.kind === 'add') {
+          const { addUrlSource } = await import('../runtime/handlers/add.js');
+          for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        }
+      }).catch((err: unknown) => {
+        if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
+        if ((err as Error)?.name === 'AbortError' || ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }),
+    );
+    return layer;
+  });
+}
+
+/** `--chown=user:group` resolved against the destination image's /etc/passwd and /etc/group. */
+async function resolveChown(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
+  const u = await resolveUser(rootfs, spec);
+  // docker: `--chown=user` without a group uses the user's primary group.
+  return { uid: u.uid, gid: u.gid };
+}

@@ -1,0 +1,11 @@
+/**
+ * kiln's public API. Plugins and the CLI import from here only.
+ */
+export { build } from './builder/build.js';
+export type { BuildOptions, BuildResult, BuildEvent, StepRef, StepReport, OutputSpec, SecretSource } from './builder/options.js';
+export { parse } from './parser/index.js';
+export type { Dockerfile } from './parser/index.js';
+export type { Instruction, InstructionKind, CommandForm, RunMount } from './parser/instructions.js';
+export { INSTRUCTION_KINDS } from './parser/instructions.js';
+export { BuildError, DockerfileError, StepFailedError, RuntimeError, RegistryError, formatError } from './errors.js';
+export type { Position, SourceRange } from './errors.js';

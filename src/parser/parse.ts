@@ -1,0 +1,259 @@
+/**
+ * `parseDockerfile`: Dockerfile text → the line-level {@link DockerfileAst}, with BuildKit's
+ * rules for directives, continuations, comments, heredocs and argument splitting.
+ */
+import nearley from 'nearley';
+import grammar from '../../grammar/dockerfile.generated.js';
+import type { FileParse, InstructionItem } from '../../grammar/dockerfile.generated.js';
+import { DockerfileTokenSource, TokenSourceError, type DockerfileToken } from '../../grammar/lexer.js';
+import { DockerfileError, messageOf, type Position, type SourceRange } from '../errors.js';
+import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, ParseWarning } from './ast.js';
+import { DirectiveParser, escapeTokenOf } from './directives.js';
+import { heredocsFromLine, type HeredocSpec } from './heredoc.js';
+import { canContainHeredoc, parseLine, trimLeftSpace, trimSpace, type LineNode } from './line-parsers.js';
+
+/** Options of {@link parseDockerfile}. */
+export interface ParseOptions {
+  /** The file name errors and warnings name. @default 'Dockerfile' */
+  readonly file?: string;
+}
+
+/** BuildKit's limit: bufio.Scanner's 64 KiB buffer, line break included. */
+export const MAX_LINE_BYTES = 65535;
+
+const compiled = nearley.Grammar.fromCompiled(grammar);
+
+interface LogicalLine {
+  readonly line: LineNode;
+  readonly heredocs: readonly HeredocSpec[];
+}
+
+/** Offsets and positions in the text after a BOM was removed (`base` = 1 then). */
+class Locator {
+  readonly #text: string;
+  readonly #base: number;
+  #lineStarts: number[] | undefined;
+  constructor(text: string, base: number) {
+    this.#text = text;
+    this.#base = base;
+  }
+  #starts(): number[] {
+    if (!this.#lineStarts) {
+      const s = [0];
+      for (let i = this.#text.indexOf('\n'); i >= 0; i = this.#text.indexOf('\n', i + 1)) s.push(i + 1);
+      this.#lineStarts = s;
+    }
+    return this.#lineStarts;
+  }
+  /** The range of whole lines `first..last` (1-based), line breaks excluded. */
+  lines(first: number, last: number): SourceRange {
+    const starts = this.#starts();
+    const clamp = (l: number): number => Math.min(Math.max(l, 1), starts.length);
+    const a = clamp(first);
+    const b = clamp(Math.max(last, first));
+    const so = starts[a - 1]!;
+    const bo = starts[b - 1]!;
+    let eo = b < starts.length ? starts[b]! - 1 : this.#text.length;
+    if (eo < bo) eo = bo;
+    return {
+      start: { offset: so + this.#base, line: a, column: 1 },
+      end: { offset: eo + this.#base, line: b, column: eo - bo + 1 },
+    };
+  }
+  start(tok: DockerfileToken): Position {
+    return { offset: tok.offset + this.#base, line: tok.line, column: tok.col };
+  }
+  /** The position after a token's last char, its final line break excluded. */
+  end(tok: DockerfileToken): Position {
+    const text = tok.text;
+    const nl = text.endsWith('\n') ? 1 : 0;
+    const len = text.length - nl;
+    const last = text.lastIndexOf('\n', len - 1);
+    return {
+      offset: tok.offset + this.#base + len,
+      line: tok.line + tok.lineBreaks - nl,
+      column: last < 0 ? tok.col + len : len - last,
+    };
+  }
+  eof(): Position {
+    const starts = this.#starts();
+    const lastStart = starts[starts.length - 1]!;
+    return { offset: this.#text.length + this.#base, line: starts.length, column: this.#text.length - lastStart + 1 };
+  }
+}
+
+function trimNewline(s: string): string {
+  let b = s.length;
+  while (b > 0 && (s.charCodeAt(b - 1) === 10 || s.charCodeAt(b - 1) === 13)) b--;
+  return s.slice(0, b);
+}
+
+/** Finds the first physical line longer than {@link MAX_LINE_BYTES} UTF-8 bytes. */
+function findLongLine(text: string): { offset: number; line: number } | undefined {
+  if (text.length <= MAX_LINE_BYTES / 3) return undefined;
+  let start = 0;
+  let line = 1;
+  while (start <= text.length) {
+    const nl = text.indexOf('\n', start);
+    const end = nl < 0 ? text.length : nl;
+    if (end - start > MAX_LINE_BYTES / 3 && Buffer.byteLength(text.slice(start, end), 'utf8') > MAX_LINE_BYTES) {
+      return { offset: start, line };
+    }
+    if (nl < 0) break;
+    start = nl + 1;
+    line++;
+  }
+  return undefined;
+}
+
+/**
+ * Parses Dockerfile text into the line-level AST. Throws {@link DockerfileError} (with the file
+ * and a range) for every error BuildKit's parser reports.
+ */
+export function parseDockerfile(text: string, options: ParseOptions = {}): DockerfileAst {
+  const file = options.file ?? 'Dockerfile';
+  const base = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let body = base ? text.slice(1) : text;
+  const loc = new Locator(body, base);
+  const fail = (message: string, range: SourceRange, cause?: unknown): never => {
+    throw new DockerfileError(message, file, range, cause === undefined ? undefined : { cause });
+  };
+
+  // A line over the limit stops BuildKit's scanner there: what came before is parsed first.
+  const long = findLongLine(body);
+  if (long) body = body.slice(0, long.offset);
+
+  // The leading directive block (BuildKit checks each left-trimmed line until one is not a directive).
+  const directives: Directive[] = [];
+  let escapeToken: '\\' | '`' = '\\';
+  let directivesEnd = 0;
+  let directiveLines = 0;
+  {
+    const parser = new DirectiveParser();
+    let pos = 0;
+    while (pos < body.length) {
+      const nl = body.indexOf('\n', pos);
+      const end = nl < 0 ? body.length : nl + 1;
+      const lineNo = directiveLines + 1;
+      let found;
+      try {
+        found = parser.parseLine(trimLeftSpace(trimNewline(body.slice(pos, end))));
+        if (found?.name === 'escape') escapeToken = escapeTokenOf(found.value);
+      } catch (err) {
+        fail(messageOf(err), loc.lines(lineNo, lineNo), err);
+      }
+      if (!found) break;
+      directives.push({ name: found.name, value: found.value, range: loc.lines(lineNo, lineNo) });
+      pos = end;
+      directiveLines++;
+      directivesEnd = end;
+    }
+  }
+
+  const lexer = new DockerfileTokenSource({
+    escapeToken,
+    directivesEnd,
+    directiveLines,
+    onLogicalLine: (line, startLine, endLine): { node: LogicalLine; heredocs: HeredocSpec[] } => {
+      try {
+        const node = parseLine(line, escapeToken);
+        const heredocs = canContainHeredoc(node) && line.includes('<<') ? heredocsFromLine(line) : [];
+        return { node: { line: node, heredocs }, heredocs };
+      } catch (err) {
+        throw new TokenSourceError(messageOf(err), startLine, endLine, { cause: err });
+      }
+    },
+  });
+
+  const parser = new nearley.Parser(compiled, { lexer });
+  try {
+    parser.feed(body);
+  } catch (err) {
+    if (err instanceof TokenSourceError) fail(err.message, loc.lines(err.startLine, err.endLine), err.cause);
+    const token = (err as { token?: DockerfileToken }).token;
+    const range = token ? { start: loc.start(token), end: loc.end(token) } : { start: loc.eof(), end: loc.eof() };
+    fail(`syntax error: ${messageOf(err).split('\n')[0] ?? ''}`, range, err);
+  }
+  if (parser.results.length !== 1) {
+    const eof = loc.eof();
+    fail(parser.results.length === 0 ? 'syntax error: unexpected end of input' : 'internal error: ambiguous grammar', { start: eof, end: eof });
+  }
+  const result = parser.results[0] as FileParse;
+
+  const instructions: InstructionNode[] = [];
+  const warnings: ParseWarning[] = [];
+  let comments: string[] = [];
+  for (const item of result.items) {
+    if (item.kind === 'comment') {
+      // BuildKit drops the first byte (the `#` when the line is not indented) and trims.
+      const c = trimSpace(item.token.text.slice(1));
+      if (c === '') comments = [];
+      else comments.push(c);
+      continue;
+    }
+    instructions.push(toInstruction(item, comments, loc, warnings));
+    comments = [];
+  }
+
+  if (instructions.length === 0) {
+    const eof = loc.eof();
+    const line = body.endsWith('\n') || body === '' ? Math.max(eof.line - 1, 0) : eof.line;
+    fail('file with no instructions', loc.lines(line, line));
+  }
+  if (long) fail(`dockerfile line greater than max allowed size of ${MAX_LINE_BYTES}`, loc.lines(long.line, long.line));
+  return {
+    instructions,
+    directives,
+    escapeToken,
+    warnings,
+    startLine: instructions[0]!.startLine,
+    endLine: instructions[instructions.length - 1]!.endLine,
+  };
+}
+
+function toInstruction(item: InstructionItem, comments: string[], loc: Locator, warnings: ParseWarning[]): InstructionNode {
+  const first = item.lines[0]!;
+  const lastLine = item.lines[item.lines.length - 1]!;
+  const last = item.heredocs[item.heredocs.length - 1] ?? lastLine;
+  const logical = first.node as LogicalLine;
+  const range: SourceRange = { start: loc.start(first), end: loc.end(last) };
+  const startLine = first.line;
+  const endLine = range.end.line;
+  if (lastLine.emptyContinuation) {
+    const l = loc.end(lastLine).line;
+    warnings.push({
+      short: `Empty continuation line found in: ${logical.line.original}`,
+      detail: ['Empty continuation lines will become errors in a future release'],
+      url: 'https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/',
+      range: loc.lines(l, l),
+    });
+  }
+  const heredocs: Heredoc[] = item.heredocs.map((t) => {
+    const spec = logical.heredocs[t.heredocIndex ?? 0]!;
+    return { name: spec.name, fileDescriptor: spec.fileDescriptor, expand: spec.expand, chomp: spec.chomp, content: t.content ?? '' };
+  });
+  return build(logical.line, { range, startLine, endLine, comments, heredocs });
+}
+
+function build(
+  line: LineNode,
+  at: { range: SourceRange; startLine: number; endLine: number; comments: readonly string[]; heredocs: readonly Heredoc[] },
+): InstructionNode {
+  const args: ArgNode[] = line.values.map((value) => ({ value, children: [] }));
+  if (line.child) {
+    const child = build(line.child, { ...at, comments: [], heredocs: [] });
+    args[0] = { value: '', children: [child] };
+  }
+  return {
+    keyword: line.keyword,
+    flags: line.flags,
+    args,
+    json: line.json,
+    heredocs: at.heredocs,
+    original: line.original,
+    startLine: at.startLine,
+    endLine: at.endLine,
+    range: at.range,
+    comments: at.comments,
+  };
+}

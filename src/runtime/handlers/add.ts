@@ -1,0 +1,111 @@
+/**
+ * ADD's extras over COPY: a local tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into the
+ * destination instead of copied, and an http(s) URL is downloaded and verified against `--checksum`.
+ */
+import { createReadStream } from 'node:fs';
+import { open, mkdir, rm, writeFile, chmod, chown, utimes } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { execa } from 'execa';
+import { extractLayer } from '../../store/extract.js';
+import { resolveInRoot } from '../user.js';
+import { copyIntoRootfs, type CopySource } from './copy.js';
+
+type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
+
+/** Detects a tar archive by its magic bytes (after decompression for compressed ones). */
+async function archiveKind(file: string): Promise<Compression | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    if (bytesRead >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 3 && buf.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+    if (bytesRead >= 6 && buf.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+    if (bytesRead >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    if (bytesRead >= 262 && buf.subarray(257, 262).toString('latin1') === 'ustar') return 'none';
+    return undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+function decompressed(file: string, kind: Compression, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+  if (kind === 'none') return createReadStream(file);
+  if (kind === 'gzip') return createReadStream(file).pipe(createGunzip());
+  const tool = { bzip2: 'bzip2', xz: 'xz', zstd: 'zstd' }[kind];
+  const child = execa(tool, ['-dc', file], { stdout: 'pipe', buffer: false, ...(signal ? { cancelSignal: signal } : {}) });
+  return child.stdout as Readable;
+}
+
+export interface AddOptions {
+  readonly dest: string;
+  readonly multiple: boolean;
+  readonly list: (dir: CopySource) => Promise<readonly CopySource[]>;
+  readonly owner?: { uid: number; gid: number };
+  readonly mode?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** ADD of context files: archives are unpacked into `dest` (a directory), everything else is copied. */
+export async function addLocalSources(rootfs: string, sources: readonly CopySource[], options: AddOptions): Promise<void> {
+  const plain: CopySource[] = [];
+  for (const src of sources) {
+    const kind = src.type === 'file' ? await archiveKind(src.abs) : undefined;
+    if (kind === undefined) {
+      plain.push(src);
+      continue;
+    }
+    const destDir = await resolveInRoot(rootfs, options.dest);
+    await mkdir(destDir, { recursive: true });
+    // The extractor refuses entries that would land outside destDir, as for layers.
+    await extractLayer(decompressed(src.abs, kind, options.signal), destDir, { mode: 'apply', ...(options.signal ? { signal: options.signal } : {}) });
+  }
+  if (plain.length > 0) {
+    await copyIntoRootfs(rootfs, {
+      sources: plain,
+      list: options.list,
+      dest: options.dest,
+      multiple: options.multiple,
+      keepOwner: false,
+      ...(options.owner ? { owner: options.owner } : {}),
+      ...(options.mode !== undefined ? { mode: options.mode } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+}
+
+/** ADD of an http(s) URL: downloaded, checked against `sha256:<hex>`, written 0600 like docker does. */
+export async function addUrlSource(
+  rootfs: string,
+  url: string,
+  options: { dest: string; checksum: string; owner?: { uid: number; gid: number }; mode?: number; signal?: AbortSignal },
+): Promise<void> {
+  const m = /^sha256:([0-9a-f]{64})$/.exec(options.checksum);
+  if (!m) throw new Error(`unsupported checksum ${options.checksum}: expected sha256:<64 hex digits>`);
+  const res = await fetch(url, options.signal ? { signal: options.signal } : {});
+  if (!res.ok || !res.body) throw new Error(`failed to fetch ${url}: ${res.status} ${res.statusText}`);
+  const hash = createHash('sha256');
+  const chunks: Buffer[] = [];
+  for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
+    hash.update(chunk as Buffer);
+    chunks.push(chunk as Buffer);
+  }
+  const got = hash.digest('hex');
+  if (got !== m[1]) throw new Error(`digest mismatch for ${url}: expected ${options.checksum}, got sha256:${got}`);
+  const name = path.posix.basename(new URL(url).pathname) || 'index.html';
+  const target = options.dest.endsWith('/') ? path.posix.join(options.dest, name) : options.dest;
+  const host = await resolveInRoot(rootfs, target);
+  await mkdir(path.dirname(host), { recursive: true });
+  await rm(host, { force: true, recursive: true });
+  await writeFile(host, Buffer.concat(chunks));
+  await chmod(host, options.mode ?? 0o600);
+  await chown(host, options.owner?.uid ?? 0, options.owner?.gid ?? 0);
+  const lastModified = res.headers.get('last-modified');
+  if (lastModified) {
+    const t = new Date(lastModified);
+    if (!Number.isNaN(t.getTime())) await utimes(host, t, t);
+  }
+}

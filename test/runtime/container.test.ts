@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { runContainer, type ContainerSpec } from '../../src/runtime/container.js';
+import { detectRuntime } from '../../src/runtime/oci-runtime.js';
+import { makeBusyboxRootfs } from '../helpers/busybox-rootfs.js';
+
+let dir: string;
+let lower: string;
+let tmp: string;
+let stateRoot: string;
+let savedTmp: string | undefined;
+let runcPath: string;
+let counter = 0;
+
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-container-test-'));
+  lower = path.join(dir, 'lower');
+  await mkdir(lower);
+  await makeBusyboxRootfs(lower);
+  stateRoot = path.join(dir, 'state');
+  // runContainer puts its bundle (kiln-run-*) in os.tmpdir(); a private one lets us check it is gone.
+  tmp = path.join(dir, 'tmp');
+  await mkdir(tmp);
+  savedTmp = process.env['TMPDIR'];
+  process.env['TMPDIR'] = tmp;
+  // No skip: the bootstrap installs runc, so a missing runtime must fail the suite.
+  runcPath = (await detectRuntime('runc')).path;
+});
+
+after(async () => {
+  if (savedTmp === undefined) delete process.env['TMPDIR'];
+  else process.env['TMPDIR'] = savedTmp;
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A fresh upper/work pair over the shared busybox lower layer. */
+async function freshRootfs(): Promise<ContainerSpec['rootfs']> {
+  const base = path.join(dir, `step-${++counter}`);
+  const upperDir = path.join(base, 'upper');
+  const workDir = path.join(base, 'work');
+  await mkdir(upperDir, { recursive: true });
+  await mkdir(workDir);
+  return { lowerDirs: [lower], upperDir, workDir };
+}
+
+async function sh(script: string, extra: Partial<ContainerSpec> = {}) {
+  const rootfs = extra.rootfs ?? (await freshRootfs());
+  const chunks: { chunk: string; stream: string }[] = [];
+  const result = await runContainer(
+    { rootfs, args: ['/bin/sh', '-c', script], env: ['PATH=/bin'], cwd: '/', network: 'none', ...extra },
+    { stateRoot, onOutput: (chunk, stream) => chunks.push({ chunk, stream }) },
+  );
+  const text = (stream: string) => chunks.filter((c) => c.stream === stream).map((c) => c.chunk).join('');
+  return { ...result, rootfs, stdout: text('stdout'), stderr: text('stderr') };
+}
+
+/** Asserts nothing of any container is left: mounts, runtime state, bundle dirs, processes. */
+async function assertNothingLeft(marker?: string): Promise<void> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!mountinfo.includes(dir), `a mount below ${dir} is left:\n${mountinfo}`);
+  assert.deepEqual(await readdir(tmp), [], 'a bundle dir is left');
+  const list = execFileSync(runcPath, ['--root', stateRoot, 'list', '-q'], { encoding: 'utf8' });
+  assert.equal(list.trim(), '', 'runc still lists a container');
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    assert.ok(!cmdline.includes(stateRoot), `runtime process ${pid} is left: ${cmdline}`);
+    if (marker !== undefined) assert.ok(!cmdline.replaceAll('\0', ' ').includes(marker), `process ${pid} is left: ${cmdline}`);
+  }
+}
+
+test('output is streamed per stream and the exit code is returned', async () => {
+  const r = await sh('echo to-out; echo to-err >&2; exit 7');
+  assert.equal(r.exitCode, 7);
+  assert.equal(r.stdout, 'to-out\n');
+  assert.equal(r.stderr, 'to-err\n');
+  assert.match(r.outputTail, /to-out\n/);
+  assert.match(r.outputTail, /to-err\n/);
+  assert.equal((await sh('true')).exitCode, 0);
+  await assertNothingLeft();
+});
+
+test('the output tail keeps only the last few kilobytes', async () => {
+  const r = await sh('i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done');
+  assert.equal(r.exitCode, 0);
+  assert.ok(r.outputTail.endsWith('line-1999\n'));
+  assert.ok(!r.outputTail.includes('line-10\n'));
+  assert.ok(r.outputTail.length <= 4096);
+  assert.ok(r.stdout.includes('line-10\n'), 'onOutput still saw everything');
+});
+
+test('a missing executable reports the runtime’s error and a nonzero exit', async () => {
+  const rootfs = await freshRootfs();
+  const r = await runContainer({ rootfs, args: ['/no/such/binary'], env: [], cwd: '/', network: 'none' }, { stateRoot });
+  assert.notEqual(r.exitCode, 0);
+  assert.match(r.runtimeError ?? '', /\/no\/such\/binary/);
+  await assertNothingLeft();
+});
+
+test('writes land in the upperdir only and the lower layer stays untouched', async () => {
+  const passwdBefore = await readFile(path.join(lower, 'etc', 'passwd'), 'utf8');
+  const r = await sh('echo new > /tmp/new-file && echo extra >> /etc/passwd && rm /etc/group');
+  assert.equal(r.exitCode, 0, r.outputTail);
+  const upper = r.rootfs.upperDir;
+  assert.equal(await readFile(path.join(upper, 'tmp', 'new-file'), 'utf8'), 'new\n');
+  assert.equal(await readFile(path.join(upper, 'etc', 'passwd'), 'utf8'), `${passwdBefore}extra\n`);
+  // overlayfs records the deletion as a 0/0 character device (a whiteout).
+  const wh = await lstat(path.join(upper, 'etc', 'group'));
+  assert.ok(wh.isCharacterDevice() && wh.rdev === 0);
+  assert.equal(await readFile(path.join(lower, 'etc', 'passwd'), 'utf8'), passwdBefore);
+  await stat(path.join(lower, 'etc', 'group'));
+  await assert.rejects(stat(path.join(lower, 'tmp', 'new-file')));
+});
+
+test('mount points the runtime needed are not left in the upperdir', async () => {
+  const r = await sh('true', { mounts: [{ type: 'tmpfs', target: '/mnt/scratch/deep' }] });
+  assert.equal(r.exitCode, 0, r.outputTail);
+  const upper = r.rootfs.upperDir;
+  const etc = await readdir(path.join(upper, 'etc')).catch(() => []);
+  assert.deepEqual(etc, [], 'no /etc/hosts, /etc/resolv.conf or /etc/hostname stubs');
+  await assert.rejects(lstat(path.join(upper, 'mnt')));
+  // /etc was copied up for the stubs; its times are put back so it looks unchanged.
+  const [before, after] = await Promise.all([stat(path.join(lower, 'etc')), stat(path.join(upper, 'etc'))]);
+  assert.equal(Math.round(after.mtimeMs), Math.round(before.mtimeMs));
+});
+
+test('host files and host processes are not visible, and the command is pid 1', async () => {
+  const marker = path.join(os.tmpdir(), `kiln-host-marker-${process.pid}`);
+  await writeFile(marker, 'host');
+  try {
+    const r = await sh(`test -e ${marker} && echo visible || echo absent; echo pid=$$; ls /proc | grep -c '^[0-9]'`);
+    assert.equal(r.exitCode, 0, r.outputTail);
+    const [visibility, pid, count] = r.stdout.trim().split('\n');
+    assert.equal(visibility, 'absent');
+    assert.equal(pid, 'pid=1');
+    // sh, ls and grep at most: none of the host's processes.
+    assert.ok(Number(count) <= 3, `processes seen: ${count}`);
+    await stat(marker);
+  } finally {
+    await rm(marker, { force: true });
+  }
+});
+
+test('network none has only the loopback interface, network host sees the host’s', async () => {
+  const names = (dev: string) =>
+    dev
+      .split('\n')
+      .slice(2)
+      .map((l) => l.split(':')[0]?.trim())
+      .filter((n) => n)
+      .sort();
+  const none = await sh('cat /proc/net/dev');
+  assert.deepEqual(names(none.stdout), ['lo']);
+  const host = await sh('cat /proc/net/dev', { network: 'host' });
+  assert.deepEqual(names(host.stdout), names(await readFile('/proc/net/dev', 'utf8')));
+  const hosts = await sh('cat /etc/hosts; hostname', { hostname: 'kiln-test-host' });
+  assert.match(hosts.stdout, /^127\.0\.0\.1\s+localhost/m);
+  assert.match(hosts.stdout, /^kiln-test-host$/m);
+});
+
+test('USER strings resolve through the image’s passwd and group files', async () => {
+  const ids = async (user: string) => (await sh('id -u; id -g; id -G', { user })).stdout.trim().split('\n');
+  const [appUid, appGid, appGroups] = await ids('app');
+  assert.equal(appUid, '1000');
+  assert.equal(appGid, '1000');
+  assert.deepEqual(appGroups?.split(' ').sort(), ['1000', '2000', '50']);
+  assert.deepEqual(await ids('1000:50'), ['1000', '50', '50']);
+  assert.deepEqual((await ids('nobody')).slice(0, 2), ['65534', '65534']);
+  assert.deepEqual((await ids('4242')).slice(0, 2), ['4242', '0']);
+  const home = await sh('echo $HOME', { user: 'app' });
+  assert.equal(home.stdout, '/home/app\n');
+  await assert.rejects(sh('true', { user: 'ghost' }), { message: 'unable to find user ghost: no matching entries in passwd file' });
+  await assertNothingLeft();
+});
+
+test('a missing working directory is created and used', async () => {
+  const r = await sh('pwd; touch here', { cwd: '/work/dir/deep' });
+  assert.equal(r.stdout, '/work/dir/deep\n');
+  await stat(path.join(r.rootfs.upperDir, 'work', 'dir', 'deep', 'here'));
+});
+
+test('env entries reach the process as given', async () => {
+  const r = await sh('echo "$GREETING|$EMPTY|$HOME"', { env: ['PATH=/bin', 'GREETING=hello  world', 'EMPTY='] });
+  assert.equal(r.stdout, 'hello  world||/root\n');
+});
+
+test('bind mounts (rw and ro) and tmpfs mounts are available and do not reach the upperdir', async () => {
+  const shared = path.join(dir, 'shared-rw');
+  const secret = path.join(dir, 'secret.txt');
+  await mkdir(shared);
+  await writeFile(secret, 's3cret');
+  const r = await sh(
+    'echo from-container > /cache/out; cat /run/secret; (echo x > /run/secret) 2>/dev/null && echo writable || echo readonly; echo t > /scratch/t; cat /scratch/t',
+    {
+      mounts: [
+        { type: 'bind', source: shared, target: '/cache' },
+        { type: 'bind', source: secret, target: '/run/secret', readonly: true },
+        { type: 'tmpfs', target: '/scratch' },
+      ],
+    },
+  );
+  assert.equal(r.exitCode, 0, r.outputTail);
+  assert.equal(r.stdout, 's3cretreadonly\nt\n');
+  assert.equal(await readFile(path.join(shared, 'out'), 'utf8'), 'from-container\n');
+  assert.equal(await readFile(secret, 'utf8'), 's3cret');
+  for (const name of ['cache', 'run', 'scratch']) await assert.rejects(lstat(path.join(r.rootfs.upperDir, name)), name);
+  await assertNothingLeft();
+});
+
+test('after a normal, a failing and an aborted run nothing is left behind', async () => {
+  await sh('echo ok');
+  await assertNothingLeft();
+  await sh('exit 3');
+  await assertNothingLeft();
+
+  const controller = new AbortController();
+  const reason = new Error('stop the build');
+  const marker = 'sleep 3017';
+  const rootfs = await freshRootfs();
+  const running = runContainer(
+    { rootfs, args: ['/bin/sh', '-c', `echo started; ${marker}; echo not-reached`], env: ['PATH=/bin'], cwd: '/', network: 'none' },
+    {
+      stateRoot,
+      signal: controller.signal,
+      onOutput: (chunk) => {
+        if (chunk.includes('started')) controller.abort(reason);
+      },
+    },
+  );
+  await assert.rejects(running, (err) => err === reason);
+  await assertNothingLeft(marker);
+});
+
+test('a signal aborted before the start rejects without starting anything', async () => {
+  const controller = new AbortController();
+  controller.abort(new Error('early'));
+  await assert.rejects(
+    runContainer({ rootfs: await freshRootfs(), args: ['/bin/true'], env: [], cwd: '/', network: 'none' }, { stateRoot, signal: controller.signal }),
+    { message: 'early' },
+  );
+  await assertNothingLeft();
+});
