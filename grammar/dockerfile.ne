@@ -1,9 +1,10 @@
 # The Dockerfile grammar (line level).
 #
 # Conventions:
-# - Terminals are whole physical lines from grammar/lexer.ts (`%instr`, `%contStart`, …) plus the
-#   token source's `%directives` block and `%heredoc` bodies; the grammar only decides how lines
-#   group into instructions. Splitting an instruction's arguments happens in
+# - Terminals are coarse line-level tokens from grammar/lexer.ts: `%trivia` (blank/comment lines),
+#   `%instr` (one-line instruction), `%contInstr` (instruction with continuation lines), plus the
+#   token source's `%directives` block and `%heredoc` bodies; the grammar groups an instruction
+#   with the heredoc bodies that follow it. Splitting an instruction's arguments happens in
 #   src/parser/line-parsers.ts, called by the token source when a logical line ends.
 # - Lists are built as cons cells (`{ head, tail }`) and flattened once by `flatten`, because
 #   nearley's `:*` copies the array at every step (quadratic on long files) and mutating a shared
@@ -20,18 +21,18 @@ import type { DockerfileToken } from './lexer.js';
 /** A cons list, newest first. */
 export type Cons<T> = { readonly head: T; readonly tail: Cons<T> } | null;
 
-/** One instruction: its line tokens and heredoc tokens. */
+/** One instruction: its line token and heredoc tokens. */
 export interface InstructionItem {
   readonly kind: 'instruction';
-  readonly lines: DockerfileToken[];
+  readonly line: DockerfileToken;
   readonly heredocs: DockerfileToken[];
 }
-/** A comment line (only between instructions; comments inside continuations are in `lines`). */
-export interface CommentItem {
-  readonly kind: 'comment';
+/** Blank and comment lines between instructions (comments inside continuations are in `line`). */
+export interface TriviaItem {
+  readonly kind: 'trivia';
   readonly token: DockerfileToken;
 }
-export type Item = InstructionItem | CommentItem;
+export type Item = InstructionItem | TriviaItem;
 
 /** What the grammar returns. */
 export interface FileParse {
@@ -55,7 +56,7 @@ const nil = (): null => null;
 const tok = (d: unknown[]): DockerfileToken => d[0] as DockerfileToken;
 %}
 
-file -> directives items {% ([directives, items]) => ({ directives, items: flatten(items).filter((x: Item | null) => x !== null) }) %}
+file -> directives items {% ([directives, items]) => ({ directives, items: flatten(items) }) %}
 
 directives -> null {% nil %}
   | %directives {% tok %}
@@ -63,28 +64,11 @@ directives -> null {% nil %}
 items -> null {% nil %}
   | items item {% cons %}
 
-item -> %blank {% nil %}
-  | %comment {% ([token]) => ({ kind: 'comment', token }) %}
+item -> %trivia {% ([token]) => ({ kind: 'trivia', token }) %}
   | instruction {% ([i]) => i %}
 
-instruction -> %instr heredocs {% ([first, h]) => ({ kind: 'instruction', lines: [first], heredocs: flatten(h) }) %}
-  | %contStart contParts contEnd heredocs
-    {% ([first, parts, end, h]) => {
-      const lines = [first, ...flatten(parts)];
-      if (end) lines.push(end);
-      return { kind: 'instruction', lines, heredocs: flatten(h) };
-    } %}
-
-contParts -> null {% nil %}
-  | contParts contPart {% cons %}
-
-contPart -> %contMore {% tok %}
-  | %contComment {% tok %}
-  | %contBlank {% tok %}
-
-# A continuation may run to the end of the file without a final line.
-contEnd -> null {% nil %}
-  | %contEnd {% tok %}
+instruction -> %instr heredocs {% ([line, h]) => ({ kind: 'instruction', line, heredocs: flatten(h) }) %}
+  | %contInstr heredocs {% ([line, h]) => ({ kind: 'instruction', line, heredocs: flatten(h) }) %}
 
 heredocs -> null {% nil %}
   | heredocs %heredoc {% cons %}

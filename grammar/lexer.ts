@@ -1,12 +1,11 @@
 /**
  * The moo lexer for Dockerfiles, and the token source the nearley grammar reads.
  *
- * Tokens are whole physical lines (BuildKit's parser is line-oriented), classified by lexer
- * state so the grammar can see the line structure:
- * - state `line` (between instructions): `blank`, `comment`, `contStart` (an instruction line
- *   ending in the escape token), `instr` (a complete one-line instruction);
- * - state `cont` (inside a continuation): `contComment`, `contBlank`, `contMore` (continues
- *   again), `contEnd` (the last line).
+ * BuildKit's parser is line-oriented, and nearley is an Earley parser, so tokens are coarse:
+ * - `trivia`: a run of blank and comment lines between instructions;
+ * - `instr`: a one-line instruction;
+ * - `contInstr`: an instruction with continuation lines (a line ending in the escape token, then
+ *   continuing, comment and blank lines, then the last line), as one token.
  * The token source adds `directives` (the leading directive block, found by the caller) and
  * `heredoc` tokens (one per heredoc body, terminator line included), which moo cannot find on its
  * own because the delimiters come from the logical line just read.
@@ -17,26 +16,22 @@ import moo from 'moo';
 const WS = '[\\t\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
 const EOL = '(?:\\n|(?![^]))';
 
-function rules(escapeToken: '\\' | '`'): { line: moo.Rules; cont: moo.Rules } {
+function rules(escapeToken: '\\' | '`'): moo.Rules {
   const e = escapeToken === '\\' ? '\\\\' : '`';
-  // BuildKit's continuation regex: `([^E])E[ \t]*$` or `^E[ \t]*$`, on the line without \r\n.
-  const continues = new RegExp(`[^\\n]*[^${e}\\n]${e}[ \\t]*\\r*${EOL}|${WS}*${e}[ \\t]*\\r*${EOL}`);
-  const blank = { match: new RegExp(`${WS}*\\n|${WS}+(?![^])`), lineBreaks: true };
-  const comment = { match: new RegExp(`${WS}*#[^\\n]*${EOL}`), lineBreaks: true };
-  const rest = new RegExp(`[^\\n]+${EOL}`);
+  // A line that continues: BuildKit's `([^E])E[ \t]*$` or `^E[ \t]*$`, on the line without \r\n.
+  const continues = `(?:[^\\n]*[^${e}\\n]${e}[ \\t]*\\r*${EOL}|${WS}*${e}[ \\t]*\\r*${EOL})`;
+  const commentLine = `${WS}*#[^\\n]*${EOL}`;
+  const blankLine = `(?:${WS}*\\n|${WS}+(?![^]))`;
   return {
-    line: {
-      blank,
-      comment,
-      contStart: { match: continues, lineBreaks: true, next: 'cont' },
-      instr: { match: rest, lineBreaks: true },
+    // Runs of blank and comment lines between instructions (comments are told apart later).
+    trivia: { match: new RegExp(`(?:${blankLine}|${commentLine})+`), lineBreaks: true },
+    // An instruction with continuation lines: a continuing line, then continuing, comment and
+    // blank lines, then the last line (absent when the file ends inside the continuation).
+    contInstr: {
+      match: new RegExp(`${continues}(?:${commentLine}|${blankLine}|${continues})*(?:[^\\n]+${EOL})?`),
+      lineBreaks: true,
     },
-    cont: {
-      contComment: comment,
-      contBlank: blank,
-      contMore: { match: continues, lineBreaks: true },
-      contEnd: { match: rest, lineBreaks: true, next: 'line' },
-    },
+    instr: { match: new RegExp(`[^\\n]+${EOL}`), lineBreaks: true },
   };
 }
 
@@ -47,7 +42,8 @@ export function makeLexer(escapeToken: '\\' | '`'): moo.Lexer {
   let lexer = cache.get(escapeToken);
   if (!lexer) {
     const r = rules(escapeToken);
-    lexer = moo.states({ line: r.line, cont: r.cont }, 'line');
+    // One state: heredoc bodies are read by the token source, which knows their delimiters.
+    lexer = moo.states({ main: r }, 'main');
     cache.set(escapeToken, lexer);
   }
   return lexer;
@@ -63,7 +59,7 @@ export interface HeredocRequest {
 export interface DockerfileToken extends moo.Token {
   /** On the first token of an instruction: whatever `onLogicalLine` returned as `node`. */
   node?: unknown;
-  /** On the last line token of an instruction: whether a blank line was skipped inside it. */
+  /** On an instruction token: whether a blank line was skipped inside its continuation. */
   emptyContinuation?: boolean;
   /** On `heredoc` tokens: the body (every line with its line break), terminator excluded. */
   content?: string;
@@ -187,41 +183,49 @@ export class DockerfileTokenSource {
       }
     }
     const tok = this.#moo.next() as DockerfileToken | undefined;
-    if (!tok) {
-      if (this.#first) {
-        // A continuation at end of file just ends the instruction (BuildKit's continue-at-eof).
-        const line = this.#currentLine();
-        this.#endLogicalLine(undefined, line);
-        return this.#queue.shift();
-      }
-      return undefined;
-    }
-    switch (tok.type) {
-      case 'instr':
-        this.#first = tok;
-        this.#line = trimLeft(trimNewline(tok.text));
-        this.#endLogicalLine(tok, tok.line);
-        break;
-      case 'contStart':
-        this.#first = tok;
-        this.#line = trimLeft(trimNewline(tok.text)).replace(this.#continuation, '$1');
-        this.#emptyContinuation = false;
-        break;
-      case 'contMore':
-        this.#line += trimNewline(tok.text).replace(this.#continuation, '$1');
-        break;
-      case 'contBlank':
-        this.#emptyContinuation = true;
-        break;
-      case 'contEnd':
-        this.#line += trimNewline(tok.text);
-        this.#endLogicalLine(tok, tok.line);
-        break;
-      default:
-        break;
+    if (!tok) return undefined;
+    if (tok.type === 'instr') {
+      this.#first = tok;
+      this.#line = trimLeft(trimNewline(tok.text));
+      this.#endLogicalLine(tok, tok.line);
+    } else if (tok.type === 'contInstr') {
+      this.#first = tok;
+      this.#joinContinuation(tok.text);
+      this.#endLogicalLine(tok, tok.line + tok.lineBreaks - (tok.text.endsWith('\n') ? 1 : 0));
     }
     // Heredoc tokens queued by #endLogicalLine come after this one.
     return tok;
+  }
+
+  /**
+   * Joins an instruction's physical lines as BuildKit does: the first line left-trimmed, comment
+   * lines and blank lines skipped (a blank one is remembered for the warning), the escape token
+   * and trailing blanks removed from each continuing line.
+   */
+  #joinContinuation(text: string): void {
+    const re = this.#continuation;
+    let pos = 0;
+    let first = true;
+    let line = '';
+    while (pos < text.length) {
+      const nl = text.indexOf('\n', pos);
+      const end = nl < 0 ? text.length : nl;
+      const raw = trimNewline(text.slice(pos, end));
+      pos = end + 1;
+      if (first) {
+        first = false;
+        line = trimLeft(raw).replace(re, '$1');
+        continue;
+      }
+      const left = trimLeft(raw);
+      if (left.charCodeAt(0) === 0x23) continue; // a comment line inside the continuation
+      if (left === '') {
+        this.#emptyContinuation = true;
+        continue;
+      }
+      line += re.test(raw) ? raw.replace(re, '$1') : raw;
+    }
+    this.#line = line;
   }
 
   /** The 1-based line of the last physical line consumed. */

@@ -20,6 +20,7 @@ commands:
   prune                         remove blobs and layers no tag or cache record uses
   pull REF / push NAME [REF]    copy images from / to a registry
   login HOST -u USER -p PASS    store registry credentials
+  run IMAGE [COMMAND...]        run an image's command in a container (like docker run --rm)
 
 build options (as docker build):
   -t, --tag NAME:TAG            tag the image (repeatable)
@@ -57,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
     case 'pull':
     case 'push':
     case 'login':
+    case 'run':
       return (await import('./cli-store.js')).runStoreCommand(command, rest);
     case '-h':
     case '--help':
@@ -252,7 +254,10 @@ async function cmdBuild(args: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
+    // Exit as soon as the output is flushed: a CLI run should not wait for idle background work
+    // (fsync of files already renamed into place, the threadpool winding down).
     process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
   },
   (err: unknown) => {
     if (err instanceof UsageError) {

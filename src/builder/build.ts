@@ -255,6 +255,7 @@ function scratchState(): StageState {
     args: new Map(),
     cmdSet: false,
     history: [],
+    lastCreated: '1970-01-01T00:00:00.000Z',
   };
 }
 
@@ -269,14 +270,22 @@ function stateFromImage(image: StoredImage): StageState {
     size: d.size,
     mediaType: d.mediaType,
   }));
-  return { config, layers, key: cacheKey({ parent: `base:${image.manifestDigest}`, instruction: 'FROM' }), args: new Map(), cmdSet: false, history: [] };
+  return {
+    config,
+    layers,
+    key: cacheKey({ parent: `base:${image.manifestDigest}`, instruction: 'FROM' }),
+    args: new Map(),
+    cmdSet: false,
+    history: [],
+    lastCreated: image.config.created ?? '1970-01-01T00:00:00.000Z',
+  };
 }
 
 function cloneState(s: StageState): StageState {
   const config = structuredClone(s.config);
   // The child stage's history continues the parent's: fold the parent's new entries in.
   config.history = [...(config.history ?? []), ...structuredClone(s.history)];
-  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), cmdSet: false, history: [] };
+  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), cmdSet: false, history: [], lastCreated: s.lastCreated };
 }
 
 /**

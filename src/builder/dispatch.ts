@@ -44,8 +44,13 @@ export interface StageState {
   args: Map<string, string | undefined>;
   /** True once CMD was set in this stage (ENTRYPOINT then keeps it). */
   cmdSet: boolean;
-  /** Set when a step of this stage ran (a later step cannot be a cache hit of a stale chain). */
+  /** History entries this stage added (folded into the config at the end). */
   history: HistoryEntry[];
+  /**
+   * The creation time of the newest layer step so far (a cache hit keeps its original time). Config-only
+   * steps reuse it, so a fully cached rebuild writes the same history and the same image digest.
+   */
+  lastCreated: string;
 }
 
 /** What a step handler needs from the build. */
@@ -157,7 +162,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
   const chain = (text: string, extra: readonly string[] = []): void => {
     state.key = cacheKey({ parent: state.key, instruction: text, args: extra });
   };
-  const created = now(ctx);
+  const created = ctx.options.sourceDateEpoch !== undefined ? now(ctx) : state.lastCreated;
   switch (ins.kind) {
     case 'from':
       return fail(ctx, ins, 'FROM inside a stage'); // stages are split before dispatch
@@ -308,19 +313,23 @@ async function cachedLayerStep(
   ctx: DispatchContext,
   state: StageState,
   key: string,
-  created: string,
+  _configTime: string,
   createdBy: string,
   produce: () => Promise<LayerInfo | null>,
 ): Promise<StepOutcome> {
   state.key = key;
+  let created: string;
   if (!ctx.noCache) {
     const hit = await ctx.store.getCache<CacheRecord>(key);
     if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)))) {
       if (hit.layer) state.layers.push(hit.layer);
       history(state, createdBy, hit.layer === null, hit.created);
+      state.lastCreated = hit.created;
       return { cached: true };
     }
   }
+  created = now(ctx);
+  state.lastCreated = created;
   const layer = await produce();
   if (layer) state.layers.push(layer);
   history(state, createdBy, layer === null, created);

@@ -562,7 +562,10 @@ class Program {
     const c = new RegexCompiler(source);
     this.prog = c.compile();
     this.entry = c.entry;
+    const first = this.prog[this.entry];
+    this.anchored = first?.op === 'assert' && first.kind === 'bol';
   }
+  private readonly anchored: boolean;
 
   test(text: string): boolean {
     const cps = Array.from(text, (ch) => ch.codePointAt(0) ?? 0);
@@ -607,11 +610,12 @@ class Program {
       return false;
     };
     for (let pos = 0; ; pos++) {
-      // Threads carried over were added in this generation already; then start a new search here.
-      if (add(cur, this.entry, pos)) return true;
-      if (pos >= cps.length || cur.length === 0) {
-        if (pos >= cps.length) return false;
-      }
+      // Threads carried over were added in this generation already; then start a new search here
+      // (upstream sources begin with ^, so only position 0 can start a match and a dead set ends the search).
+      if (pos === 0 || !this.anchored) {
+        if (add(cur, this.entry, pos)) return true;
+      } else if (cur.length === 0) return false;
+      if (pos >= cps.length) return false;
       const cp = cps[pos] ?? 0;
       gen++;
       next.length = 0;

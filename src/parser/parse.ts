@@ -184,11 +184,14 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   const warnings: ParseWarning[] = [];
   let comments: string[] = [];
   for (const item of result.items) {
-    if (item.kind === 'comment') {
-      // BuildKit drops the first byte (the `#` when the line is not indented) and trims.
-      const c = trimSpace(item.token.text.slice(1));
-      if (c === '') comments = [];
-      else comments.push(c);
+    if (item.kind === 'trivia') {
+      for (const raw of item.token.text.split('\n')) {
+        if (trimLeftSpace(raw).charCodeAt(0) !== 0x23) continue; // a blank line
+        // BuildKit drops the first byte (the `#` when the line is not indented) and trims.
+        const c = trimSpace(raw.slice(1));
+        if (c === '') comments = [];
+        else comments.push(c);
+      }
       continue;
     }
     instructions.push(toInstruction(item, comments, loc, warnings));
@@ -212,8 +215,8 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
 }
 
 function toInstruction(item: InstructionItem, comments: string[], loc: Locator, warnings: ParseWarning[]): InstructionNode {
-  const first = item.lines[0]!;
-  const lastLine = item.lines[item.lines.length - 1]!;
+  const first = item.line;
+  const lastLine = item.line;
   const last = item.heredocs[item.heredocs.length - 1] ?? lastLine;
   const logical = first.node as LogicalLine;
   const range: SourceRange = { start: loc.start(first), end: loc.end(last) };

@@ -651,7 +651,8 @@ function goQuote(s: string): string {
   let out = '"';
   for (const ch of s) {
     const cp = ch.codePointAt(0) ?? 0;
-    if (ch === '"' || ch === '\\') out += `\\${ch}`;
+    if (cp >= 0x20 && cp < 0x7f && ch !== '"' && ch !== '\\') out += ch;
+    else if (ch === '"' || ch === '\\') out += `\\${ch}`;
     else if (cp === 0x07) out += '\\a';
     else if (cp === 0x08) out += '\\b';
     else if (cp === 0x0c) out += '\\f';

@@ -139,10 +139,10 @@ export async function pushImage(image: StoredImage | string, ref: string | Image
   const bytes = Buffer.from(JSON.stringify(manifest));
   // Kept locally too: a later pull by this digest then needs no network.
   const { digest } = await store.writeBlobBytes(bytes);
-  const pushed = await client.putManifest(repo, target.tag ?? target.digest ?? 'latest', bytes, MEDIA_TYPES.ociManifest, signal);
   if (target.digest !== undefined && target.digest !== digest) {
-    throw new RegistryError(`pushed manifest has digest ${digest}, not the ${target.digest} the reference names`);
+    throw new RegistryError(`the manifest to push has digest ${digest}, not the ${target.digest} the reference names`);
   }
+  const pushed = await client.putManifest(repo, target.tag ?? target.digest ?? 'latest', bytes, MEDIA_TYPES.ociManifest, signal);
   onProgress?.({ type: 'manifest', digest: pushed });
   return pushed;
 }

@@ -69,6 +69,7 @@ export interface ContainerResult {
   readonly exitCode: number;
   /** The last ~4 KB of stdout and stderr, interleaved as they arrived. */
   readonly outputTail: string;
+  /** Wall time of the whole call: setup, run and teardown. */
   readonly durationMs: number;
   /** The runtime's own error when it failed to start the process (e.g. `exec: "foo": executable file not found in $PATH`). */
   readonly runtimeError?: string;
@@ -140,6 +141,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
   let overlay: OverlayMount | undefined;
   let stubs: Stubs = { missing: [], parents: new Map() };
+  let run: RuntimeRun;
   try {
     await mkdir(rootfs);
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
@@ -192,15 +194,8 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config));
     signal?.throwIfAborted();
 
-    const run = await runRuntime(runtime, bundle, stateRoot, id, options);
+    run = await runRuntime(runtime, bundle, stateRoot, id, options);
     signal?.throwIfAborted();
-    return {
-      exitCode: run.exitCode,
-      outputTail: run.outputTail,
-      durationMs: performance.now() - startedAt,
-      ...(run.runtimeError === undefined ? {} : { runtimeError: run.runtimeError }),
-      warnings: runtime.warnings,
-    };
   } finally {
     if (overlay !== undefined) {
       await removeStubs(rootfs, spec.rootfs.upperDir, stubs);
@@ -209,6 +204,13 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
     if (!(await isMounted(rootfs))) await rm(bundle, { recursive: true, force: true });
   }
+  return {
+    exitCode: run.exitCode,
+    outputTail: run.outputTail,
+    durationMs: performance.now() - startedAt,
+    ...(run.runtimeError === undefined ? {} : { runtimeError: run.runtimeError }),
+    warnings: runtime.warnings,
+  };
 }
 
 /** The relative cgroup path keeps the container under our own cgroup (and its limits) on cgroup v1. */

@@ -86,7 +86,7 @@ export async function extractLayer(
   const written = new Set<string>();
   const dirMeta: Array<{ parts: string[]; header: TarHeader }> = [];
   const pendingXattrs: Array<{ parts: string[]; xattrs: Map<string, Buffer> }> = [];
-  const overlayWhiteouts: string[][] = [];
+  const overlayWhiteouts: Array<{ parts: string[]; header: TarHeader }> = [];
   const overlayOpaque: string[][] = [];
   let entries = 0;
 
@@ -168,7 +168,7 @@ export async function extractLayer(
         const victim = base.slice(WHITEOUT_PREFIX.length);
         if (victim === '' || victim === '.' || victim === '..') throw new RuntimeError(`invalid whiteout entry "${header.name}"`);
         const victimParts = [...parent, victim];
-        if (mode === 'overlay') overlayWhiteouts.push(victimParts);
+        if (mode === 'overlay') overlayWhiteouts.push({ parts: victimParts, header });
         else if (!written.has(victimParts.join('/'))) await removeExisting(victimParts);
       }
       continue;
@@ -251,11 +251,13 @@ export async function extractLayer(
   if (overlayWhiteouts.length > 0 || overlayOpaque.length > 0) {
     const { execa } = await import('execa');
     const nodes: string[] = [];
+    const made: Array<{ parts: string[]; header: TarHeader }> = [];
     for (const w of overlayWhiteouts) {
-      const p = await again(w);
+      const p = await again(w.parts);
       if (p) {
         await removeExisting(p);
         nodes.push(abs(p));
+        made.push({ parts: p, header: w.header });
       }
     }
     const opaque: string[] = [];
@@ -266,6 +268,11 @@ export async function extractLayer(
     try {
       if (nodes.length > 0) {
         await execa('sh', ['-c', 'for p; do mknod -- "$p" c 0 0 || exit 1; done', 'sh', ...nodes], signal ? { cancelSignal: signal } : {});
+      }
+      // The whiteout keeps the .wh. entry's owner and mtime, so re-snapshotting gives the same layer.
+      for (const { parts, header } of made) {
+        if (asRoot) await fs.lchown(abs(parts), header.uid, header.gid);
+        await fs.lutimes(abs(parts), header.mtime, header.mtime);
       }
       if (opaque.length > 0) await execa('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', '--', ...opaque], signal ? { cancelSignal: signal } : {});
     } catch (cause) {

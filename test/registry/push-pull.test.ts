@@ -77,7 +77,7 @@ async function corruptingProxy(target: string): Promise<{ host: string; server: 
       upRes.on('data', (chunk: Buffer) => {
         if (first && chunk.length > 0) {
           first = false;
-          chunk[chunk.length - 1] ^= 0xff;
+          chunk.writeUInt8((chunk.readUInt8(chunk.length - 1) ^ 0xff) & 0xff, chunk.length - 1);
         }
         res.write(chunk);
       });

@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { IgnorePatternError, PatternMatcher, ignoreFileFor, legacyMatches, readIgnoreFile, type MatchInfo } from '../../src/parser/dockerignore.js';
+
+test('the reader drops comments, blanks and a BOM and cleans each pattern', () => {
+  const text = '\ufeff# comment\r\n  node_modules/  \r\n\n !  ./docs/../README.md\n/abs/path\n # not a comment\n!\n';
+  assert.deepEqual(readIgnoreFile(text), ['node_modules', '!README.md', 'abs/path', '# not a comment', '!']);
+});
+
+test('a later exception re-includes a path that an earlier pattern excluded', () => {
+  const pm = PatternMatcher.compile(['docs', '!docs/README.md', '*.log']);
+  assert.equal(pm.matchesOrParentMatches('docs/guide.md'), true);
+  assert.equal(pm.matchesOrParentMatches('docs/README.md'), false);
+  assert.equal(pm.matchesOrParentMatches('app/build.log'), false, '* does not cross a slash');
+  assert.equal(pm.matchesOrParentMatches('build.log'), true);
+});
+
+test('** spans any number of directories, including none', () => {
+  const pm = PatternMatcher.compile(['**/cache/*.tmp']);
+  assert.equal(pm.matchesOrParentMatches('cache/a.tmp'), true);
+  assert.equal(pm.matchesOrParentMatches('x/y/cache/a.tmp'), true);
+  assert.equal(pm.matchesOrParentMatches('x/y/cache/sub/a.tmp'), false);
+});
+
+test('a top-down walk passing parent results agrees with matching each path alone', () => {
+  const pm = PatternMatcher.compile(['src/**', '!src/keep', '**/*.o', 'tmp']);
+  const paths = ['src', 'src/keep', 'src/keep/a.c', 'src/keep/a.o', 'lib', 'lib/x.o', 'tmp', 'tmp/y'];
+  const infos = new Map<string, MatchInfo>();
+  for (const p of paths) {
+    const parent = p.includes('/') ? infos.get(p.slice(0, p.lastIndexOf('/'))) : undefined;
+    const r = pm.matchesUsingParentResults(p, parent);
+    infos.set(p, r.info);
+    assert.equal(r.matched, pm.matchesOrParentMatches(p), p);
+  }
+});
+
+test('malformed patterns fail with the upstream messages', () => {
+  assert.throws(() => PatternMatcher.compile(['!']), { name: 'IgnorePatternError', message: 'illegal exclusion pattern: "!"' });
+  assert.throws(() => PatternMatcher.compile(['a[']), { message: 'syntax error in pattern' });
+  // Accepted by the syntax check, rejected when its class (range l-O) is compiled at match time.
+  const pm = PatternMatcher.compile(['[Local-Only]/']);
+  assert.throws(() => pm.matchesOrParentMatches('x'), IgnorePatternError);
+  assert.throws(() => pm.matchesOrParentMatches('x'), IgnorePatternError);
+});
+
+test('the legacy matcher only checks the parent directory at the pattern depth', () => {
+  assert.equal(legacyMatches('a/b/c', ['a/b']), true);
+  assert.equal(legacyMatches('.', ['*']), false);
+  assert.equal(PatternMatcher.compile(['b']).matchesOrParentMatches('a/b/c'), false);
+});
+
+test('matching paths against many stars does not backtrack exponentially', () => {
+  const pm = PatternMatcher.compile([`${'a*'.repeat(40)}b`, '!**/keep']);
+  const path = 'a'.repeat(200);
+  for (let i = 0; i < 100; i++) assert.equal(pm.matchesOrParentMatches(`${path}${i}`), false);
+});
+
+test('the Dockerfile-specific ignore file is looked up before the context one', () => {
+  assert.deepEqual(ignoreFileFor('/src/build/app.Dockerfile', '/src'), ['/src/build/app.Dockerfile.dockerignore', '/src/.dockerignore']);
+});
