@@ -4,9 +4,12 @@
 #   busybox-static      the embedded base image for demos and tests (no registry needed)
 #   skopeo, umoci       independent OCI tools the tests check kiln's images with
 #   docker-registry     a real registry the registry tests start on 127.0.0.1
-#   zstd, jq, apache2-utils (htpasswd for the registry auth tests)
+#   buildah             the peer engine of the differential test (same Dockerfiles, compared images)
+#   attr                getfattr/setfattr: xattrs and overlay opaque markers (Node has no xattr API)
+#   zstd, xz-utils, bzip2  layer compression and ADD's archive formats
+#   jq, apache2-utils   htpasswd for the registry auth tests
 set -euo pipefail
-pkgs=(runc crun busybox-static skopeo umoci docker-registry zstd jq apache2-utils)
+pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr zstd xz-utils bzip2 jq apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -19,6 +22,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "bootstrap: done"

@@ -2,9 +2,12 @@
  * The build context: which files COPY/ADD may read (after .dockerignore), how source patterns
  * select them, and their content digests for cache keys.
  *
- * Digests are xxhash64 of the content (fast local change detection) and are remembered per file
- * by (size, mtime, ctime, inode) in the store, so a rebuild with unchanged files hashes nothing.
- * A key that leaves the machine (registry cache) is made from sha256 elsewhere, never from these.
+ * File digests are sha256, because cache keys built from them may leave the machine (a cache
+ * shared through a registry) and must not be forgeable by a crafted collision. xxhash64 is the fast
+ * change detector around them: each file's digest is remembered with its (size, mtime, ctime, inode)
+ * and its xxhash64; an unchanged stat reuses the digest without reading the file, and a changed stat
+ * with an unchanged xxhash64 (a touch, a checkout that rewrote the same bytes) reuses it without
+ * computing sha256 again.
  */
 import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'node:fs/promises';
 import { createReadStream, type Stats } from 'node:fs';
@@ -35,7 +38,8 @@ interface StatCacheEntry {
   m: number; // mtimeMs
   c: number; // ctimeMs
   i: number; // inode
-  h: string; // xxhash64 hex
+  x: string; // xxhash64 hex of the content
+  h: string; // sha256 hex of the content
 }
 
 /** The build context directory with its ignore rules and a persistent digest cache. */
@@ -155,21 +159,36 @@ export class BuildContext {
     return out;
   }
 
-  /** The xxhash64 digest of a file's content, reusing the remembered one while its stat is unchanged. */
+  /** The sha256 of a file's content (hex), with xxhash64-based change detection (see the file comment). */
   async fileDigest(entry: ContextEntry): Promise<string> {
     const st = entry.stats;
     const cached = this.statCache[entry.rel];
     if (cached && cached.s === st.size && cached.m === st.mtimeMs && cached.c === st.ctimeMs && cached.i === st.ino) return cached.h;
     const hasher = await getHasher();
+    let x: string;
     let h: string;
     if (st.size < 1 << 20) {
-      h = hasher.h64Raw(await readFile(entry.abs)).toString(16).padStart(16, '0');
+      const data = await readFile(entry.abs);
+      x = hasher.h64Raw(data).toString(16).padStart(16, '0');
+      h = cached?.x === x && cached.s === data.length ? cached.h : createHash('sha256').update(data).digest('hex');
     } else {
-      const state = hasher.create64();
-      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) state.update(chunk as Buffer);
-      h = state.digest().toString(16).padStart(16, '0');
+      // One read serves both hashes; sha256 is skipped when xxhash shows the bytes are the ones we know.
+      const xs = hasher.create64();
+      const sha = cached ? undefined : createHash('sha256');
+      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) {
+        xs.update(chunk as Buffer);
+        sha?.update(chunk as Buffer);
+      }
+      x = xs.digest().toString(16).padStart(16, '0');
+      if (sha) h = sha.digest('hex');
+      else if (cached?.x === x && cached.s === st.size) h = cached.h;
+      else {
+        const again = createHash('sha256');
+        for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) again.update(chunk as Buffer);
+        h = again.digest('hex');
+      }
     }
-    this.statCache[entry.rel] = { s: st.size, m: st.mtimeMs, c: st.ctimeMs, i: st.ino, h };
+    this.statCache[entry.rel] = { s: st.size, m: st.mtimeMs, c: st.ctimeMs, i: st.ino, x, h };
     this.statCacheDirty = true;
     return h;
   }
@@ -179,7 +198,6 @@ export class BuildContext {
    * contents. Not mtimes, owners or ignored files, so touching a file or editing an ignored one keeps the cache.
    */
   async digestSources(entries: readonly ContextEntry[]): Promise<string> {
-    const hasher = await getHasher();
     const lines: string[] = [];
     const describe = async (e: ContextEntry, rel: string): Promise<void> => {
       const perm = (e.stats.mode & 0o7777).toString(8);
@@ -191,7 +209,7 @@ export class BuildContext {
       await describe(top, top.rel);
       if (top.type === 'dir') for (const child of await this.walk(top)) await describe(child, child.rel);
     }
-    return hasher.h64(lines.join('\n')).toString(16).padStart(16, '0');
+    return createHash('sha256').update(lines.join('\n')).digest('hex');
   }
 
   /** Persists the digest cache (temp file + rename, so a crash never leaves a torn file in place). */

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import tarStream from 'tar-stream';
@@ -27,7 +28,7 @@ async function craft(entries: Entry[]): Promise<Buffer> {
   for (const e of entries) {
     const type = e.type ?? 'file';
     const header = { name: e.name, type, mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), uid: 0, gid: 0, ...(e.linkname ? { linkname: e.linkname } : {}) };
-    await new Promise<void>((resolve, reject) => pack.entry(header, type === 'file' ? (e.content ?? '') : undefined, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => pack.entry(header, type === 'file' ? (e.content ?? '') : '', (err) => (err ? reject(err) : resolve())));
   }
   pack.finalize();
   await done;
@@ -50,7 +51,7 @@ const listOutside = async (outside: string): Promise<string[]> => (await fs.read
 test('an entry named ../x is refused and nothing is written beside the target', async () => {
   const { target, outside } = await sandbox('dotdot');
   const tar = await craft([{ name: '../outside/x', content: 'pwned' }, { name: 'a/../../../x', content: 'pwned' }]);
-  await assert.rejects(extractLayer([tar], target), RuntimeError);
+  await assert.rejects(extractLayer(Readable.from([tar]), target), RuntimeError);
   assert.deepEqual(await listOutside(outside), ['secret']);
   await assert.rejects(fs.access(path.join(work, 'dotdot', 'x')));
 });
@@ -58,7 +59,7 @@ test('an entry named ../x is refused and nothing is written beside the target', 
 test('an absolute entry name lands inside the target, as in a container root', async () => {
   const { target, outside } = await sandbox('absolute');
   const tar = await craft([{ name: `${outside}/abs`, content: 'inside' }]);
-  await extractLayer([tar], target);
+  await extractLayer(Readable.from([tar]), target);
   assert.equal(await fs.readFile(path.join(target, outside, 'abs'), 'utf8'), 'inside');
   assert.deepEqual(await listOutside(outside), ['secret']);
 });
@@ -73,7 +74,7 @@ test('writing through a symlink that points outside stays inside the target', as
     { name: 'file-link', type: 'symlink', linkname: path.join(outside, 'secret') },
     { name: 'file-link', content: 'replaced the link, not the secret' },
   ]);
-  await extractLayer([tar], target);
+  await extractLayer(Readable.from([tar]), target);
   assert.deepEqual(await listOutside(outside), ['secret']);
   assert.equal(await fs.readFile(path.join(outside, 'secret'), 'utf8'), 'secret');
   // Both symlinks resolve as in the container: to <target>/<outside path>.
@@ -90,7 +91,7 @@ test('a hardlink to a file outside the target is refused', async () => {
       { name: 'h', type: 'link', linkname: linkname.replace('__OUTSIDE__', outside) },
       { name: 'h', content: 'overwrite' },
     ]);
-    await assert.rejects(extractLayer([tar], target), RuntimeError);
+    await assert.rejects(extractLayer(Readable.from([tar]), target), RuntimeError);
     const st = await fs.stat(path.join(outside, 'secret'));
     assert.equal(st.nlink, 1, linkname);
     assert.equal(await fs.readFile(path.join(outside, 'secret'), 'utf8'), 'secret');
@@ -109,12 +110,12 @@ test('whiteouts delete lower content and an opaque marker empties the directory,
     { name: 'd/new', content: 'new' },
     { name: 'd/.wh..wh..opq' },
   ]);
-  await extractLayer([tar], target, { mode: 'apply' });
+  await extractLayer(Readable.from([tar]), target, { mode: 'apply' });
   assert.deepEqual((await fs.readdir(target)).sort(), ['d', 'kept']);
   assert.deepEqual(await fs.readdir(path.join(target, 'd')), ['new']);
 });
 
 test('a whiteout entry naming .. is refused', async () => {
   const { target } = await sandbox('wh-dotdot');
-  await assert.rejects(extractLayer([await craft([{ name: 'a/.wh...' }])], target), RuntimeError);
+  await assert.rejects(extractLayer(Readable.from([await craft([{ name: 'a/.wh...' }])]), target), RuntimeError);
 });

@@ -1,0 +1,127 @@
+/**
+ * Snapshot benchmarks: kiln's snapshotter (upperdir → uncompressed layer blob) and its lazy gzip against the
+ * floors `tar -c DIR | sha256sum` and `tar -c DIR | gzip -1 | sha256sum` on the same tree, plus peak RSS of a
+ * snapshot of 200 MB vs 1 GB (in a child process, maxRSS from process.resourceUsage()).
+ *
+ * Run: `node --import tsx bench/snapshot.ts [--rss]`. Prints one JSON object per measurement.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LayerStore } from '../src/store/layer-store.js';
+import { snapshotDirectory } from '../src/store/snapshot.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** One file of `mb` MiB: half random, half text-like, so compressors have real work. */
+export async function makeBigFileTree(dir: string, mb: number): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const fh = await fs.open(path.join(dir, 'big.bin'), 'w');
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog 0123456789\n'.repeat(20000)).subarray(0, 1 << 20);
+  for (let i = 0; i < mb; i++) await fh.write(i % 2 === 0 ? randomBytes(1 << 20) : text);
+  await fh.close();
+}
+
+/** `count` small files (0.5–8 KiB) in 50 directories. */
+export async function makeSmallFilesTree(dir: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const sub = path.join(dir, `d${i % 50}`);
+    if (i < 50) await fs.mkdir(sub, { recursive: true });
+    await fs.writeFile(path.join(sub, `f${i}.txt`), `${i} `.repeat(128 + ((i * 37) % 2000)));
+  }
+}
+
+const seconds = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
+
+/** Wall time of a shell pipeline. */
+export function timeShell(script: string): number {
+  const start = process.hrtime.bigint();
+  execFileSync('sh', ['-c', script], { stdio: 'ignore' });
+  return seconds(start);
+}
+
+/** Times kiln's snapshot of `dir` and the lazy gzip/zstd of that layer, in a fresh store. */
+export async function timeKiln(dir: string, storeRoot: string): Promise<{ snapshot: number; gzip: number; gzipLevel1: number; zstd: number }> {
+  const store = await LayerStore.open(storeRoot);
+  let start = process.hrtime.bigint();
+  const layer = await snapshotDirectory(dir, store);
+  const snapshot = seconds(start);
+  start = process.hrtime.bigint();
+  await store.compressLayer(layer.diffId, 'gzip');
+  const gzip = seconds(start);
+  const other = await LayerStore.open(`${storeRoot}-l1`);
+  await fs.copyFile(store.blobPath(layer.digest), other.blobPath(layer.digest));
+  start = process.hrtime.bigint();
+  await other.compressLayer(layer.diffId, 'gzip', { level: 1 });
+  const gzipLevel1 = seconds(start);
+  start = process.hrtime.bigint();
+  await store.compressLayer(layer.diffId, 'zstd');
+  const zstd = seconds(start);
+  return { snapshot, gzip, gzipLevel1, zstd };
+}
+
+/** Compares kiln with the tar floors on one tree. */
+export async function compareOnTree(label: string, dir: string, work: string): Promise<Record<string, number | string>> {
+  const q = JSON.stringify(dir);
+  const tarFloor = timeShell(`tar -c -C ${q} . | sha256sum`);
+  const tarGzipFloor = timeShell(`tar -c -C ${q} . | gzip -1 | sha256sum`);
+  const pigz = timeShell(`tar -c -C ${q} . | pigz -n -6 | sha256sum`);
+  const kiln = await timeKiln(dir, path.join(work, `store-${label}`));
+  return {
+    tree: label,
+    tarSha256: tarFloor,
+    tarGzip1Sha256: tarGzipFloor,
+    tarPigz6Sha256: pigz,
+    kilnSnapshot: kiln.snapshot,
+    kilnGzip6: kiln.gzip,
+    kilnGzip1: kiln.gzipLevel1,
+    kilnZstd: kiln.zstd,
+    ratioSnapshotVsTar: kiln.snapshot / tarFloor,
+    ratioSnapshotPlusGzip6VsTarGzip1: (kiln.snapshot + kiln.gzip) / tarGzipFloor,
+    ratioSnapshotPlusGzip1VsTarGzip1: (kiln.snapshot + kiln.gzipLevel1) / tarGzipFloor,
+  };
+}
+
+/** Peak RSS (bytes) of a child process that snapshots `dir` into `storeRoot`. */
+export function snapshotPeakRss(dir: string, storeRoot: string): number {
+  const code = `import { LayerStore } from ${JSON.stringify(path.join(repoRoot, 'src/store/layer-store.ts'))};
+    import { snapshotDirectory } from ${JSON.stringify(path.join(repoRoot, 'src/store/snapshot.ts'))};
+    const store = await LayerStore.open(${JSON.stringify(storeRoot)});
+    await snapshotDirectory(${JSON.stringify(dir)}, store);
+    process.stdout.write(String(process.resourceUsage().maxRSS * 1024));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return Number(r.stdout);
+}
+
+async function main(): Promise<void> {
+  const work = await fs.mkdtemp(path.join(tmpdir(), 'kiln-bench-snap-'));
+  const out = (o: object): void => {
+    process.stdout.write(`${JSON.stringify(o)}\n`);
+  };
+  try {
+    const big = path.join(work, 'big');
+    await makeBigFileTree(big, 200);
+    out(await compareOnTree('200MB-file', big, work));
+    const small = path.join(work, 'small');
+    await makeSmallFilesTree(small, 5000);
+    out(await compareOnTree('5000-small-files', small, work));
+    if (process.argv.includes('--rss')) {
+      const rss200 = snapshotPeakRss(big, path.join(work, 'rss-200'));
+      await fs.rm(path.join(work, 'store-200MB-file'), { recursive: true, force: true });
+      await fs.rm(path.join(work, 'store-200MB-file-l1'), { recursive: true, force: true });
+      const huge = path.join(work, 'huge');
+      await makeBigFileTree(huge, 1024);
+      await fs.rm(path.join(work, 'rss-200'), { recursive: true, force: true });
+      const rss1g = snapshotPeakRss(huge, path.join(work, 'rss-1g'));
+      out({ peakRss200MB: rss200, peakRss1GB: rss1g, ratio: rss1g / rss200 });
+    }
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fixturesDir, sandbox, type Built, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+let built: Built;
+before(async () => {
+  sb = await sandbox();
+  built = await sb.build({
+    context: path.join(fixturesDir, 'config'),
+    buildArgs: { OVERRIDDEN: 'from-cli', UNDECLARED: 'x', LOCAL: 'cli-local' },
+    tags: ['parent:1'],
+  });
+});
+after(() => sb.cleanup());
+
+test('ARG in a stage inherits the global value and build args override defaults', () => {
+  const env = built.image.config.config.Env ?? [];
+  assert.ok(env.includes('FROM_ARG=global-default-cli-local'), env.join(','));
+});
+
+test('ENV wins over an ARG of the same name declared after it', () => {
+  const env = built.image.config.config.Env ?? [];
+  assert.ok(env.includes('SEEN=env-wins'), env.join(','));
+  assert.ok(env.includes('OVERRIDDEN=env-wins'));
+});
+
+test('RUN sees declared ARGs but not undeclared build args, and runs as USER in WORKDIR', async () => {
+  assert.equal((await built.read('tmp/args')).trim(), 'global-default cli-local env-wins');
+  assert.equal((await built.read('tmp/uid')).trim(), '65534');
+  assert.equal((await built.read('tmp/pwd')).trim(), '/app/sub');
+});
+
+test('an unconsumed build arg is reported as a warning', () => {
+  assert.ok(built.result.warnings.some((w) => w.includes('[UNDECLARED]')), built.result.warnings.join('\n'));
+});
+
+test('config instructions land in the image config', () => {
+  const c = built.image.config.config;
+  assert.deepEqual(c.Labels, { 'com.example.one': '1', 'com.example.two': 'cli-local' });
+  assert.deepEqual(c.ExposedPorts, { '80/tcp': {}, '443/udp': {} });
+  assert.deepEqual(c.Volumes, { '/data': {}, '/cache': {} });
+  assert.equal(c.StopSignal, 'SIGTERM');
+  assert.deepEqual(c.Healthcheck, { Test: ['CMD', 'true'], Interval: 5e9, Timeout: 2e9, Retries: 3 });
+  assert.deepEqual(c.OnBuild, ['RUN echo triggered > /tmp/onbuild.txt']);
+  assert.equal(c.WorkingDir, '/app/sub');
+  assert.equal(c.User, 'nobody');
+  assert.deepEqual(c.Shell, ['/bin/sh', '-ec']);
+});
+
+test('shell-form CMD uses the SHELL, and ENTRYPOINT after CMD in the same stage keeps it', () => {
+  const c = built.image.config.config;
+  assert.deepEqual(c.Cmd, ['/bin/sh', '-ec', 'echo hi']);
+  assert.deepEqual(c.Entrypoint, ['/bin/echo']);
+});
+
+test('history marks config-only steps as empty layers and names RUN with its args', () => {
+  const h = (built.image.config.history ?? []).filter((e) => e.comment === 'buildkit.dockerfile.v0');
+  const run = h.find((e) => e.created_by?.startsWith('RUN '));
+  assert.ok(run && !run.empty_layer);
+  // OVERRIDDEN is shadowed by ENV, so only the two ARGs that reach RUN as ARGs are listed.
+  assert.match(run.created_by ?? '', /^RUN \|2 GLOBAL=global-default LOCAL=cli-local \/bin\/sh -c id -u/);
+  const user = h.find((e) => e.created_by === 'USER nobody');
+  assert.equal(user?.empty_layer, true);
+  assert.equal(h.filter((e) => !e.empty_layer).length, built.image.manifest.layers.length - 1);
+});
+
+test('an image used as a base runs its ONBUILD triggers and drops them', async () => {
+  const child = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'FROM parent:1\nRUN cat /tmp/onbuild.txt > /tmp/seen\n',
+  });
+  assert.equal((await child.read('tmp/seen')).trim(), 'triggered');
+  assert.equal(child.image.config.config.OnBuild ?? null, null);
+});
