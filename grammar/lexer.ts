@@ -129,6 +129,8 @@ export class DockerfileTokenSource {
   readonly #moo: moo.Lexer;
   readonly #options: TokenSourceOptions;
   readonly #continuation: RegExp;
+  /** The last error this source threw (nearley wraps lexer errors, losing the class). */
+  lastError: TokenSourceError | undefined;
   #text = '';
   #queue: DockerfileToken[] = [];
   #started = false;
@@ -147,6 +149,7 @@ export class DockerfileTokenSource {
   /** nearley calls this once per `feed`; kiln feeds the whole text at once. */
   reset(chunk: string): void {
     this.#text = chunk;
+    this.lastError = undefined;
     this.#moo.reset(chunk);
     this.#queue = [];
     this.#started = false;
@@ -241,11 +244,21 @@ export class DockerfileTokenSource {
     m.col = 1;
   }
 
+  #throw(err: TokenSourceError): never {
+    this.lastError = err;
+    throw err;
+  }
+
   /** Ends the logical line; `last` is its last line token (undefined at end of input). */
   #endLogicalLine(last: DockerfileToken | undefined, endLine: number): void {
     const first = this.#first!;
     this.#first = undefined;
-    const result = this.#options.onLogicalLine(this.#line, first.line, endLine);
+    let result: LogicalLineResult;
+    try {
+      result = this.#options.onLogicalLine(this.#line, first.line, endLine);
+    } catch (err) {
+      this.#throw(err instanceof TokenSourceError ? err : new TokenSourceError(String(err), first.line, endLine, { cause: err }));
+    }
     first.node = result.node;
     const target = last ?? first;
     target.emptyContinuation = this.#emptyContinuation;
@@ -276,7 +289,7 @@ export class DockerfileTokenSource {
         }
         content += raw;
       }
-      if (!terminated) throw new TokenSourceError('unterminated heredoc', first.line, line - 1);
+      if (!terminated) this.#throw(new TokenSourceError('unterminated heredoc', first.line, line - 1));
       const value = text.slice(start, pos);
       pending.push({
         type: 'heredoc', value, text: value, offset: start, lineBreaks: line - startLine, line: startLine, col: 1,

@@ -1,5 +1,5 @@
-/** Parsing of the CLI's `--output` and `--secret` specs (buildx syntax) into API options. */
-import type { OutputSpec, SecretSource } from './builder/options.js';
+/** Parsing of the CLI's `--output`, `--secret`, `--cache-from` and `--cache-to` specs (buildx syntax) into API options. */
+import type { CacheExportSpec, CacheImportSpec, OutputSpec, SecretSource } from './builder/options.js';
 
 /** `type=oci,dest=out.tar` → an {@link OutputSpec}; throws a one-line message on a bad spec. */
 export function parseOutputSpec(fields: Record<string, string>): OutputSpec {
@@ -34,4 +34,27 @@ export function parseSecretSpec(fields: Record<string, string>): SecretSource {
   if (fields.env) return { id, env: fields.env };
   // docker build: without src/env, the secret comes from the environment variable named like the id.
   return { id, env: id };
+}
+
+/** `type=registry,ref=HOST/REPO:TAG` (or a bare `REF`, as docker build accepts) → a {@link CacheImportSpec}. */
+export function parseCacheFromSpec(fields: Record<string, string>): CacheImportSpec {
+  const bare = Object.keys(fields).length === 1 ? Object.entries(fields).find(([, v]) => v === '')?.[0] : undefined;
+  if (bare !== undefined && !bare.includes('=')) return { type: 'registry', ref: bare };
+  const type = fields.type ?? 'registry';
+  if (type !== 'registry') throw new Error(`unsupported --cache-from type: ${type} (kiln reads type=registry)`);
+  if (!fields.ref) throw new Error('--cache-from type=registry needs ref=REF');
+  return { type, ref: fields.ref };
+}
+
+/** `type=registry,ref=REF[,mode=min|max][,cache-mounts=true]` or `type=inline` → a {@link CacheExportSpec}. */
+export function parseCacheToSpec(fields: Record<string, string>): CacheExportSpec {
+  const type = fields.type;
+  if (type === 'inline') return { type };
+  if (type !== 'registry') throw new Error(`unsupported --cache-to type: ${type ?? '(none)'} (kiln writes type=registry or type=inline)`);
+  if (!fields.ref) throw new Error('--cache-to type=registry needs ref=REF');
+  const mode = fields.mode ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw new Error(`invalid --cache-to mode: ${mode} (min or max)`);
+  const mounts = fields['cache-mounts'];
+  if (mounts !== undefined && mounts !== 'true' && mounts !== 'false') throw new Error(`invalid cache-mounts=${mounts} (true or false)`);
+  return { type, ref: fields.ref, mode, ...(mounts === 'true' ? { cacheMounts: true } : {}) };
 }

@@ -38,6 +38,10 @@ build options (as docker build):
   --network none|host           network of RUN steps (default none)
   --pull                        re-resolve base image tags from their registry
   --push                        push the image to the registry of its first tag
+  --cache-from type=registry,ref=REF
+                                import a shared build cache (a cache manifest or an image with an inline cache)
+  --cache-to type=registry,ref=REF[,mode=min|max][,cache-mounts=true] | type=inline
+                                export the build cache after the build
   --runtime auto|runc|crun
   -q, --quiet                   print only the image digest
 `;
@@ -171,6 +175,8 @@ async function cmdBuild(args: string[]): Promise<number> {
     push: { type: 'boolean' },
     runtime: { type: 'string' },
     'insecure-registry': { type: 'string', multiple: true },
+    'cache-from': { type: 'string', multiple: true },
+    'cache-to': { type: 'string', multiple: true },
     quiet: { type: 'boolean', short: 'q' },
   });
   if (positionals.length !== 1) throw new UsageError('build takes exactly one CONTEXT argument (a directory, or - for a Dockerfile on stdin)');
@@ -182,7 +188,17 @@ async function cmdBuild(args: string[]): Promise<number> {
   const runtime = v.runtime as string | undefined;
   if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
 
-  const { parseOutputSpec, parseSecretSpec } = await import('./cli-specs.js');
+  const { parseOutputSpec, parseSecretSpec, parseCacheFromSpec, parseCacheToSpec } = await import('./cli-specs.js');
+  const specList = <T,>(flag: string, parseSpec: (f: Record<string, string>) => T): T[] =>
+    ((v[flag] as string[] | undefined) ?? []).map((s) => {
+      try {
+        return parseSpec(csv(s));
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    });
+  const cacheFrom = specList('cache-from', parseCacheFromSpec);
+  const cacheTo = specList('cache-to', parseCacheToSpec);
   const outputs = ((v.output as string[] | undefined) ?? []).map((s) => {
     try {
       return parseOutputSpec(csv(s));
@@ -231,6 +247,8 @@ async function cmdBuild(args: string[]): Promise<number> {
     pull: Boolean(v.pull),
     ...(runtime ? { runtime: runtime as 'auto' | 'runc' | 'crun' } : {}),
     insecureRegistries: (v['insecure-registry'] as string[] | undefined) ?? [],
+    cacheFrom,
+    cacheTo,
     onEvent: printer.onEvent,
     signal: controller.signal,
   };

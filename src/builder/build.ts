@@ -65,6 +65,18 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   for (const w of graph.warnings) warn(w.message, w.range.start.line);
 
   const store = await LayerStore.open(opts.root);
+  // The shared cache (--cache-from / --cache-to): records fetched now, layers only on a hit.
+  const remoteCache =
+    opts.cacheFrom.length > 0 || opts.cacheTo.length > 0
+      ? await (await import('./remote-cache.js')).RemoteCache.open(store, {
+          cacheFrom: opts.cacheFrom,
+          cacheTo: opts.cacheTo,
+          insecureRegistries: opts.insecureRegistries,
+          signal,
+          warn: (m) => warn(m),
+          progress: (message) => emit({ type: 'progress', id: 'cache', message }),
+        })
+      : undefined;
   let contextPromise: Promise<BuildContext> | undefined;
   const openContext = (): Promise<BuildContext> =>
     (contextPromise ??= BuildContext.open(opts.context, opts.dockerfileText === undefined ? opts.dockerfile : undefined, path.join(store.root, 'cache')));
@@ -190,6 +202,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         warn(w);
       }
     },
+    ...(remoteCache ? { remoteCache } : {}),
   });
 
   // Start every needed stage now: a stage waits only for the stages it uses, so independent ones overlap.
@@ -221,11 +234,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (created) config.created = created;
   config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
   if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);
   const tags = opts.tags.map(normalizeTag);
   for (const t of tags) await store.tag(t, image.manifestDigest);
 
   await writeOutputs(image, store, opts, tags, emit);
+  await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
 
   const result: BuildResult = {

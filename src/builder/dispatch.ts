@@ -21,6 +21,7 @@ import { cacheKey } from './cache-key.js';
 import type { BuildContext, ContextEntry } from './context.js';
 import { hasWildcard, globSegmentToRegExp } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
+import type { StepCacheHook } from './remote-cache.js';
 import { withStepLayer, withMergedRootfs, lowerDirsOf } from '../runtime/step-layer.js';
 import { copyIntoRootfs, writeIntoRootfs, type CopySource } from '../runtime/handlers/copy.js';
 import { runContainer, type ExtraMount } from '../runtime/container.js';
@@ -71,6 +72,8 @@ export interface DispatchContext {
   readonly emitOutput: (step: StepRef, chunk: string, stream: 'stdout' | 'stderr') => void;
   readonly signal: AbortSignal | undefined;
   readonly runtimeWarnings: (w: readonly string[]) => void;
+  /** A shared cache (`--cache-from`/`--cache-to`): consulted after a local miss, told every step's record. */
+  readonly remoteCache?: StepCacheHook;
 }
 
 /** A step's outcome. */
@@ -190,7 +193,9 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         state.args.set(a.key, value);
         parts.push(value === undefined ? a.key : `${a.key}=${value}`);
       }
-      chain(`ARG ${parts.join(' ')}`);
+      // Only the names enter the chain: as in docker, a changed value invalidates the RUN steps that get it
+      // (their keys hold the ARG values) and the instructions whose expanded words change, not every step after.
+      chain(`ARG ${ins.args.map((a) => a.key).join(' ')}`);
       history(state, `ARG ${parts.join(' ')}`, true, created);
       return { cached: false };
     }
@@ -320,11 +325,12 @@ async function cachedLayerStep(
   state.key = key;
   let created: string;
   if (!ctx.noCache) {
-    const hit = await ctx.store.getCache<CacheRecord>(key);
+    const hit = (await ctx.store.getCache<CacheRecord>(key)) ?? (await ctx.remoteCache?.lookup(key));
     if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)))) {
       if (hit.layer) state.layers.push(hit.layer);
       history(state, createdBy, hit.layer === null, hit.created);
       state.lastCreated = hit.created;
+      ctx.remoteCache?.record(key, hit, state.layers);
       return { cached: true };
     }
   }
@@ -334,6 +340,7 @@ async function cachedLayerStep(
   if (layer) state.layers.push(layer);
   history(state, createdBy, layer === null, created);
   await ctx.store.putCache(key, { layer, created } satisfies CacheRecord);
+  ctx.remoteCache?.record(key, { layer, created }, state.layers);
   return { cached: false };
 }
 

@@ -18,6 +18,18 @@ export type OutputSpec =
 /** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
 export type SecretSource = { readonly id: string } & ({ readonly src: string } | { readonly env: string });
 
+/** A shared build cache to read (`--cache-from type=registry,ref=REF`): a registry cache or an image with an inline cache. */
+export type CacheImportSpec = { readonly type: 'registry'; readonly ref: string };
+
+/**
+ * A shared build cache to write (`--cache-to`), as buildx names them: a cache manifest pushed at `ref`
+ * (`mode` min: the final image's steps, max: every step; `cacheMounts`: also the `RUN --mount=type=cache`
+ * directories), or `inline`: the records inside the image config. Format: `src/builder/remote-cache.ts`.
+ */
+export type CacheExportSpec =
+  | { readonly type: 'registry'; readonly ref: string; readonly mode?: 'min' | 'max'; readonly cacheMounts?: boolean }
+  | { readonly type: 'inline' };
+
 /** Options of {@link build}. Everything is optional. */
 export interface BuildOptions {
   /** The build context directory. @default process.cwd() */
@@ -56,6 +68,10 @@ export interface BuildOptions {
   readonly pull?: boolean;
   /** Registries reached over plain http besides loopback ones. @default [] */
   readonly insecureRegistries?: readonly string[];
+  /** Shared caches to import (`--cache-from`); a step that misses locally is looked up there. @default [] */
+  readonly cacheFrom?: readonly CacheImportSpec[];
+  /** Shared caches to export after the build (`--cache-to`). @default [] */
+  readonly cacheTo?: readonly CacheExportSpec[];
   /** `SOURCE_DATE_EPOCH`: clamps timestamps in layers and the config for reproducible images. @default `$SOURCE_DATE_EPOCH` */
   readonly sourceDateEpoch?: number;
   /** Progress events. The library never prints. */
@@ -84,6 +100,8 @@ export interface ResolvedBuildOptions {
   readonly network: 'none' | 'host';
   readonly pull: boolean;
   readonly insecureRegistries: readonly string[];
+  readonly cacheFrom: readonly CacheImportSpec[];
+  readonly cacheTo: readonly CacheExportSpec[];
   readonly sourceDateEpoch: number | undefined;
   readonly onEvent: (event: BuildEvent) => void;
   readonly signal: AbortSignal | undefined;
@@ -120,6 +138,8 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     network: options.network ?? 'none',
     pull: options.pull ?? false,
     insecureRegistries: options.insecureRegistries ?? [],
+    cacheFrom: options.cacheFrom ?? [],
+    cacheTo: options.cacheTo ?? [],
     sourceDateEpoch: epoch,
     onEvent: options.onEvent ?? (() => {}),
     signal: options.signal,

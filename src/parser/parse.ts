@@ -169,7 +169,8 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   try {
     parser.feed(body);
   } catch (err) {
-    if (err instanceof TokenSourceError) fail(err.message, loc.lines(err.startLine, err.endLine), err.cause);
+    const own = err instanceof TokenSourceError ? err : lexer.lastError;
+    if (own) fail(own.message, loc.lines(own.startLine, own.endLine), own.cause ?? own);
     const token = (err as { token?: DockerfileToken }).token;
     const range = token ? { start: loc.start(token), end: loc.end(token) } : { start: loc.eof(), end: loc.eof() };
     fail(`syntax error: ${messageOf(err).split('\n')[0] ?? ''}`, range, err);

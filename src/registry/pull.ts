@@ -110,9 +110,10 @@ async function decompressor(compression: 'gzip' | 'zstd', signal: AbortSignal): 
 
 /**
  * Downloads a layer blob into the store: the blob as sent (verified against `desc.digest`) and, when
- * it is compressed, the uncompressed tar (verified against `diffId`). Nothing is stored on failure.
+ * it is compressed, the uncompressed tar (verified against `diffId`), and registers both forms.
+ * Nothing is stored on failure. Also used by the registry build cache to import cached layers.
  */
-async function pullLayer(
+export async function pullLayer(
   client: RegistryClient,
   store: LayerStoreApi,
   repo: string,

@@ -378,10 +378,11 @@ interface RuntimeRun {
 async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: string, id: string, options: RunContainerOptions): Promise<RuntimeRun> {
   const { signal, onOutput } = options;
   const logFile = path.join(bundle, 'runtime.log');
+  const pidFile = path.join(bundle, 'init.pid');
   const global = ['--root', stateRoot, '--log', logFile, '--log-format', 'json'];
   let tail = '';
   let exited = false;
-  const subprocess = execa(runtime.path, [...global, 'run', '--bundle', bundle, id], {
+  const subprocess = execa(runtime.path, [...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
     stdin: 'ignore',
     buffer: false,
     reject: false,
@@ -403,12 +404,21 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   let killing: Promise<void> | undefined;
   const onAbort = (): void => {
     killing = (async () => {
-      // Until the container exists (`runc run` may still be creating it) kill fails; retry until it
-      // works or runc has exited.
+      // The runtime writes the container's init pid once it exists; until then (`run` may still be
+      // creating it) we poll the file. A direct kill(2) costs no process spawn. The pid cannot be
+      // reused while `run` is alive: the runtime is the init's parent and reaps it only at the end.
+      // SIGKILL also empties the pid namespace, so nothing the step started survives.
       while (!exited) {
-        const r = await execa(runtime.path, [...global, 'kill', id, 'KILL'], { stdin: 'ignore', reject: false });
-        if (r.exitCode === 0) return;
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        if (Number.isInteger(pid) && pid > 0) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
       }
     })();
   };

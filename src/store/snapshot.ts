@@ -40,6 +40,8 @@ export interface SnapshotOptions {
 }
 
 const READ_CHUNK = 1024 * 1024;
+const PREFETCH_WINDOW = 16;
+const PREFETCH_MAX = 256 * 1024;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 
 /** Reads all xattrs under `dir` with one `getfattr -R` run: absolute path → name → value. */
@@ -122,12 +124,29 @@ async function* layerTar(root: string, xattrs: Map<string, Map<string, Buffer>>,
 
   async function* walk(absDir: string, relDir: string): AsyncGenerator<Buffer> {
     const names = (await fs.readdir(absDir)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    for (const name of names) {
+    // Read-ahead: stat the directory's entries concurrently and read small files a window ahead, so the
+    // threadpool works while the consumer hashes and writes (per-file latency dominates small-file trees).
+    const stats = await Promise.all(names.map((name) => fs.lstat(path.join(absDir, name))));
+    const prefetched = new Map<number, Promise<Buffer>>();
+    const prefetch = (from: number): void => {
+      for (let j = from; j < Math.min(names.length, from + PREFETCH_WINDOW); j++) {
+        const st = stats[j];
+        if (!prefetched.has(j) && st?.isFile() && st.size <= PREFETCH_MAX && !(st.nlink > 1)) {
+          const p = fs.readFile(path.join(absDir, names[j] as string));
+          p.catch(() => undefined);
+          prefetched.set(j, p);
+        }
+      }
+    };
+    for (const [i, name] of names.entries()) {
       signal?.throwIfAborted();
+      prefetch(i);
       const abs = path.join(absDir, name);
       const rel = relDir === '' ? name : `${relDir}/${name}`;
       if (name.startsWith('.wh.')) throw new RuntimeError(`cannot snapshot ${rel}: names starting with ".wh." are reserved for whiteouts`);
-      const st = await fs.lstat(abs);
+      const st = stats[i] as Stats;
+      const early = prefetched.get(i);
+      prefetched.delete(i);
       const attrs = xattrs.get(abs);
       checkOverlayFeatures(abs, attrs);
       const base = { uid: st.uid, gid: st.gid, mtime: mtimeOf(st), size: 0 };
@@ -152,7 +171,11 @@ async function* layerTar(root: string, xattrs: Map<string, Map<string, Buffer>>,
             yield* walk(abs, rel);
           } else if (st.isFile()) {
             yield emit(encodeHeader({ ...header, size: st.size }));
-            yield* fileContent(abs, st.size, rel);
+            if (early) {
+              const data = await early;
+              if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
+              if (data.length > 0) yield emit(data);
+            } else yield* fileContent(abs, st.size, rel);
             yield emit(padding(st.size));
           } else if (st.isSymbolicLink()) {
             yield emit(encodeHeader({ ...header, type: 'symlink', linkname: await fs.readlink(abs) }));

@@ -96,3 +96,35 @@ test('unsupported features fail with a clear error instead of being ignored', as
     });
   }
 });
+
+test('ADD of a URL with --checksum downloads and verifies it; a wrong checksum fails the step', async () => {
+  const { createServer } = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const body = 'downloaded content\n';
+  const server = createServer((_req, res) => res.end(body));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const url = `http://127.0.0.1:${port}/files/data.txt`;
+    const sum = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const ctx = await sb.context({});
+    const b = await sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD --checksum=${sum} ${url} /dl/\nRUN stat -c %a /dl/data.txt > /mode\n` });
+    assert.equal(await b.read('dl/data.txt'), body);
+    assert.equal((await b.read('mode')).trim(), '600');
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    await assert.rejects(
+      sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD --checksum=${wrong} ${url} /dl/\n` }),
+      (err: unknown) => err instanceof StepFailedError && /digest mismatch/.test(err.message) && err.range.start.line === 2,
+    );
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test('RUN with a heredoc runs its body as the script', async () => {
+  const ctx = await sb.context({});
+  const b = await sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nRUN <<EOF\nset -e\necho one > /h1\necho two >> /h1\nEOF\nRUN cat <<EOF > /h2\nviaheredoc\nEOF\n' });
+  assert.equal(await b.read('h1'), 'one\ntwo\n');
+  assert.equal(await b.read('h2'), 'viaheredoc\n');
+});

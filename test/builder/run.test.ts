@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { StepFailedError } from '../../src/errors.js';
+import { fixturesDir, sandbox, type Built, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+let built: Built;
+let secretFile: string;
+const mountsDir = path.join(fixturesDir, 'mounts');
+before(async () => {
+  sb = await sandbox();
+  secretFile = path.join(await sb.tempDir('secret'), 'token');
+  await writeFile(secretFile, 'hunter2');
+  built = await sb.build({ context: mountsDir, secrets: [{ id: 'token', src: secretFile }] });
+});
+after(() => sb.cleanup());
+
+test('RUN --mount=type=bind mounts a context file and a directory of another stage', async () => {
+  assert.equal(await built.read('from-bind'), 'ctx-file\n');
+  assert.equal(await built.read('from-stage-bind'), 'tool-output\n');
+});
+
+test('RUN --mount=type=tmpfs and type=secret are available during the step and leave nothing in the layer', async () => {
+  assert.equal(await built.read('secret-status'), 'secret-read\n');
+  assert.equal((await built.read('leftovers')).trim(), '0');
+  const all = await readdir(built.fs, { recursive: true });
+  assert.ok(!all.some((p) => p.includes('token')), 'no secret file in the image');
+  const layers = await Promise.all(built.image.manifest.layers.map((l) => readFile(path.join(sb.root, 'blobs', 'sha256', l.digest.slice(7)))));
+  assert.ok(!layers.some((b) => b.includes('hunter2')), 'the secret value is in no layer');
+});
+
+test('stages the target does not need are not built', () => {
+  assert.ok(!built.result.steps.some((s) => s.step.stage === 'unused'));
+});
+
+test('a cache mount persists across builds even when the step reruns', async () => {
+  assert.equal((await built.read('cache-count')).trim(), '1');
+  const again = await sb.build({ context: mountsDir, secrets: [{ id: 'token', src: secretFile }], noCache: true });
+  assert.equal((await again.read('cache-count')).trim(), '2');
+});
+
+test('--no-cache-filter reruns only the named stage', async () => {
+  const b = await sb.build({ context: mountsDir, secrets: [{ id: 'token', src: secretFile }], noCacheFilter: ['tools'] });
+  assert.ok(b.ran('RUN mkdir -p /opt/tool && echo tool-output > /opt/tool/out.txt'));
+  assert.ok(!b.ran('RUN --mount=type=bind,source=input.txt,target=/mnt/input.txt cat /mnt/input.txt > /from-bind'));
+});
+
+test('a required secret that was not given fails the step', async () => {
+  const ctx = await sb.context({});
+  await assert.rejects(
+    sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nRUN --mount=type=secret,id=nope,required=true true\n' }),
+    /secret nope not found/,
+  );
+});
+
+test('a failing RUN rejects with its exit code, output tail and line', async () => {
+  const ctx = await sb.context({});
+  await assert.rejects(
+    sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nENV A=1\nRUN echo about to fail && echo oops >&2 && exit 3\n' }),
+    (err: unknown) => {
+      assert.ok(err instanceof StepFailedError, String(err));
+      assert.equal(err.exitCode, 3);
+      assert.equal(err.range.start.line, 3);
+      assert.match(err.outputTail, /about to fail/);
+      assert.match(err.outputTail, /oops/);
+      return true;
+    },
+  );
+});
+
+test('independent stages are built concurrently', async () => {
+  const ctx = await sb.context({});
+  // Each stage waits for the other's marker in a shared cache mount: this only finishes if both run at once.
+  const wait = (me: string, other: string): string =>
+    `RUN --mount=type=cache,target=/sync,id=sync-${process.pid} sh -c 'touch /sync/${me}; i=0; while [ ! -e /sync/${other} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; test -e /sync/${other}'`;
+  const text = ['FROM busybox:latest AS a', wait('a', 'b'), 'FROM busybox:latest AS b', wait('b', 'a'), 'FROM busybox:latest', 'COPY --from=a /etc/passwd /a', 'COPY --from=b /etc/passwd /b', ''].join('\n');
+  await sb.build({ context: ctx, dockerfileText: text, noCache: true });
+});
+
+test('aborting a build mid-RUN rejects with the reason and leaves no mounts or temp files behind', async () => {
+  const ctx = await sb.context({});
+  const controller = new AbortController();
+  const reason = new Error('stop now');
+  const p = sb.build({
+    context: ctx,
+    dockerfileText: 'FROM busybox:latest\nRUN echo started && sleep 30\n',
+    signal: controller.signal,
+    onEvent: (e) => {
+      if (e.type === 'step-output' && e.chunk.includes('started')) controller.abort(reason);
+    },
+  });
+  await assert.rejects(p, (err: unknown) => err === reason);
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!mounts.includes(sb.root), mounts);
+  const tmp = await readdir(path.join(sb.root, 'tmp')).catch(() => []);
+  assert.deepEqual(tmp, []);
+});
