@@ -10,7 +10,7 @@
 #   nearley's `:*` copies the array at every step (quadratic on long files) and mutating a shared
 #   array is unsafe in an Earley parser, which also completes rules on dead-end paths.
 # - The grammar is unambiguous: every token sequence has at most one parse (tests assert this).
-# - The result is a `FileParse`: the directive token and the items (comments and instructions) in order.
+# - The result is a `FileParse`: the directive token and the items (trivia and instructions) as a cons list.
 
 @preprocessor typescript
 @lexer tokenTypes
@@ -37,7 +37,8 @@ export type Item = InstructionItem | TriviaItem;
 /** What the grammar returns. */
 export interface FileParse {
   readonly directives: DockerfileToken | null;
-  readonly items: Item[];
+  /** Newest first; `flatten` it. */
+  readonly items: Cons<Item | null>;
 }
 
 /** Turns a cons list back into an array, oldest first. */
@@ -49,14 +50,21 @@ export function flatten<T>(list: Cons<T>): T[] {
 
 // The real token source is passed to nearley.Parser at run time (one per escape token); the
 // compiled grammar only needs `has` to treat `%name` as a token type.
-const tokenTypes = { has: (_name: string): boolean => true };
+const tokenTypes = {
+  has: (_name: string): boolean => true,
+  reset: (): void => undefined,
+  next: (): undefined => undefined,
+  save: (): unknown => undefined,
+  formatError: (): string => '',
+};
 
-const cons = <T>([tail, head]: [Cons<T>, T]): Cons<T> => ({ head, tail });
+const cons = (d: unknown[]): Cons<unknown> => ({ head: d[1], tail: d[0] as Cons<unknown> });
 const nil = (): null => null;
 const tok = (d: unknown[]): DockerfileToken => d[0] as DockerfileToken;
 %}
 
-file -> directives items {% ([directives, items]) => ({ directives, items: flatten(items) }) %}
+# `file` completes after every item (Earley), so it must do O(1) work: the caller flattens `items`.
+file -> directives items {% ([directives, items]) => ({ directives, items }) %}
 
 directives -> null {% nil %}
   | %directives {% tok %}

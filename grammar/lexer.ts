@@ -147,7 +147,7 @@ export class DockerfileTokenSource {
   }
 
   /** nearley calls this once per `feed`; kiln feeds the whole text at once. */
-  reset(chunk: string): void {
+  reset(chunk: string, _state?: unknown): void {
     this.#text = chunk;
     this.lastError = undefined;
     this.#moo.reset(chunk);
@@ -166,8 +166,9 @@ export class DockerfileTokenSource {
     return true;
   }
 
-  formatError(token: moo.Token | undefined, message: string): string {
-    return token ? `${message} at line ${token.line} col ${token.col}` : `${message} at end of input`;
+  formatError(token: unknown, message = 'invalid syntax'): string {
+    const t = token as { line?: number; col?: number } | undefined;
+    return t?.line !== undefined ? `${message} at line ${t.line} col ${t.col ?? 1}` : `${message} at end of input`;
   }
 
   next(): DockerfileToken | undefined {

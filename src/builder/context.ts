@@ -50,6 +50,7 @@ export class BuildContext {
   private readonly statCachePath: string | undefined;
   private statCache: Record<string, StatCacheEntry> = {};
   private statCacheDirty = false;
+  private readonly walks = new Map<string, Promise<ContextEntry[]>>();
 
   private constructor(dir: string, matcher: PatternMatcher | undefined, ignoreFile: string | undefined, statCachePath: string | undefined) {
     this.dir = dir;
@@ -142,17 +143,32 @@ export class BuildContext {
    * Yields the directory's descendants, not the directory itself.
    */
   async walk(entry: ContextEntry): Promise<ContextEntry[]> {
+    // Memoised for the build: the cache key and the copy itself walk the same source.
+    const memo = this.walks.get(entry.rel);
+    if (memo) return memo;
+    const p = this.walkUncached(entry);
+    this.walks.set(entry.rel, p);
+    p.catch(() => this.walks.delete(entry.rel));
+    return p;
+  }
+
+  private async walkUncached(entry: ContextEntry): Promise<ContextEntry[]> {
     const out: ContextEntry[] = [];
     const visit = async (rel: string): Promise<void> => {
       const names = (await readdir(join(this.dir, rel))).sort();
-      for (const name of names) {
-        const childRel = rel ? `${rel}/${name}` : name;
-        if (this.isIgnored(childRel)) continue;
-        const abs = join(this.dir, childRel);
-        const stats = await lstat(abs);
-        const type = typeOf(stats);
-        out.push({ rel: childRel, abs, stats, type });
-        if (type === 'dir') await visit(childRel);
+      const kept = names.map((name) => (rel ? `${rel}/${name}` : name)).filter((childRel) => !this.isIgnored(childRel));
+      // One directory's lstats in parallel: a sequential await per file made the walk of a large,
+      // unchanged context (the whole cost of a cached COPY) dominated by threadpool round trips.
+      const children = await Promise.all(
+        kept.map(async (childRel): Promise<ContextEntry> => {
+          const abs = join(this.dir, childRel);
+          const stats = await lstat(abs);
+          return { rel: childRel, abs, stats, type: typeOf(stats) };
+        }),
+      );
+      for (const child of children) {
+        out.push(child);
+        if (child.type === 'dir') await visit(child.rel);
       }
     };
     if (entry.type === 'dir') await visit(entry.rel);
@@ -196,18 +212,32 @@ export class BuildContext {
   /**
    * A digest of everything a source selects: names, types, permission bits, link targets and file
    * contents. Not mtimes, owners or ignored files, so touching a file or editing an ignored one keeps the cache.
+   * `exclude` (COPY --exclude) drops a selected directory's descendants by their context-relative path.
    */
-  async digestSources(entries: readonly ContextEntry[]): Promise<string> {
+  async digestSources(entries: readonly ContextEntry[], exclude?: (top: ContextEntry, rel: string) => boolean): Promise<string> {
     const lines: string[] = [];
-    const describe = async (e: ContextEntry, rel: string): Promise<void> => {
+    const describeLine = async (e: ContextEntry): Promise<string> => {
       const perm = (e.stats.mode & 0o7777).toString(8);
-      if (e.type === 'file') lines.push(`f ${rel} ${perm} ${await this.fileDigest(e)}`);
-      else if (e.type === 'symlink') lines.push(`l ${rel} ${await readlink(e.abs)}`);
-      else lines.push(`d ${rel} ${perm}`);
+      if (e.type === 'file') return `f ${e.rel} ${perm} ${await this.fileDigest(e)}`;
+      if (e.type === 'symlink') return `l ${e.rel} ${await readlink(e.abs)}`;
+      return `d ${e.rel} ${perm}`;
+    };
+    const describe = async (e: ContextEntry, rel: string): Promise<void> => {
+      void rel;
+      lines.push(await describeLine(e));
     };
     for (const top of entries) {
       await describe(top, top.rel);
-      if (top.type === 'dir') for (const child of await this.walk(top)) await describe(child, child.rel);
+      if (top.type === 'dir') {
+        const children = exclude ? (await this.walk(top)).filter((c) => !exclude(top, c.rel)) : await this.walk(top);
+        // Digests in parallel batches (unchanged files are a stat-cache lookup; changed ones are read);
+        // lines stay in walk order so the digest does not depend on timing.
+        for (let i = 0; i < children.length; i += 64) {
+          const batch = children.slice(i, i + 64);
+          const described = await Promise.all(batch.map((c) => describeLine(c)));
+          lines.push(...described);
+        }
+      }
     }
     return createHash('sha256').update(lines.join('\n')).digest('hex');
   }

@@ -23,7 +23,8 @@ import { hasWildcard, globSegmentToRegExp } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import { withStepLayer, withMergedRootfs, lowerDirsOf } from '../runtime/step-layer.js';
-import { copyIntoRootfs, writeIntoRootfs, type CopySource } from '../runtime/handlers/copy.js';
+import { copyIntoRootfs, writeIntoRootfs, type CopyRequest, type CopySource } from '../runtime/handlers/copy.js';
+import { PatternMatcher } from '../parser/dockerignore.js';
 import { runContainer, type ExtraMount } from '../runtime/container.js';
 import { resolveInRoot, resolveUser } from '../runtime/user.js';
 import { mountOverlay } from '../runtime/overlay.js';
@@ -326,7 +327,7 @@ async function cachedLayerStep(
   let created: string;
   if (!ctx.noCache) {
     const hit = (await ctx.store.getCache<CacheRecord>(key)) ?? (await ctx.remoteCache?.lookup(key));
-    if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)))) {
+    if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)) || (hit.layer.digest === hit.layer.diffId && (await ctx.store.hasLayer(hit.layer.diffId))))) {
       if (hit.layer) state.layers.push(hit.layer);
       history(state, createdBy, hit.layer === null, hit.created);
       state.lastCreated = hit.created;
@@ -670,8 +671,22 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
-  if (ins.parents) fail(ctx, ins, 'COPY --parents is not supported by kiln yet');
-  if (ins.excludes.length > 0) fail(ctx, ins, 'COPY --exclude is not supported by kiln yet');
+  const excludes = ins.excludes.map(word);
+  let excluder: PatternMatcher | undefined;
+  try {
+    if (excludes.length > 0) excluder = PatternMatcher.compile(excludes);
+  } catch (err) {
+    fail(ctx, ins, `invalid --exclude pattern: ${messageOf(err)}`, err);
+  }
+  // --exclude patterns match a selected source by its path or name, and what is inside a selected
+  // directory by its path relative to that directory (as BuildKit's copy applies them).
+  const topExcluded = (rel: string): boolean =>
+    excluder !== undefined && (excluder.matchesOrParentMatches(rel) || excluder.matchesOrParentMatches(path.posix.basename(rel)));
+  const innerExcluded = (top: string, rel: string): boolean =>
+    excluder !== undefined && excluder.matchesOrParentMatches(path.posix.relative(top, rel));
+  const filterTree = <T extends { rel: string }>(top: { rel: string }, list: readonly T[]): T[] =>
+    excluder === undefined ? [...list] : list.filter((e) => !innerExcluded(top.rel.replace(/^\/+/, ''), e.rel.replace(/^\/+/, '')));
+  if (ins.parents && !dest.endsWith('/')) fail(ctx, ins, 'COPY --parents needs a destination directory ending in /');
 
   // Inputs of the cache key: what the sources hold, never their mtimes.
   const inputs: string[] = [];
@@ -687,7 +702,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     } catch (err) {
       throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
     }
-    for (const entries of contextEntries) inputs.push(await c.digestSources(entries));
+    if (excluder) contextEntries = contextEntries.map((entries) => entries.filter((e) => !topExcluded(e.rel)));
+    for (const entries of contextEntries) {
+      inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
+    }
     for (const s of sources.filter(isUrl)) {
       if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
       inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
@@ -695,7 +713,13 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   }
   for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
   const kw = ins.kind.toUpperCase();
-  const flags = [from !== undefined ? `--from=${from}` : '', chown ? `--chown=${chown}` : '', ins.chmod ? `--chmod=${ins.chmod}` : ''].filter(Boolean);
+  const flags = [
+    from !== undefined ? `--from=${from}` : '',
+    chown ? `--chown=${chown}` : '',
+    ins.chmod ? `--chmod=${ins.chmod}` : '',
+    ins.parents ? '--parents' : '',
+    ...excludes.map((e) => `--exclude=${e}`),
+  ].filter(Boolean);
   const text = `${kw} ${[...flags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), dest].join(' ')}`;
   const key = cacheKey({ parent: state.key, instruction: text, inputs });
   return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
@@ -710,24 +734,33 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         if (stage) {
           const view = await mountStageView(ctx, stage, dirs.scratch, 'from');
           try {
-            const found: CopySource[] = [];
+            const found: Array<{ source: string; entries: CopySource[] }> = [];
             for (const s of sources) {
               const r = await resolveStageSource(view.rootfs, s);
               if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
-              found.push(...r);
+              found.push({ source: s, entries: r.filter((e) => !topExcluded(e.rel)) });
             }
-            await copyIntoRootfs(rootfs, { sources: found, list: listTree, dest, multiple, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+            const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
+            const common = { list, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) };
+            if (ins.parents) for (const f of found) await copyWithParents(rootfs, f.source, f.entries, dest, common);
+            else await copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
           } finally {
             await view.release();
           }
         } else if (contextEntries.length > 0) {
           const c = await ctx.context();
           const all = contextEntries.flat();
-          if (ins.kind === 'add') {
+          const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
+          if (ins.kind === 'copy' && ins.parents) {
+            const local = sources.filter((s) => !isUrl(s));
+            for (let i = 0; i < local.length; i++) {
+              await copyWithParents(rootfs, local[i]!, contextEntries[i] ?? [], dest, { list, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+            }
+          } else if (ins.kind === 'add') {
             const { addLocalSources } = await import('../runtime/handlers/add.js');
-            await addLocalSources(rootfs, all, { dest, multiple, list: (d) => c.walk(d as ContextEntry), ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+            await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
           } else {
-            await copyIntoRootfs(rootfs, { sources: all, list: (d) => c.walk(d as ContextEntry), dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+            await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
           }
         }
         if (ins.kind === 'add') {
@@ -742,6 +775,27 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     );
     return layer;
   });
+}
+
+/**
+ * COPY --parents: each selected path keeps its directories under `dest` (`a/b/f` → `dest/a/b/f`). A `/./`
+ * in the source marks where the kept part starts (`x/./a/f` → `dest/a/f`), as in BuildKit.
+ */
+async function copyWithParents(
+  rootfs: string,
+  source: string,
+  entries: readonly CopySource[],
+  dest: string,
+  common: Omit<CopyRequest, 'sources' | 'dest' | 'multiple'>,
+): Promise<void> {
+  const pivot = source.indexOf('/./');
+  const prefix = pivot < 0 ? '' : path.posix.normalize(`/${source.slice(0, pivot)}`).replace(/^\/+/, '');
+  for (const e of entries) {
+    let keep = e.rel.replace(/^\/+/, '');
+    if (prefix && (keep === prefix || keep.startsWith(`${prefix}/`))) keep = keep.slice(prefix.length + 1);
+    const target = keep === '' ? dest : path.posix.join(dest, keep) + (e.type === 'dir' ? '/' : '');
+    await copyIntoRootfs(rootfs, { ...common, sources: [e], dest: target, multiple: false });
+  }
 }
 
 /** `--chown=user:group` resolved against the destination image's /etc/passwd and /etc/group. */

@@ -4,7 +4,7 @@
  */
 import nearley from 'nearley';
 import grammar from '../../grammar/dockerfile.generated.js';
-import type { FileParse, InstructionItem } from '../../grammar/dockerfile.generated.js';
+import { flatten, type FileParse, type InstructionItem } from '../../grammar/dockerfile.generated.js';
 import { DockerfileTokenSource, TokenSourceError, type DockerfileToken } from '../../grammar/lexer.js';
 import { DockerfileError, messageOf, type Position, type SourceRange } from '../errors.js';
 import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, ParseWarning } from './ast.js';
@@ -184,7 +184,8 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   const instructions: InstructionNode[] = [];
   const warnings: ParseWarning[] = [];
   let comments: string[] = [];
-  for (const item of result.items) {
+  for (const item of flatten(result.items)) {
+    if (item === null) continue;
     if (item.kind === 'trivia') {
       for (const raw of item.token.text.split('\n')) {
         if (trimLeftSpace(raw).charCodeAt(0) !== 0x23) continue; // a blank line

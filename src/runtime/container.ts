@@ -159,7 +159,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const mounts = ociMounts(files, spec.mounts ?? []);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
-    const nofile = await openFilesLimit();
+    const [nofile, umountBin] = await Promise.all([openFilesLimit(), findUmount()]);
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
     const config = {
       ociVersion: '1.0.2',
@@ -174,6 +174,10 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         noNewPrivileges: false,
       },
       root: { path: 'rootfs', readonly: false },
+      // The runtime unmounts the overlay itself as soon as the container is gone: a Go fork/exec is
+      // much cheaper than one from this (large) Node process, and it happens even if we are killed.
+      // runContainer still checks and unmounts whatever is left.
+      ...(umountBin === undefined ? {} : { hooks: { poststop: [{ path: umountBin, args: ['umount', rootfs] }] } }),
       hostname,
       mounts,
       linux: {
@@ -198,8 +202,9 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     signal?.throwIfAborted();
   } finally {
     if (overlay !== undefined) {
-      await removeStubs(rootfs, spec.rootfs.upperDir, stubs);
+      // Usually a no-op: the runtime's poststop hook has unmounted it already.
       await overlay.unmount();
+      await removeStubs(spec.rootfs.upperDir, stubs);
     }
     // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
     if (!(await isMounted(rootfs))) await rm(bundle, { recursive: true, force: true });
@@ -222,6 +227,14 @@ async function cgroupsPath(id: string): Promise<{ cgroupsPath?: string }> {
     () => false,
   );
   return pureV2 ? {} : { cgroupsPath: id };
+}
+
+/** The absolute path of umount(8), for the poststop hook (hooks are not looked up in PATH). */
+async function findUmount(): Promise<string | undefined> {
+  for (const candidate of ['/usr/bin/umount', '/bin/umount', '/usr/sbin/umount', '/sbin/umount']) {
+    if (await exists(candidate)) return candidate;
+  }
+  return undefined;
 }
 
 /**
@@ -286,9 +299,9 @@ function ociMounts(files: string, extra: readonly ExtraMount[]): OciMount[] {
 /** Directories whose content is a mount the runtime sets up; nothing below them reaches the rootfs. */
 const VIRTUAL_ROOTS = ['/proc', '/dev', '/sys'];
 
-/** Mount-point stubs to remove after a run, and the existing directories they are created in. */
+/** Mount-point stubs to remove after a run, as paths relative to the rootfs with symlinks resolved. */
 interface Stubs {
-  /** Container paths that did not exist before the run. */
+  /** Paths that did not exist before the run. */
   readonly missing: readonly string[];
   /** Existing parent directories of missing paths, with their times before the run. */
   readonly parents: ReadonlyMap<string, { readonly atimeNs: bigint; readonly mtimeNs: bigint }>;
@@ -306,42 +319,39 @@ async function missingMountPoints(rootfs: string, destinations: readonly string[
     const parts = dest.split('/').filter((p) => p !== '');
     for (let i = 1; i <= parts.length; i++) candidates.add(`/${parts.slice(0, i).join('/')}`);
   }
-  const missing: string[] = [];
+  const resolved = new Map<string, { rel: string; exists: boolean; atimeNs: bigint; mtimeNs: bigint }>();
   await Promise.all(
     [...candidates].map(async (p) => {
-      try {
-        await lstat(await resolveInRoot(rootfs, p));
-      } catch {
-        missing.push(p);
-      }
+      const hostPath = await resolveInRoot(rootfs, p);
+      const st = await lstat(hostPath, { bigint: true }).catch(() => undefined);
+      resolved.set(p, { rel: path.relative(rootfs, hostPath), exists: st !== undefined, atimeNs: st?.atimeNs ?? 0n, mtimeNs: st?.mtimeNs ?? 0n });
     }),
   );
+  const missing: string[] = [];
   const parents = new Map<string, { atimeNs: bigint; mtimeNs: bigint }>();
-  for (const p of missing) {
-    const parent = path.posix.dirname(p);
-    if (missing.includes(parent) || parents.has(parent)) continue;
-    try {
-      const st = await lstat(await resolveInRoot(rootfs, parent), { bigint: true });
-      parents.set(parent, { atimeNs: st.atimeNs, mtimeNs: st.mtimeNs });
-    } catch {
-      // vanished: nothing to restore
-    }
+  for (const [p, r] of resolved) {
+    if (r.exists || r.rel === '' || r.rel.startsWith('..')) continue;
+    missing.push(r.rel);
+    const parent = resolved.get(path.posix.dirname(p));
+    if (parent?.exists === true && parent.rel !== '') parents.set(parent.rel, { atimeNs: parent.atimeNs, mtimeNs: parent.mtimeNs });
   }
   return { missing, parents };
 }
 
 /**
- * Removes the stubs left by the runtime, deepest first; anything the step put there itself stays.
- * Then puts the times of the existing parent directories back (creating and removing the stub changed
- * their mtime), so a directory that was only copied up for a stub carries the lower layer's metadata
- * and a snapshot can recognise it as unchanged. Shortcut: utimes takes seconds as a double, which keeps
- * about a quarter of a microsecond; a futimens binding would restore the exact nanoseconds.
+ * Removes the stubs left by the runtime from the upperdir (after unmounting: a path missing from every
+ * lower layer lives in the upperdir only), deepest first; anything the step put there itself stays.
+ * Then puts the times of existing parent directories back where their upperdir copy is empty again
+ * (creating and removing the stub changed their mtime), so a directory that was only copied up for a
+ * stub carries the lower layer's metadata and a snapshot can recognise it as unchanged.
+ * Shortcut: utimes takes seconds as a double, which keeps about a quarter of a microsecond; a
+ * futimens binding would restore the exact nanoseconds.
  */
-async function removeStubs(rootfs: string, upperDir: string, stubs: Stubs): Promise<void> {
+async function removeStubs(upperDir: string, stubs: Stubs): Promise<void> {
   const deepestFirst = [...stubs.missing].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
-  for (const stub of deepestFirst) {
+  for (const rel of deepestFirst) {
+    const hostPath = path.join(upperDir, rel);
     try {
-      const hostPath = await resolveInRoot(rootfs, stub);
       const st = await lstat(hostPath);
       if (st.isDirectory()) {
         if ((await readdir(hostPath)).length === 0) await rmdir(hostPath);
@@ -352,14 +362,16 @@ async function removeStubs(rootfs: string, upperDir: string, stubs: Stubs): Prom
       // Already gone, or not a stub any more: leave it.
     }
   }
-  for (const [parent, times] of stubs.parents) {
+  for (const [rel, times] of stubs.parents) {
+    const hostPath = path.join(upperDir, rel);
     try {
-      const hostPath = await resolveInRoot(rootfs, parent);
+      const st = await lstat(hostPath);
       // Only where the upperdir copy is empty again: if the step wrote there, its mtime is real.
-      const inUpper = path.join(upperDir, path.relative(rootfs, hostPath));
-      if ((await readdir(inUpper)).length === 0) await utimes(hostPath, nsToSeconds(times.atimeNs), nsToSeconds(times.mtimeNs));
+      if (st.isDirectory() && (await readdir(hostPath)).length === 0) {
+        await utimes(hostPath, nsToSeconds(times.atimeNs), nsToSeconds(times.mtimeNs));
+      }
     } catch {
-      // not copied up, or gone: nothing to restore
+      // not copied up: nothing to restore
     }
   }
 }

@@ -141,12 +141,13 @@ function unescapeMountinfo(field: string): string {
 }
 
 /**
- * Unmounts `target`. If the mount is busy (a process still has a file open in it), it retries a few
+ * Unmounts `target` (nothing to do if it is not mounted). If the mount is busy (a process still has a file open in it), it retries a few
  * times and then detaches it lazily (`umount -l`), so a build never leaves a mount behind; the kernel
  * frees a lazily detached mount when its last user goes away.
  */
 export async function unmount(target: string): Promise<void> {
   const abs = path.resolve(target);
+  if (!(await isMounted(abs))) return;
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

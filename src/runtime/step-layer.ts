@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
-import { snapshotDirectory } from '../store/snapshot.js';
+import { snapshotIntoLayer } from '../store/snapshot.js';
 import { mountOverlay } from './overlay.js';
 
 export interface StepDirs {
@@ -27,8 +27,12 @@ export interface StepLayerOptions {
 
 /** The unpacked dirs of `diffIds` (bottom-most first, as in an image config), top-most first. */
 export async function lowerDirsOf(store: LayerStoreApi, diffIds: readonly Digest[], signal?: AbortSignal): Promise<string[]> {
-  const dirs = await Promise.all(diffIds.map((d) => store.unpackedLayer(d, signal ? { signal } : {})));
-  return dirs.reverse();
+  // allSettled, not all: when one unpack fails, the others must not go on in the background after the
+  // build has rejected (they would hold the event loop open and leave temp dirs behind).
+  const settled = await Promise.allSettled(diffIds.map((d) => store.unpackedLayer(d, signal ? { signal } : {})));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<string>).value).reverse();
 }
 
 /**
@@ -50,11 +54,12 @@ export async function withStepLayer<T>(
     await mkdir(dirs.workDir);
     const value = await work(dirs);
     options.signal?.throwIfAborted();
-    const layer = await snapshotDirectory(dirs.upperDir, store, {
+    // Lazy layer: only the diffID is computed; the upperdir itself becomes the stored layer, and its tar
+    // is regenerated (verified) only when an export or push needs it.
+    const { layer } = await snapshotIntoLayer(dirs.upperDir, store, {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
     });
-    await store.adoptUnpackedLayer(layer.diffId, dirs.upperDir);
     return { layer, value };
   } finally {
     await rm(scratch, { recursive: true, force: true });

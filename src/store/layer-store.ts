@@ -3,8 +3,15 @@
  *
  * Layers are kept UNCOMPRESSED locally (`application/vnd.oci.image.layer.v1.tar`, digest = diffID) and
  * compressed lazily, once, by {@link LayerStore.compressLayer} at export/push time; the compressed blob is
- * cached and found again by diffID + compression. Extra layout beyond `types.ts`:
+ * cached and found again by diffID + compression.
+ *
+ * Lazy layer blobs: a layer built locally (a step's upperdir, adopted by {@link LayerStore.adoptUnpackedLayer})
+ * is stored only unpacked. Its tar is regenerated from `layers/<hex>/rootfs` when something needs it
+ * ({@link LayerStore.openLayerTar}, {@link LayerStore.compressLayer}, `findLayerBlob(d, 'none')`, which writes
+ * the blob), and the regenerated stream is verified against the diffID as it goes: a tampered directory
+ * makes the read fail, never yields a wrong blob. Extra layout beyond `types.ts`:
  *   layerinfo/<diffID hex>/<compression>.json   LayerInfo of each stored blob variant of a layer
+ *   layers/<diffID hex>/snapshot.json           how an adopted layer's tar is regenerated (size, sourceDateEpoch)
  *   locks/<name>.lock                           cross-process lock files (pid inside)
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,7 +26,9 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
 import { extractLayer } from './extract.js';
-import type { Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
+import { layerTarStream, readXattrTree, stripOverlayXattrs } from './snapshot.js';
+import type { XattrTree } from './snapshot.js';
+import type { AdoptOptions, Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
 
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
 const gzipAsync = promisify(zlib.gzip);
@@ -116,21 +125,30 @@ export class LayerStore implements LayerStoreApi {
     let size = 0;
     const fh = await fs.open(tmp, 'wx', 0o644);
     let digest: Digest;
+    const writeAll = async (chunk: Uint8Array): Promise<void> => {
+      let off = 0;
+      while (off < chunk.byteLength) {
+        const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
+        off += bytesWritten;
+      }
+    };
     try {
+      // One write in flight while the next chunk is produced and hashed (sources yield fresh buffers).
+      let writing: Promise<void> = Promise.resolve();
       try {
         for await (const chunk of source as AsyncIterable<Uint8Array>) {
           signal?.throwIfAborted();
           hash.update(chunk);
           size += chunk.byteLength;
-          let off = 0;
-          while (off < chunk.byteLength) {
-            const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
-            off += bytesWritten;
-          }
+          await writing;
+          writing = writeAll(chunk);
+          writing.catch(() => undefined);
         }
+        await writing;
         signal?.throwIfAborted();
         await fh.sync();
       } finally {
+        await writing.catch(() => undefined);
         await fh.close();
       }
       digest = `sha256:${hash.digest('hex')}`;
@@ -212,7 +230,8 @@ export class LayerStore implements LayerStoreApi {
     await this.writeFileAtomic(file, JSON.stringify({ diffId, digest, size, mediaType }));
   }
 
-  async findLayerBlob(diffId: Digest, compression: Compression = 'none'): Promise<LayerInfo | undefined> {
+  /** The stored blob of a layer in `compression`, without regenerating anything. */
+  private async storedLayerBlob(diffId: Digest, compression: Compression): Promise<LayerInfo | undefined> {
     const info = await this.readJson<LayerInfo>(this.layerInfoPath(diffId, compression));
     if (info && (await this.hasBlob(info.digest))) return info;
     if (compression === 'none') {
@@ -227,10 +246,59 @@ export class LayerStore implements LayerStoreApi {
     return undefined;
   }
 
-  /** The uncompressed tar of a layer as a stream, from whichever variant is stored. */
+  async findLayerBlob(diffId: Digest, compression: Compression = 'none'): Promise<LayerInfo | undefined> {
+    const stored = await this.storedLayerBlob(diffId, compression);
+    if (stored || compression !== 'none') return stored;
+    const regenerated = await this.regeneratedLayerTar(diffId);
+    if (!regenerated) return undefined;
+    // Only unpacked (a lazily snapshotted layer): write the blob now, since the caller wants a file.
+    const { size } = await this.writeBlob(regenerated, { expectedDigest: diffId });
+    return { diffId, digest: diffId, size, mediaType: MEDIA_TYPES.ociLayer };
+  }
+
+  async hasLayer(diffId: Digest): Promise<boolean> {
+    const hex = digestHex(diffId);
+    if (await exists(path.join(this.root, 'layers', hex, 'rootfs'))) return true;
+    for (const compression of ['none', 'gzip', 'zstd'] as const) {
+      if (await this.storedLayerBlob(diffId, compression)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The layer's tar regenerated from its unpacked directory, hashed as it streams: the stream fails (at the
+   * end, or as soon as it exceeds the recorded size) when the directory no longer produces `diffId`.
+   * Undefined when the layer is not unpacked.
+   */
+  private async regeneratedLayerTar(diffId: Digest, signal?: AbortSignal): Promise<AsyncIterable<Buffer> | undefined> {
+    const dir = path.join(this.root, 'layers', digestHex(diffId));
+    const rootfs = path.join(dir, 'rootfs');
+    if (!(await exists(rootfs))) return undefined;
+    const meta = (await this.readJson<{ size?: number; sourceDateEpoch?: number }>(path.join(dir, 'snapshot.json'))) ?? {};
+    const tampered = (detail: string): RuntimeError =>
+      new RuntimeError(`layer ${diffId}: its unpacked directory ${rootfs} no longer matches the layer (${detail}); remove it (kiln prune after untagging) and rebuild`);
+    return (async function* () {
+      const hash = createHash('sha256');
+      let size = 0;
+      const options = {
+        ...(signal ? { signal } : {}),
+        ...(typeof meta.sourceDateEpoch === 'number' ? { sourceDateEpoch: meta.sourceDateEpoch } : {}),
+      };
+      for await (const chunk of layerTarStream(rootfs, options)) {
+        hash.update(chunk);
+        size += chunk.length;
+        if (typeof meta.size === 'number' && size > meta.size) throw tampered(`more than ${meta.size} bytes`);
+        yield chunk;
+      }
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== diffId) throw tampered(`it now gives ${got}`);
+    })();
+  }
+
+  /** The uncompressed tar of a layer as a stream, from whichever variant is stored (or regenerated from its directory). */
   async openLayerTar(diffId: Digest, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     for (const compression of ['none', 'zstd', 'gzip'] as const) {
-      const info = await this.findLayerBlob(diffId, compression);
+      const info = await this.storedLayerBlob(diffId, compression);
       if (!info) continue;
       const raw = this.openBlob(info.digest);
       if (compression === 'none') return raw;
@@ -250,6 +318,8 @@ export class LayerStore implements LayerStoreApi {
       child.catch(() => undefined); // errors surface through the stream
       return child.iterable({ binary: true }) as AsyncIterable<Uint8Array>;
     }
+    const regenerated = await this.regeneratedLayerTar(diffId, signal);
+    if (regenerated) return regenerated;
     throw new RuntimeError(`layer ${diffId} is not in the store`);
   }
 
@@ -286,7 +356,7 @@ export class LayerStore implements LayerStoreApi {
     });
   }
 
-  async adoptUnpackedLayer(diffId: Digest, dir: string): Promise<string> {
+  async adoptUnpackedLayer(diffId: Digest, dir: string, options: AdoptOptions = {}): Promise<string> {
     const hex = digestHex(diffId);
     const target = path.join(this.root, 'layers', hex);
     const rootfs = path.join(target, 'rootfs');
@@ -295,10 +365,19 @@ export class LayerStore implements LayerStoreApi {
         await fs.rm(dir, { recursive: true, force: true });
         return rootfs;
       }
+      // A former upperdir carries overlay's private xattrs (origin, impure, …); a lowerdir should not.
+      const source = path.resolve(dir);
+      const xattrs = (options.xattrs as XattrTree | undefined) ?? (await readXattrTree(source, undefined, '^trusted\\.overlay\\.'));
+      await stripOverlayXattrs(xattrs);
       // layers/<hex> appears complete or not at all: assemble it under a temp name, then rename.
       const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
       await fs.mkdir(tmpDir);
       try {
+        const meta = {
+          ...(options.size !== undefined ? { size: options.size } : {}),
+          ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+        };
+        await fs.writeFile(path.join(tmpDir, 'snapshot.json'), JSON.stringify(meta));
         await fs.rename(dir, path.join(tmpDir, 'rootfs'));
         await fs.rename(tmpDir, target);
       } catch (err) {
@@ -322,14 +401,20 @@ export class LayerStore implements LayerStoreApi {
     return this.withLock(`compress-${digestHex(diffId)}-${compression}`, async () => {
       const again = await this.findLayerBlob(diffId, compression);
       if (again) return again;
-      const plain = await this.findLayerBlob(diffId, 'none');
-      if (!plain) throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
       const { signal } = options;
+      let plain = await this.storedLayerBlob(diffId, 'none');
+      const regenerated = plain ? undefined : await this.regeneratedLayerTar(diffId, signal);
+      if (!plain && !regenerated) throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
       const writeOptions = signal ? { signal } : {};
       let written: { digest: Digest; size: number };
       if (compression === 'gzip') {
-        written = await this.writeBlob(parallelGzip(this.blobPath(diffId), options.level ?? 6, signal), writeOptions);
+        // A lazily stored layer is compressed straight from its regenerated tar: no uncompressed blob is written.
+        const source = regenerated ?? readFileChunks(this.blobPath(diffId), GZIP_CHUNK_SIZE);
+        written = await this.writeBlob(parallelGzip(source, options.level ?? 6, signal), writeOptions);
       } else {
+        // Shortcut: zstd reads a file, so a lazily stored layer gets its uncompressed blob written first.
+        plain ??= await this.findLayerBlob(diffId, 'none');
+        if (!plain) throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
         const { execa } = await import('execa');
         const child = execa('zstd', ['-3', '-T2', '-q', '-c'], {
           inputFile: this.blobPath(diffId),
@@ -626,23 +711,15 @@ async function exists(p: string): Promise<boolean> {
  * libuv's threadpool), emitted in order as concatenated gzip members. At most `parallelism + 1` chunks are in
  * flight, so memory stays bounded.
  */
-export async function* parallelGzip(file: string, level: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+export async function* parallelGzip(source: string | AsyncIterable<Uint8Array>, level: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const width = Math.max(2, availableParallelism() + 1);
-  const fh = await fs.open(file, 'r');
+  const chunks = rechunk(typeof source === 'string' ? readFileChunks(source, GZIP_CHUNK_SIZE) : source, GZIP_CHUNK_SIZE)[Symbol.asyncIterator]();
   try {
     const inFlight: Array<Promise<Buffer>> = [];
-    let position = 0;
     let eof = false;
     const readChunk = async (): Promise<Buffer | undefined> => {
-      const buf = Buffer.allocUnsafe(GZIP_CHUNK_SIZE);
-      let filled = 0;
-      while (filled < GZIP_CHUNK_SIZE) {
-        const { bytesRead } = await fh.read(buf, filled, GZIP_CHUNK_SIZE - filled, position);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-        position += bytesRead;
-      }
-      return filled === 0 ? undefined : buf.subarray(0, filled);
+      const r = await chunks.next();
+      return r.done ? undefined : r.value;
     };
     let first = true;
     for (;;) {
@@ -665,6 +742,49 @@ export async function* parallelGzip(file: string, level: number, signal?: AbortS
       yield await next;
     }
   } finally {
+    await chunks.return?.(undefined);
+  }
+}
+
+/** A file's content in pieces of `size` bytes. */
+async function* readFileChunks(file: string, size: number): AsyncGenerator<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    let position = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(size);
+      let filled = 0;
+      while (filled < size) {
+        const { bytesRead } = await fh.read(buf, filled, size - filled, position);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        position += bytesRead;
+      }
+      if (filled > 0) yield buf.subarray(0, filled);
+      if (filled < size) return;
+    }
+  } finally {
     await fh.close();
   }
+}
+
+/** Re-cuts a byte stream into pieces of exactly `size` bytes (the last one shorter), so the output is deterministic. */
+async function* rechunk(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let have = 0;
+  for await (const chunk of source) {
+    let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (buf.length > 0) {
+      const take = buf.subarray(0, size - have);
+      parts.push(take);
+      have += take.length;
+      buf = buf.subarray(take.length);
+      if (have === size) {
+        yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size);
+        parts = [];
+        have = 0;
+      }
+    }
+  }
+  if (have > 0) yield Buffer.concat(parts, have);
 }

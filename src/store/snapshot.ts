@@ -1,6 +1,9 @@
 /**
  * The upperdir snapshotter: turns an overlayfs upperdir (or any plain directory) into an uncompressed OCI
- * layer tar, streamed through sha256 into the store in one pass, never holding a file in memory.
+ * layer tar, streamed through sha256 in one pass, never holding a large file in memory. The tar is either
+ * written into the store as a blob, or (lazy layers, {@link snapshotIntoLayer}) only hashed: the directory
+ * itself becomes the stored layer and the store regenerates the identical tar from it when an export or
+ * push needs one (verified against the diffID while streaming).
  *
  * What goes into the layer:
  * - every entry of the directory, depth first, entries sorted by name (byte order of their UTF-16 names);
@@ -11,15 +14,24 @@
  *   same); they carry the lower directory's metadata with the copied-up mtime;
  * - hardlinks within the layer: the second path of an inode already written becomes a hardlink entry;
  * - xattrs except overlay's own `trusted.overlay.*` and `security.selinux`, read in ONE `getfattr -R` run
- *   (Node has no xattr API; `getfattr` is in Debian's `attr` package, which bootstrap must install);
+ *   (Node has no xattr API; `getfattr` is in Debian's `attr` package, which bootstrap must install), which
+ *   runs in its own process while the tree is being stat'ed;
  * - headers: numeric uid/gid, empty uname/gname, mode & 07777, whole-second mtime (clamped to
  *   `sourceDateEpoch` when given), PAX records only when a field does not fit ustar or for xattrs.
+ *
+ * Speed: the tree is listed and lstat'ed with many calls in flight (libuv's threadpool), small files are read
+ * a window ahead of the consumer (open + one read + close), big files with large reads one chunk ahead, and
+ * small pieces (headers, small files, padding) are coalesced into ~1 MiB chunks so the consumer (sha256,
+ * and a blob write) sees few, large buffers.
  */
+import * as fsCb from 'node:fs';
 import * as fs from 'node:fs/promises';
 import type { Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, padding } from './tar.js';
 import type { TarHeader } from './tar.js';
 import type { LayerInfo, LayerStoreApi } from './types.js';
@@ -31,25 +43,49 @@ export interface SnapshotProgress {
   readonly bytes: number;
 }
 
-/** Options of {@link snapshotDirectory}. */
+/** Options of {@link snapshotDirectory} and {@link layerTarStream}. */
 export interface SnapshotOptions {
   readonly signal?: AbortSignal;
   /** Seconds since the epoch; later mtimes are clamped to it. @default no clamping */
   readonly sourceDateEpoch?: number;
   readonly onProgress?: (progress: SnapshotProgress) => void;
+  /**
+   * Whether to write the uncompressed layer blob into the store and register it. `false` only computes the
+   * diffID and size (the caller keeps the directory as the layer: see {@link snapshotIntoLayer}).
+   * @default true
+   */
+  readonly blob?: boolean;
+  /**
+   * `'none'` skips reading xattrs (no `getfattr` run): for a tree the caller wrote itself and knows to carry
+   * no xattrs, no overlay whiteouts and no opaque directories (e.g. files copied from a build context without
+   * their xattrs). Never use it for a RUN step's upperdir: capabilities and opaque markers live in xattrs.
+   * @default 'all'
+   */
+  readonly xattrs?: 'all' | 'none';
 }
 
-const READ_CHUNK = 1024 * 1024;
-const PREFETCH_WINDOW = 16;
-const PREFETCH_MAX = 256 * 1024;
+/** Absolute path → xattr name → value. */
+export type XattrTree = Map<string, Map<string, Buffer>>;
+
+const READ_CHUNK = 2 * 1024 * 1024;
+/** Files up to this size are read whole, ahead of the consumer. */
+const SMALL_FILE = 512 * 1024;
+/** At most this many small files and bytes are read ahead. */
+const PREFETCH_FILES = 64;
+const PREFETCH_BYTES = 16 * 1024 * 1024;
+/** Small pieces are coalesced into chunks of about this size. */
+const COALESCE = 1024 * 1024;
+/** lstat/readdir calls in flight while listing the tree. */
+const SCAN_CONCURRENCY = 64;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
+const OVERLAY_PREFIX = 'trusted.overlay.';
 
 /** Reads all xattrs under `dir` with one `getfattr -R` run: absolute path → name → value. */
-export async function readXattrTree(dir: string, signal?: AbortSignal): Promise<Map<string, Map<string, Buffer>>> {
+export async function readXattrTree(dir: string, signal?: AbortSignal, match = '-'): Promise<XattrTree> {
   const { execa } = await import('execa');
   let stdout: Uint8Array;
   try {
-    const r = await execa('getfattr', ['-R', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', dir], {
+    const r = await execa('getfattr', ['-R', '-P', '-d', '-m', match, '-e', 'hex', '--absolute-names', '--', dir], {
       encoding: 'buffer',
       reject: false,
       stripFinalNewline: false,
@@ -61,7 +97,7 @@ export async function readXattrTree(dir: string, signal?: AbortSignal): Promise<
     signal?.throwIfAborted();
     throw new RuntimeError(`cannot read xattrs with getfattr (Debian package "attr"): ${messageOf(cause)}`, { cause });
   }
-  const result = new Map<string, Map<string, Buffer>>();
+  const result: XattrTree = new Map();
   let current: Map<string, Buffer> | undefined;
   for (const line of Buffer.from(stdout).toString('latin1').split('\n')) {
     if (line.startsWith('# file: ')) {
@@ -79,6 +115,43 @@ export async function readXattrTree(dir: string, signal?: AbortSignal): Promise<
   return result;
 }
 
+/**
+ * Removes overlay's private xattrs (`trusted.overlay.*` except `opaque`: impure, origin, uuid, …) listed in
+ * `xattrs` from the files under `dir`, with one `setfattr` run per xattr name (batched by argument length),
+ * so a former upperdir is a clean lowerdir. Does nothing (runs nothing) when there are none.
+ */
+export async function stripOverlayXattrs(xattrs: XattrTree, signal?: AbortSignal): Promise<void> {
+  const byName = new Map<string, string[]>();
+  for (const [file, attrs] of xattrs) {
+    for (const name of attrs.keys()) {
+      if (name.startsWith(OVERLAY_PREFIX) && name !== OPAQUE_XATTR) {
+        const files = byName.get(name) ?? [];
+        files.push(file);
+        byName.set(name, files);
+      }
+    }
+  }
+  if (byName.size === 0) return;
+  const { execa } = await import('execa');
+  for (const [name, files] of byName) {
+    for (let i = 0; i < files.length; ) {
+      const batch: string[] = [];
+      let length = 0;
+      while (i < files.length && length < 100_000) {
+        const f = files[i++] as string;
+        batch.push(f);
+        length += f.length + 1;
+      }
+      try {
+        await execa('setfattr', ['-h', '-x', name, '--', ...batch], signal ? { cancelSignal: signal } : {});
+      } catch (cause) {
+        signal?.throwIfAborted();
+        throw new RuntimeError(`cannot remove xattr ${name} with setfattr: ${messageOf(cause)}`, { cause });
+      }
+    }
+  }
+}
+
 const isWhiteout = (st: Stats): boolean => st.isCharacterDevice() && st.rdev === 0;
 
 function devNumbers(rdev: number): { devmajor: number; devminor: number } {
@@ -89,14 +162,18 @@ function devNumbers(rdev: number): { devmajor: number; devminor: number } {
 }
 
 /**
- * Snapshots `upperDir` into a layer blob in `store` and returns its LayerInfo (uncompressed: digest = diffID).
+ * Snapshots `upperDir` into a layer and returns its LayerInfo (uncompressed: digest = diffID). By default the
+ * layer blob is written into `store` and registered; with `blob: false` only the diffID and size are computed.
  * Works the same on an overlay upperdir and on a plain directory.
  */
 export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, options: SnapshotOptions = {}): Promise<LayerInfo> {
   const { signal } = options;
   const root = path.resolve(upperDir);
-  const xattrs = await readXattrTree(root, signal);
-  const { digest, size } = await store.writeBlob(layerTar(root, xattrs, options), signal ? { signal } : {});
+  if (options.blob === false) {
+    const { digest, size } = await hashStream(layerTarStream(root, options), signal);
+    return { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
+  }
+  const { digest, size } = await store.writeBlob(layerTarStream(root, options), signal ? { signal } : {});
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   await store.registerLayer(layer);
   return layer;
@@ -105,112 +182,272 @@ export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, 
 /** Alias of {@link snapshotDirectory}, for callers that think of it as "write a layer from a directory". */
 export const writeLayerFromDirectory = snapshotDirectory;
 
-async function* layerTar(root: string, xattrs: Map<string, Map<string, Buffer>>, options: SnapshotOptions): AsyncGenerator<Buffer> {
+/**
+ * Makes `dir` (a finished step's upperdir, on the store's filesystem) a stored layer without writing a blob:
+ * hashes its tar to get the diffID, strips overlay's private xattrs, and adopts the directory as the layer's
+ * unpacked form (the next step's lowerdir). The store regenerates the tar from it on demand. `dir` is gone
+ * afterwards (moved into the store, or removed when the store already had the layer).
+ */
+export async function snapshotIntoLayer(
+  dir: string,
+  store: LayerStoreApi,
+  options: Omit<SnapshotOptions, 'blob'> = {},
+): Promise<{ layer: LayerInfo; rootfs: string }> {
+  const { signal } = options;
+  const root = path.resolve(dir);
+  const xattrs = options.xattrs === 'none' ? new Map() : readXattrTree(root, signal);
+  const { digest, size } = await hashStream(layerTarStream(root, options, xattrs), signal);
+  const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
+  const rootfs = await store.adoptUnpackedLayer(digest, root, {
+    size,
+    ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+    xattrs: await xattrs,
+  });
+  return { layer, rootfs };
+}
+
+async function hashStream(source: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of source) {
+    signal?.throwIfAborted();
+    hash.update(chunk);
+    size += chunk.byteLength;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+/** A directory's entries, sorted, with their lstat results and (for subdirectories) their own listing. */
+interface DirNode {
+  readonly names: string[];
+  readonly stats: Stats[];
+  readonly children: Map<number, Promise<DirNode>>;
+}
+
+/** One tar entry to emit, in order. */
+interface Entry {
+  readonly abs: string;
+  readonly rel: string;
+  readonly name: string;
+  readonly relDir: string;
+  readonly st: Stats;
+}
+
+/** A tiny semaphore bounding concurrent fs calls. */
+function limiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Lists and lstat's the whole tree under `root` with bounded concurrency; subdirectories are scanned in parallel. */
+async function scanTree(root: string, signal: AbortSignal | undefined): Promise<Entry[]> {
+  const limit = limiter(SCAN_CONCURRENCY);
+  const scan = async (dir: string): Promise<DirNode> => {
+    signal?.throwIfAborted();
+    const names = (await limit(() => fs.readdir(dir))).sort(byName);
+    const stats = await Promise.all(names.map((name) => limit(() => fs.lstat(path.join(dir, name)))));
+    const children = new Map<number, Promise<DirNode>>();
+    for (const [i, st] of stats.entries()) {
+      if (st.isDirectory()) {
+        const p = scan(path.join(dir, names[i] as string));
+        p.catch(() => undefined); // awaited below; avoid an unhandled rejection in between
+        children.set(i, p);
+      }
+    }
+    return { names, stats, children };
+  };
+  const out: Entry[] = [];
+  const flatten = async (node: DirNode, abs: string, rel: string): Promise<void> => {
+    for (const [i, name] of node.names.entries()) {
+      const entryAbs = path.join(abs, name);
+      const entryRel = rel === '' ? name : `${rel}/${name}`;
+      out.push({ abs: entryAbs, rel: entryRel, name, relDir: rel, st: node.stats[i] as Stats });
+      const child = node.children.get(i);
+      if (child) await flatten(await child, entryAbs, entryRel);
+    }
+  };
+  await flatten(await scan(root), root, '');
+  return out;
+}
+
+/** Reads a whole small file with open + one read + close (fewer threadpool round trips than readFile). */
+function readSmallFile(file: string, size: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    fsCb.open(file, 'r', (err, fd) => {
+      if (err) return reject(err);
+      // One byte more than expected, so a file that grew is noticed.
+      const buf = Buffer.allocUnsafe(size + 1);
+      fsCb.read(fd, buf, 0, size + 1, 0, (readErr, bytesRead) => {
+        fsCb.close(fd, () => (readErr ? reject(readErr) : resolve(buf.subarray(0, bytesRead))));
+      });
+    });
+  });
+}
+
+/**
+ * The layer tar of `dir` as a stream of chunks (see the module comment for what goes in). `xattrs` may be given
+ * when the caller already started reading them; otherwise they are read here (unless `options.xattrs` is 'none').
+ */
+export async function* layerTarStream(
+  dir: string,
+  options: SnapshotOptions = {},
+  xattrs?: Promise<XattrTree> | XattrTree,
+): AsyncGenerator<Buffer> {
   const { signal, sourceDateEpoch, onProgress } = options;
+  const root = path.resolve(dir);
+  const xattrsPending = xattrs ?? (options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : readXattrTree(root, signal));
+  // getfattr runs in its own process while the tree is listed; both finish before the first entry.
+  if (xattrsPending instanceof Promise) xattrsPending.catch(() => undefined);
+  const entries = await scanTree(root, signal);
+  const xattrMap = await xattrsPending;
+  checkOverlayFeatures(root, xattrMap.get(root));
+
   const seenInodes = new Map<string, string>();
-  let entries = 0;
   let bytes = 0;
   const mtimeOf = (st: Stats): number => {
     const t = Math.floor(st.mtimeMs / 1000);
     return sourceDateEpoch !== undefined && t > sourceDateEpoch ? sourceDateEpoch : t;
   };
-  const emit = (buf: Buffer): Buffer => {
+
+  // Coalescing output buffer for small pieces.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const put = (buf: Buffer): void => {
+    if (buf.length === 0) return;
+    pending.push(buf);
+    pendingBytes += buf.length;
     bytes += buf.length;
-    return buf;
+  };
+  const take = (): Buffer => {
+    const out = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    return out;
   };
 
-  const rootAttrs = xattrs.get(root);
-  checkOverlayFeatures(root, rootAttrs);
-
-  async function* walk(absDir: string, relDir: string): AsyncGenerator<Buffer> {
-    const names = (await fs.readdir(absDir)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    // Read-ahead: stat the directory's entries concurrently and read small files a window ahead, so the
-    // threadpool works while the consumer hashes and writes (per-file latency dominates small-file trees).
-    const stats = await Promise.all(names.map((name) => fs.lstat(path.join(absDir, name))));
-    const prefetched = new Map<number, Promise<Buffer>>();
-    const prefetch = (from: number): void => {
-      for (let j = from; j < Math.min(names.length, from + PREFETCH_WINDOW); j++) {
-        const st = stats[j];
-        if (!prefetched.has(j) && st?.isFile() && st.size <= PREFETCH_MAX && !(st.nlink > 1)) {
-          const p = fs.readFile(path.join(absDir, names[j] as string));
-          p.catch(() => undefined);
-          prefetched.set(j, p);
-        }
+  // Read-ahead of small files, across directories.
+  const isSmall = (st: Stats): boolean => st.isFile() && st.size <= SMALL_FILE && !isWhiteout(st);
+  const prefetched = new Map<number, Promise<Buffer>>();
+  let nextPrefetch = 0;
+  let prefetchedBytes = 0;
+  const prefetch = (from: number): void => {
+    if (nextPrefetch < from) nextPrefetch = from;
+    while (nextPrefetch < entries.length && prefetched.size < PREFETCH_FILES && prefetchedBytes < PREFETCH_BYTES) {
+      const e = entries[nextPrefetch] as Entry;
+      if (isSmall(e.st) && e.st.size > 0) {
+        const p = readSmallFile(e.abs, e.st.size);
+        p.catch(() => undefined);
+        prefetched.set(nextPrefetch, p);
+        prefetchedBytes += e.st.size;
       }
-    };
-    for (const [i, name] of names.entries()) {
-      signal?.throwIfAborted();
-      prefetch(i);
-      const abs = path.join(absDir, name);
-      const rel = relDir === '' ? name : `${relDir}/${name}`;
-      if (name.startsWith('.wh.')) throw new RuntimeError(`cannot snapshot ${rel}: names starting with ".wh." are reserved for whiteouts`);
-      const st = stats[i] as Stats;
-      const early = prefetched.get(i);
+      nextPrefetch++;
+    }
+  };
+
+  for (const [i, e] of entries.entries()) {
+    signal?.throwIfAborted();
+    prefetch(i);
+    const { st, rel, relDir, name, abs } = e;
+    const early = prefetched.get(i);
+    if (early) {
       prefetched.delete(i);
-      const attrs = xattrs.get(abs);
-      checkOverlayFeatures(abs, attrs);
-      const base = { uid: st.uid, gid: st.gid, mtime: mtimeOf(st), size: 0 };
-      if (isWhiteout(st)) {
-        yield emit(encodeHeader({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 }));
-      } else {
+      prefetchedBytes -= st.size;
+    }
+    if (name.startsWith('.wh.')) throw new RuntimeError(`cannot snapshot ${rel}: names starting with ".wh." are reserved for whiteouts`);
+    const attrs = xattrMap.get(abs);
+    checkOverlayFeatures(abs, attrs);
+    const base = { uid: st.uid, gid: st.gid, mtime: mtimeOf(st), size: 0 };
+    if (isWhiteout(st)) {
+      put(encodeHeader({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 }));
+    } else {
+      const header: TarHeader = { ...base, name: rel, type: 'file', mode: st.mode & 0o7777 };
+      if (attrs) {
         const kept = new Map<string, Buffer>();
-        for (const [k, v] of attrs ?? []) if (!k.startsWith('trusted.overlay.') && k !== 'security.selinux') kept.set(k, v);
-        const header: TarHeader = { ...base, name: rel, type: 'file', mode: st.mode & 0o7777 };
+        for (const [k, v] of attrs) if (!k.startsWith(OVERLAY_PREFIX) && k !== 'security.selinux') kept.set(k, v);
         if (kept.size > 0) header.xattrs = kept;
-        const inode = `${st.dev}:${st.ino}`;
-        const first = !st.isDirectory() && st.nlink > 1 ? seenInodes.get(inode) : undefined;
-        if (first !== undefined) {
-          yield emit(encodeHeader({ ...header, type: 'link', linkname: first }));
-        } else {
-          if (!st.isDirectory() && st.nlink > 1) seenInodes.set(inode, rel);
-          if (st.isDirectory()) {
-            yield emit(encodeHeader({ ...header, type: 'directory' }));
-            if (attrs?.get(OPAQUE_XATTR)?.toString() === 'y') {
-              yield emit(encodeHeader({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 }));
-            }
-            yield* walk(abs, rel);
-          } else if (st.isFile()) {
-            yield emit(encodeHeader({ ...header, size: st.size }));
-            if (early) {
-              const data = await early;
-              if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
-              if (data.length > 0) yield emit(data);
-            } else yield* fileContent(abs, st.size, rel);
-            yield emit(padding(st.size));
-          } else if (st.isSymbolicLink()) {
-            yield emit(encodeHeader({ ...header, type: 'symlink', linkname: await fs.readlink(abs) }));
-          } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-            yield emit(encodeHeader({ ...header, type: st.isCharacterDevice() ? 'char' : 'block', ...devNumbers(st.rdev) }));
-          } else if (st.isFIFO()) {
-            yield emit(encodeHeader({ ...header, type: 'fifo' }));
+      }
+      const inode = `${st.dev}:${st.ino}`;
+      const first = !st.isDirectory() && st.nlink > 1 ? seenInodes.get(inode) : undefined;
+      if (first !== undefined) {
+        put(encodeHeader({ ...header, type: 'link', linkname: first }));
+      } else {
+        if (!st.isDirectory() && st.nlink > 1) seenInodes.set(inode, rel);
+        if (st.isDirectory()) {
+          put(encodeHeader({ ...header, type: 'directory' }));
+          if (attrs?.get(OPAQUE_XATTR)?.toString() === 'y') {
+            put(encodeHeader({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 }));
           }
-          // Sockets cannot be represented in a tar; like Docker, they are left out.
+        } else if (st.isFile()) {
+          put(encodeHeader({ ...header, size: st.size }));
+          if (isSmall(st)) {
+            const data = st.size === 0 ? Buffer.alloc(0) : await (early ?? readSmallFile(abs, st.size));
+            if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
+            put(data);
+          } else {
+            if (pendingBytes > 0) yield take();
+            for await (const chunk of bigFileContent(abs, st.size, rel, signal)) {
+              bytes += chunk.length;
+              yield chunk;
+            }
+          }
+          put(padding(st.size));
+        } else if (st.isSymbolicLink()) {
+          put(encodeHeader({ ...header, type: 'symlink', linkname: await fs.readlink(abs) }));
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          put(encodeHeader({ ...header, type: st.isCharacterDevice() ? 'char' : 'block', ...devNumbers(st.rdev) }));
+        } else if (st.isFIFO()) {
+          put(encodeHeader({ ...header, type: 'fifo' }));
         }
+        // Sockets cannot be represented in a tar; like Docker, they are left out.
       }
-      entries++;
-      onProgress?.({ entries, bytes });
     }
+    if (pendingBytes >= COALESCE) yield take();
+    onProgress?.({ entries: i + 1, bytes });
   }
+  put(END_OF_ARCHIVE);
+  yield take();
+}
 
-  async function* fileContent(abs: string, size: number, rel: string): AsyncGenerator<Buffer> {
-    const fh = await fs.open(abs, 'r');
-    try {
-      let position = 0;
-      while (position < size) {
-        signal?.throwIfAborted();
-        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - position));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+/** A big file's content in READ_CHUNK pieces, the next read already running while a piece is consumed. */
+async function* bigFileContent(abs: string, size: number, rel: string, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  const fh = await fs.open(abs, 'r');
+  try {
+    let position = 0;
+    const readAt = async (pos: number): Promise<Buffer> => {
+      const want = Math.min(READ_CHUNK, size - pos);
+      const buf = Buffer.allocUnsafe(want);
+      let filled = 0;
+      while (filled < want) {
+        const { bytesRead } = await fh.read(buf, filled, want - filled, pos + filled);
         if (bytesRead === 0) throw new RuntimeError(`file ${rel} shrank while it was being snapshotted`);
-        position += bytesRead;
-        yield emit(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
+        filled += bytesRead;
       }
-    } finally {
-      await fh.close();
+      return buf;
+    };
+    let next: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
+    while (next) {
+      signal?.throwIfAborted();
+      const buf: Buffer = await next;
+      position += buf.length;
+      next = position < size ? readAt(position) : undefined;
+      next?.catch(() => undefined);
+      yield buf;
     }
+  } finally {
+    await fh.close();
   }
-
-  yield* walk(root, '');
-  yield emit(END_OF_ARCHIVE);
 }
 
 function checkOverlayFeatures(abs: string, attrs: Map<string, Buffer> | undefined): void {

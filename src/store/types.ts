@@ -39,6 +39,23 @@ export interface WriteBlobOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * Options of {@link LayerStoreApi.adoptUnpackedLayer} (added for lazy layer blobs). A layer adopted from a
+ * directory has no blob until one is needed: the store regenerates its tar from the directory (with these
+ * snapshot settings), verifying the diffID while streaming.
+ */
+export interface AdoptOptions {
+  /** Size in bytes of the layer's uncompressed tar, when the caller knows it. */
+  readonly size?: number;
+  /** The `sourceDateEpoch` the layer's tar was made with (mtimes clamped to it); needed to regenerate it. */
+  readonly sourceDateEpoch?: number;
+  /**
+   * The directory's xattrs (absolute path → name → value) when the caller already read them, so adoption
+   * need not read the tree again to strip overlay's private `trusted.overlay.*` xattrs (all but `opaque`).
+   */
+  readonly xattrs?: ReadonlyMap<string, ReadonlyMap<string, Buffer>>;
+}
+
 export interface LayerStoreApi {
   readonly root: string;
 
@@ -58,13 +75,24 @@ export interface LayerStoreApi {
   unpackedLayer(diffId: Digest, options?: { signal?: AbortSignal }): Promise<string>;
   /**
    * Takes a directory that already holds a layer's unpacked content in overlay form (a RUN step's
-   * upperdir, whose layer blob was just written by the snapshotter) and renames it into place as
-   * `layers/<diffID hex>/rootfs`, so the next step can use it as a lowerdir without extracting the
-   * tar again. `dir` must be on the store's filesystem (e.g. under `tmp/`). When the layer is already
-   * unpacked, `dir` is removed instead. Returns the rootfs path.
+   * upperdir, snapshotted to `diffId`) and renames it into place as `layers/<diffID hex>/rootfs`, so the
+   * next step can use it as a lowerdir without extracting the tar again. Overlay's private xattrs
+   * (`trusted.overlay.*` except `opaque`) are stripped first. `dir` must be on the store's filesystem
+   * (e.g. under `tmp/`). When the layer is already unpacked, `dir` is removed instead. Returns the rootfs
+   * path. The layer's blob need not exist: it is regenerated from the directory when needed (`options`).
    */
-  adoptUnpackedLayer(diffId: Digest, dir: string): Promise<string>;
-  /** Finds the stored blob of a layer by diffID, in the wanted compression; undefined when none is stored. */
+  adoptUnpackedLayer(diffId: Digest, dir: string, options?: AdoptOptions): Promise<string>;
+  /**
+   * Whether the store holds the layer's content in any form: its uncompressed or a compressed blob, or its
+   * unpacked directory (a lazily snapshotted layer has only that). Use this, not `hasBlob`, to accept a
+   * cache hit on a locally built layer.
+   */
+  hasLayer(diffId: Digest): Promise<boolean>;
+  /**
+   * Finds the stored blob of a layer by diffID, in the wanted compression; undefined when none is stored.
+   * For `'none'`, a layer stored only unpacked gets its blob regenerated (and verified) first, so the
+   * returned blob exists at `blobPath(digest)`.
+   */
   findLayerBlob(diffId: Digest, compression?: Compression): Promise<LayerInfo | undefined>;
 
   // Images and tags

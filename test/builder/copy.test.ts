@@ -86,6 +86,7 @@ test('unsupported features fail with a clear error instead of being ignored', as
   const cases: Array<[string, RegExp]> = [
     ['RUN --mount=type=ssh true', /ssh is not supported/],
     ['ADD https://github.com/x/y.git /src', /git/],
+    ['COPY --parents a /no-slash', /--parents needs a destination directory/],
   ];
   for (const [line, re] of cases) {
     await assert.rejects(sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\n${line}\n` }), (err: unknown) => {
@@ -127,4 +128,35 @@ test('RUN with a heredoc runs its body as the script', async () => {
   const b = await sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nRUN <<EOF\nset -e\necho one > /h1\necho two >> /h1\nEOF\nRUN cat <<EOF > /h2\nviaheredoc\nEOF\n' });
   assert.equal(await b.read('h1'), 'one\ntwo\n');
   assert.equal(await b.read('h2'), 'viaheredoc\n');
+});
+
+test('COPY --exclude drops matching sources and files inside copied directories, and keys the cache on them', async () => {
+  const ctx = await sb.context({ 'src/a.txt': 'a', 'src/b.md': 'b', 'src/sub/c.txt': 'c', 'top.txt': 't', 'top.md': 'm' });
+  const text = 'FROM busybox:latest\nCOPY --exclude=*.txt --exclude=sub/c.txt src /src/\nCOPY --exclude=*.md top.* /tops/\n';
+  const b = await sb.build({ context: ctx, dockerfileText: text });
+  assert.deepEqual((await readdir(path.join(b.fs, 'src'), { recursive: true })).sort(), ['b.md', 'sub']);
+  assert.deepEqual(await readdir(path.join(b.fs, 'tops')), ['top.txt']);
+  // An excluded file's content is not part of the key.
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(path.join(ctx, 'src', 'a.txt'), 'changed');
+  const again = await sb.build({ context: ctx, dockerfileText: text });
+  assert.ok(!again.ran('COPY --exclude=*.txt --exclude=sub/c.txt src /src/'));
+});
+
+test('COPY --parents keeps the source directories, from the /./ pivot when given', async () => {
+  const ctx = await sb.context({ 'app/x/one.txt': '1', 'app/y/two.txt': '2', 'lib/z/three.txt': '3' });
+  const b = await sb.build({
+    context: ctx,
+    dockerfileText: 'FROM busybox:latest AS s\nCOPY lib /lib2/\nFROM busybox:latest\nCOPY --parents app/*/*.txt /out/\nCOPY --parents ./lib/./z /piv/\nCOPY --parents --from=s /lib2/z/three.txt /st/\n',
+  });
+  assert.equal(await b.read('out/app/x/one.txt'), '1');
+  assert.equal(await b.read('out/app/y/two.txt'), '2');
+  assert.equal(await b.read('piv/z/three.txt'), '3');
+  assert.equal(await b.read('st/lib2/z/three.txt'), '3');
+});
+
+test('a <Dockerfile>.dockerignore next to the Dockerfile wins over the context .dockerignore', async () => {
+  const ctx = await sb.context({ 'a.txt': 'a', 'b.txt': 'b', '.dockerignore': 'a.txt\n', 'build/app.Dockerfile': 'FROM busybox:latest\nCOPY . /all/\n', 'build/app.Dockerfile.dockerignore': 'b.txt\nbuild\n' });
+  const b = await sb.build({ context: ctx, dockerfile: path.join(ctx, 'build', 'app.Dockerfile') });
+  assert.deepEqual((await readdir(path.join(b.fs, 'all'))).sort(), ['.dockerignore', 'a.txt']);
 });

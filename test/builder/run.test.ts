@@ -68,6 +68,9 @@ test('a failing RUN rejects with its exit code, output tail and line', async () 
       return true;
     },
   );
+  // Nothing half-written: no temp dirs, no partially adopted layers.
+  assert.deepEqual(await readdir(path.join(sb.root, 'tmp')).catch(() => []), []);
+  assert.ok(!(await readdir(path.join(sb.root, 'layers'))).some((n) => n.includes('.tmp')));
 });
 
 test('independent stages are built concurrently', async () => {
