@@ -8,6 +8,8 @@ import { pullImage as pullOld } from './.pull-orig.js';
 import { pushImage } from '../src/registry/push.js';
 import { LayerStore } from '../src/store/layer-store.js';
 import { makeStoreImage, startRegistry } from '../test/helpers/registry.js';
+import * as fsp from 'node:fs/promises';
+if (process.env.NOSYNC) { const fh = await fsp.open('/dev/null'); const proto = Object.getPrototypeOf(fh); await fh.close(); proto.sync = async () => {}; }
 const work = await mkdtemp(join(tmpdir(), 'kiln-pb-'));
 const reg = await startRegistry();
 try {
@@ -20,7 +22,7 @@ try {
     for (const [name, fn] of [['old', pullOld], ['new', pullNew]] as const) {
       const s = await LayerStore.open(join(work, `p${name}${i}`));
       const t = performance.now();
-      await fn(`${reg.host}/b/i:1`, s);
+      await fn(`${reg.host}/b/i:1`, s, name === 'new' && process.env.CONC ? { concurrency: Number(process.env.CONC) } : {});
       sum[name]!.push(performance.now() - t);
       await rm(join(work, `p${name}${i}`), { recursive: true });
     }

@@ -70,13 +70,10 @@ export type XattrTree = Map<string, Map<string, Buffer>>;
 const READ_CHUNK = 2 * 1024 * 1024;
 /** Files up to this size are read whole, ahead of the consumer. */
 const SMALL_FILE = 512 * 1024;
-/** At most this many small files and bytes are read ahead. */
-const PREFETCH_FILES = 64;
-const PREFETCH_BYTES = 16 * 1024 * 1024;
-/** Small pieces are coalesced into chunks of about this size. */
+/** Small pieces are batched into chunks of about this size. */
 const COALESCE = 1024 * 1024;
-/** lstat/readdir calls in flight while listing the tree. */
-const SCAN_CONCURRENCY = 64;
+/** Entries listed or read synchronously between two turns of the event loop. */
+const SCAN_SLICE = 512;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 const OVERLAY_PREFIX = 'trusted.overlay.';
 
@@ -170,7 +167,7 @@ export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, 
   const { signal } = options;
   const root = path.resolve(upperDir);
   if (options.blob === false) {
-    const { digest, size } = await hashStream(layerTarStream(root, options), signal);
+    const { digest, size } = await hashStream(layerTarPieces(root, options, undefined), signal);
     return { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   }
   const { digest, size } = await store.writeBlob(layerTarStream(root, options), signal ? { signal } : {});
@@ -196,7 +193,7 @@ export async function snapshotIntoLayer(
   const { signal } = options;
   const root = path.resolve(dir);
   const xattrs = options.xattrs === 'none' ? new Map() : readXattrTree(root, signal);
-  const { digest, size } = await hashStream(layerTarStream(root, options, xattrs), signal);
+  const { digest, size } = await hashStream(layerTarPieces(root, options, xattrs), signal);
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   const rootfs = await store.adoptUnpackedLayer(digest, root, {
     size,
@@ -206,22 +203,18 @@ export async function snapshotIntoLayer(
   return { layer, rootfs };
 }
 
-async function hashStream(source: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
+/** sha256 and size of a tar's batches, hashing each piece where it lies (no copying into chunks). */
+async function hashStream(source: AsyncIterable<Buffer[]>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of source) {
+  for await (const batch of source) {
     signal?.throwIfAborted();
-    hash.update(chunk);
-    size += chunk.byteLength;
+    for (const piece of batch) {
+      hash.update(piece);
+      size += piece.length;
+    }
   }
   return { digest: `sha256:${hash.digest('hex')}`, size };
-}
-
-/** A directory's entries, sorted, with their lstat results and (for subdirectories) their own listing. */
-interface DirNode {
-  readonly names: string[];
-  readonly stats: Stats[];
-  readonly children: Map<number, Promise<DirNode>>;
 }
 
 /** One tar entry to emit, in order. */
@@ -233,67 +226,54 @@ interface Entry {
   readonly st: Stats;
 }
 
-/** A tiny semaphore bounding concurrent fs calls. */
-function limiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Lists and lstat's the whole tree under `root` with bounded concurrency; subdirectories are scanned in parallel. */
+/** Lets the event loop run (other stages, the getfattr child's output) between slices of synchronous work. */
+const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Lists and lstat's the whole tree under `root`, in emission order. Synchronous calls in slices: the tree was
+ * just written (page cache), and a threadpool round trip per call costs 2-3× the CPU of the call itself.
+ */
 async function scanTree(root: string, signal: AbortSignal | undefined): Promise<Entry[]> {
-  const limit = limiter(SCAN_CONCURRENCY);
-  const scan = async (dir: string): Promise<DirNode> => {
-    signal?.throwIfAborted();
-    const names = (await limit(() => fs.readdir(dir))).sort(byName);
-    const stats = await Promise.all(names.map((name) => limit(() => fs.lstat(path.join(dir, name)))));
-    const children = new Map<number, Promise<DirNode>>();
-    for (const [i, st] of stats.entries()) {
-      if (st.isDirectory()) {
-        const p = scan(path.join(dir, names[i] as string));
-        p.catch(() => undefined); // awaited below; avoid an unhandled rejection in between
-        children.set(i, p);
-      }
-    }
-    return { names, stats, children };
-  };
   const out: Entry[] = [];
-  const flatten = async (node: DirNode, abs: string, rel: string): Promise<void> => {
-    for (const [i, name] of node.names.entries()) {
-      const entryAbs = path.join(abs, name);
+  let sinceBreak = 0;
+  const scan = async (abs: string, rel: string): Promise<void> => {
+    const names = fsCb.readdirSync(abs).sort(byName);
+    for (const name of names) {
+      if (++sinceBreak >= SCAN_SLICE) {
+        sinceBreak = 0;
+        await breathe();
+        signal?.throwIfAborted();
+      }
+      const entryAbs = `${abs}/${name}`;
       const entryRel = rel === '' ? name : `${rel}/${name}`;
-      out.push({ abs: entryAbs, rel: entryRel, name, relDir: rel, st: node.stats[i] as Stats });
-      const child = node.children.get(i);
-      if (child) await flatten(await child, entryAbs, entryRel);
+      const st = fsCb.lstatSync(entryAbs);
+      out.push({ abs: entryAbs, rel: entryRel, name, relDir: rel, st });
+      if (st.isDirectory()) await scan(entryAbs, entryRel);
     }
   };
-  await flatten(await scan(root), root, '');
+  await scan(root, '');
   return out;
 }
 
-/** Reads a whole small file with open + one read + close (fewer threadpool round trips than readFile). */
-function readSmallFile(file: string, size: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    fsCb.open(file, 'r', (err, fd) => {
-      if (err) return reject(err);
-      // One byte more than expected, so a file that grew is noticed.
-      const buf = Buffer.allocUnsafe(size + 1);
-      fsCb.read(fd, buf, 0, size + 1, 0, (readErr, bytesRead) => {
-        fsCb.close(fd, () => (readErr ? reject(readErr) : resolve(buf.subarray(0, bytesRead))));
-      });
-    });
-  });
+/** Reads a whole small file with open + one read + close, synchronously (see {@link scanTree}). */
+function readSmallFile(file: string, size: number): Buffer {
+  const fd = fsCb.openSync(file, 'r');
+  try {
+    // One byte more than expected, so a file that grew is noticed.
+    const buf = Buffer.allocUnsafe(size + 1);
+    let filled = 0;
+    for (;;) {
+      const n = fsCb.readSync(fd, buf, filled, size + 1 - filled, filled);
+      if (n === 0) break;
+      filled += n;
+      if (filled > size) break;
+    }
+    return buf.subarray(0, filled);
+  } finally {
+    fsCb.closeSync(fd);
+  }
 }
 
 /**
@@ -305,6 +285,17 @@ export async function* layerTarStream(
   options: SnapshotOptions = {},
   xattrs?: Promise<XattrTree> | XattrTree,
 ): AsyncGenerator<Buffer> {
+  for await (const batch of layerTarPieces(dir, options, xattrs)) {
+    yield batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
+  }
+}
+
+/** The layer tar as batches of pieces (about {@link COALESCE} bytes each, or one big-file chunk). */
+async function* layerTarPieces(
+  dir: string,
+  options: SnapshotOptions,
+  xattrs: Promise<XattrTree> | XattrTree | undefined,
+): AsyncGenerator<Buffer[]> {
   const { signal, sourceDateEpoch, onProgress } = options;
   const root = path.resolve(dir);
   const xattrsPending = xattrs ?? (options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : readXattrTree(root, signal));
@@ -330,40 +321,21 @@ export async function* layerTarStream(
     pendingBytes += buf.length;
     bytes += buf.length;
   };
-  const take = (): Buffer => {
-    const out = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+  const take = (): Buffer[] => {
+    const out = pending;
     pending = [];
     pendingBytes = 0;
     return out;
   };
-
-  // Read-ahead of small files, across directories.
-  const isSmall = (st: Stats): boolean => st.isFile() && st.size <= SMALL_FILE && !isWhiteout(st);
-  const prefetched = new Map<number, Promise<Buffer>>();
-  let nextPrefetch = 0;
-  let prefetchedBytes = 0;
-  const prefetch = (from: number): void => {
-    if (nextPrefetch < from) nextPrefetch = from;
-    while (nextPrefetch < entries.length && prefetched.size < PREFETCH_FILES && prefetchedBytes < PREFETCH_BYTES) {
-      const e = entries[nextPrefetch] as Entry;
-      if (isSmall(e.st) && e.st.size > 0) {
-        const p = readSmallFile(e.abs, e.st.size);
-        p.catch(() => undefined);
-        prefetched.set(nextPrefetch, p);
-        prefetchedBytes += e.st.size;
-      }
-      nextPrefetch++;
-    }
-  };
+  let sinceBreak = 0;
 
   for (const [i, e] of entries.entries()) {
-    signal?.throwIfAborted();
-    prefetch(i);
     const { st, rel, relDir, name, abs } = e;
-    const early = prefetched.get(i);
-    if (early) {
-      prefetched.delete(i);
-      prefetchedBytes -= st.size;
+    if (++sinceBreak >= SCAN_SLICE) {
+      // Batches are usually consumed synchronously (hashing), so give the event loop a turn now and then.
+      sinceBreak = 0;
+      await breathe();
+      signal?.throwIfAborted();
     }
     if (name.startsWith('.wh.')) throw new RuntimeError(`cannot snapshot ${rel}: names starting with ".wh." are reserved for whiteouts`);
     const attrs = xattrMap.get(abs);
@@ -391,20 +363,22 @@ export async function* layerTarStream(
           }
         } else if (st.isFile()) {
           put(encodeHeader({ ...header, size: st.size }));
-          if (isSmall(st)) {
-            const data = st.size === 0 ? Buffer.alloc(0) : await (early ?? readSmallFile(abs, st.size));
-            if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
-            put(data);
+          if (st.size <= SMALL_FILE) {
+            if (st.size > 0) {
+              const data = readSmallFile(abs, st.size);
+              if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
+              put(data);
+            }
           } else {
             if (pendingBytes > 0) yield take();
             for await (const chunk of bigFileContent(abs, st.size, rel, signal)) {
               bytes += chunk.length;
-              yield chunk;
+              yield [chunk];
             }
           }
           put(padding(st.size));
         } else if (st.isSymbolicLink()) {
-          put(encodeHeader({ ...header, type: 'symlink', linkname: await fs.readlink(abs) }));
+          put(encodeHeader({ ...header, type: 'symlink', linkname: fsCb.readlinkSync(abs) }));
         } else if (st.isCharacterDevice() || st.isBlockDevice()) {
           put(encodeHeader({ ...header, type: st.isCharacterDevice() ? 'char' : 'block', ...devNumbers(st.rdev) }));
         } else if (st.isFIFO()) {
