@@ -22,7 +22,7 @@ import type { BuildContext, ContextEntry } from './context.js';
 import { hasWildcard, globSegmentToRegExp } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
-import { withStepLayer, withMergedRootfs, lowerDirsOf } from '../runtime/step-layer.js';
+import { withStepLayer, withMergedRootfs, lowerDirsOf, prepareDirectWrite, type StepDirs } from '../runtime/step-layer.js';
 import { copyIntoRootfs, writeIntoRootfs, type CopyRequest, type CopySource } from '../runtime/handlers/copy.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import { runContainer, type ExtraMount } from '../runtime/container.js';
@@ -723,9 +723,26 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const text = `${kw} ${[...flags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), dest].join(' ')}`;
   const key = cacheKey({ parent: state.key, instruction: text, inputs });
   return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
-    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), (dirs) =>
-      withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
-        const owner = chown ? await resolveChown(rootfs, chown) : undefined;
+    // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
+    // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
+    // heredoc files over existing ones, a destination with lower content) goes through the mount.
+    const numericChown = chown !== undefined && /^\d+(:\d+)?$/.test(chown);
+    const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
+    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
+      (direct && (await prepareDirectWrite(dirs, dest, true))
+        ? copyWork(dirs.upperDir, dirs)
+        : withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs))
+      ).catch((err: unknown) => {
+        if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
+        if ((err as Error)?.name === 'AbortError' || ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }),
+    );
+    return layer;
+  });
+
+  async function copyWork(rootfs: string, dirs: StepDirs): Promise<void> {
+        const owner = chown ? (numericChown ? numericOwner(chown) : await resolveChown(rootfs, chown)) : undefined;
         const mtime = new Date((ctx.options.sourceDateEpoch ?? 0) * 1000);
         for (const c of ins.contents) {
           const target = dest.endsWith('/') ? path.posix.join(dest, c.path) : dest;
@@ -767,14 +784,13 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
           const { addUrlSource } = await import('../runtime/handlers/add.js');
           for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
         }
-      }).catch((err: unknown) => {
-        if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
-        if ((err as Error)?.name === 'AbortError' || ctx.signal?.aborted) throw err;
-        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
-      }),
-    );
-    return layer;
-  });
+  }
+}
+
+/** `--chown=UID[:GID]` (numbers need no /etc/passwd; a missing GID is the UID, as in docker). */
+function numericOwner(spec: string): { uid: number; gid: number } {
+  const [u, g] = spec.split(':');
+  return { uid: Number(u), gid: Number(g ?? u) };
 }
 
 /**

@@ -4,7 +4,8 @@
  * blob, and renamed into the store as that layer's unpacked form (the next step's lowerdir), so
  * nothing is extracted again. Whatever happens, the scratch directory is removed.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
@@ -85,4 +86,57 @@ export async function withMergedRootfs<T>(dirs: StepDirs, signal: AbortSignal | 
   } finally {
     await mount.unmount();
   }
+}
+
+/** The top-most lower entry at a container path (what the overlay shows), or undefined when none has it. */
+async function lowerEntry(lowerDirs: readonly string[], containerPath: string): Promise<{ stats: Stats; dir: string } | undefined> {
+  for (const dir of lowerDirs) {
+    const stats = await lstat(path.join(dir, containerPath)).catch(() => undefined);
+    if (stats) return { stats, dir };
+  }
+  return undefined;
+}
+
+/**
+ * The fast path of host-side steps (WORKDIR, COPY): instead of mounting the overlay (two `mount`/`umount`
+ * process spawns, a quarter of a second on a loaded machine), write straight into the upperdir. That is only
+ * the same as writing through the overlay when nothing in the lower layers can interfere, so this checks:
+ * every component of `containerDir` is a plain directory in the top-most lower that has it, or missing;
+ * with `mustBeEmpty`, `containerDir` itself has no entries in any lower (so nothing written below it can
+ * collide with a lower file, a whiteout or a symlink). Then it recreates the existing components in the
+ * upperdir with their lower metadata, as overlay's copy-up would, and returns true. It returns false (and
+ * writes nothing) when the caller must take the mounted path.
+ */
+export async function prepareDirectWrite(dirs: StepDirs, containerDir: string, mustBeEmpty: boolean): Promise<boolean> {
+  const parts = containerDir.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.some((p) => p === '..')) return false;
+  const existing: Array<{ rel: string; stats: Stats }> = [];
+  let rel = '';
+  let missing = false;
+  for (const part of parts) {
+    rel = `${rel}/${part}`;
+    if (missing) break; // below a missing directory nothing exists
+    const found = await lowerEntry(dirs.lowerDirs, rel);
+    if (!found) {
+      missing = true;
+      continue;
+    }
+    if (!found.stats.isDirectory()) return false; // a symlink, file or whiteout: let the overlay resolve it
+    existing.push({ rel, stats: found.stats });
+  }
+  if (mustBeEmpty && !missing && parts.length > 0) {
+    for (const dir of dirs.lowerDirs) {
+      const names = await readdir(path.join(dir, rel)).catch(() => [] as string[]);
+      if (names.length > 0) return false;
+    }
+  }
+  if (mustBeEmpty && parts.length === 0) return false; // the root is never empty
+  for (const e of existing) {
+    const target = path.join(dirs.upperDir, e.rel);
+    await mkdir(target);
+    await chown(target, e.stats.uid, e.stats.gid);
+    await chmod(target, e.stats.mode & 0o7777);
+    await utimes(target, e.stats.atime, e.stats.mtime);
+  }
+  return true;
 }

@@ -88,3 +88,11 @@ test('--no-cache reruns every step yet keeps the result usable from the cache af
   const c = await sb.build({ context: ctx, dockerfileText: DOCKERFILE });
   assert.equal(c.result.manifestDigest, b.result.manifestDigest);
 });
+
+test('with SOURCE_DATE_EPOCH, rebuilding without the cache reproduces the same image', async () => {
+  const ctx = await fresh();
+  const a = await sb.build({ context: ctx, dockerfileText: DOCKERFILE, sourceDateEpoch: 1700000000, noCache: true });
+  const b = await sb.build({ context: ctx, dockerfileText: DOCKERFILE, sourceDateEpoch: 1700000000, noCache: true });
+  assert.equal(b.result.manifestDigest, a.result.manifestDigest);
+  assert.equal(a.image.config.created, '2023-11-14T22:13:20.000Z');
+});

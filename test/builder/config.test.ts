@@ -74,3 +74,35 @@ test('an image used as a base runs its ONBUILD triggers and drops them', async (
   assert.equal((await child.read('tmp/seen')).trim(), 'triggered');
   assert.equal(child.image.config.config.OnBuild ?? null, null);
 });
+
+test('global ARGs are not visible in a stage until declared; predefined platform ARGs are when declared', async () => {
+  const b = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'ARG G=global\nFROM busybox:latest\nRUN echo "[$G][$TARGETARCH]" > /before\nARG G\nARG TARGETARCH\nRUN echo "[$G][$TARGETARCH]" > /after\n',
+  });
+  assert.equal(await b.read('before'), '[][]\n');
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+  assert.equal(await b.read('after'), `[global][${arch}]\n`);
+});
+
+test('SHELL changes how shell-form RUN is run', async () => {
+  const b = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'FROM busybox:latest\nSHELL ["/bin/sh", "-c", "echo \\"$0\\" > /via-shell"]\nRUN marker text\n',
+  });
+  assert.equal(await b.read('via-shell'), 'marker text\n');
+});
+
+test('ENTRYPOINT in a child stage drops the CMD it inherited, unless CMD is set again', async () => {
+  const b = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'FROM busybox:latest AS p\nCMD ["inherited"]\nFROM p AS c1\nENTRYPOINT ["/bin/echo"]\nFROM p\nENTRYPOINT ["/bin/echo"]\nCMD ["mine"]\n',
+    target: 'c1',
+  });
+  assert.equal(b.image.config.config.Cmd ?? null, null);
+  const c = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'FROM busybox:latest AS p\nCMD ["inherited"]\nFROM p\nENTRYPOINT ["/bin/echo"]\nCMD ["mine"]\n',
+  });
+  assert.deepEqual(c.image.config.config.Cmd, ['mine']);
+});
