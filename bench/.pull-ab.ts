@@ -21,9 +21,9 @@ try {
   for (let i = 0; i < Number(process.argv[2] ?? 3); i++) {
     for (const [name, fn] of [['old', pullOld], ['new', pullNew]] as const) {
       const s = await LayerStore.open(join(work, `p${name}${i}`));
-      const t = performance.now();
+      const t = performance.now(); const cpu0 = process.cpuUsage();
       await fn(`${reg.host}/b/i:1`, s, name === 'new' && process.env.CONC ? { concurrency: Number(process.env.CONC) } : {});
-      sum[name]!.push(performance.now() - t);
+      sum[name]!.push(performance.now() - t); const cu = process.cpuUsage(cpu0); (sum[name + 'cpu'] ??= []).push((cu.user + cu.system));
       await rm(join(work, `p${name}${i}`), { recursive: true });
     }
     const t = performance.now();

@@ -305,6 +305,11 @@ async function main(): Promise<void> {
   const startup = `kiln start-up (\`kiln --version\`, median of 5): dist ${distMs.toFixed(0)} ms, tsx ${tsxMs.toFixed(0)} ms; benchmarking via ${values.kiln}`;
   log(startup);
   const kilnCmd = values.kiln === 'dist' ? viaDist : viaTsx;
+  // dist/ is compiled from a shared work tree: make sure it parses every case before timing anything.
+  for (const c of cases) {
+    const r = await execa(kilnCmd.file, [...kilnCmd.args, 'parse', path.join(PEERS_DIR, 'cases', c, 'Dockerfile')], { reject: false, all: true });
+    if (r.exitCode !== 0) throw new Error(`kiln (${values.kiln}) cannot parse the ${c} case; fix or rebuild it first:\n${r.all ?? ''}`);
+  }
   const seed = path.join(OUT_ROOT, 'seed-store');
   const store = path.join(OUT_ROOT, 'store');
   if (!existsSync(path.join(seed, 'images.json'))) {

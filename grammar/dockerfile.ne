@@ -11,6 +11,11 @@
 #   array is unsafe in an Earley parser, which also completes rules on dead-end paths.
 # - The grammar is unambiguous: every token sequence has at most one parse (tests assert this).
 # - The result is a `FileParse`: the directive token and the items (trivia and instructions) as a cons list.
+# - `file` is the whole syntax. `parseDockerfile` does not feed the whole file to one parser, though:
+#   an Earley parser keeps a chain of states through every column it read, so one parse of a big
+#   file holds O(file) live objects until the end (GC time grew faster than the input). Since
+#   `file` is `directives? item*` and no item spans another, it parses one top-level `unit` at a
+#   time, each with the same rules and a fresh table, which keeps the live state to one item.
 
 @preprocessor typescript
 @lexer tokenTypes
@@ -65,6 +70,10 @@ const tok = (d: unknown[]): DockerfileToken => d[0] as DockerfileToken;
 
 # `file` completes after every item (Earley), so it must do O(1) work: the caller flattens `items`.
 file -> directives items {% ([directives, items]) => ({ directives, items }) %}
+
+# What `parseDockerfile` parses at a time: the directive block, or one item.
+unit -> %directives {% tok %}
+  | item {% ([i]) => i %}
 
 directives -> null {% nil %}
   | %directives {% tok %}

@@ -113,6 +113,24 @@ function isGoSpaceCode(c: number): boolean {
     c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000;
 }
 
+/** The index of the first non-space char of `s[start, end)` (`end` when there is none). */
+function trimLeftFrom(s: string, start: number, end: number): number {
+  let a = start;
+  while (a < end && isGoSpaceCode(s.charCodeAt(a))) a++;
+  return a;
+}
+
+/**
+ * `s[start, end)` without a continuation mark: BuildKit removes `E[ \t]*$` (E the escape token)
+ * when E is the whole line or follows a char other than E; the char before is kept.
+ */
+function stripContinuation(s: string, start: number, end: number, esc: number): string {
+  let b = end;
+  while (b > start && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  if (b > start && s.charCodeAt(b - 1) === esc && (b - 1 === start || s.charCodeAt(b - 2) !== esc)) end = b - 1;
+  return s.slice(start, end);
+}
+
 function trimLeft(s: string): string {
   let a = 0;
   while (a < s.length && isGoSpaceCode(s.charCodeAt(a))) a++;
@@ -128,7 +146,8 @@ function trimLeft(s: string): string {
 export class DockerfileTokenSource {
   readonly #moo: moo.Lexer;
   readonly #options: TokenSourceOptions;
-  readonly #continuation: RegExp;
+  /** The escape token's char code. */
+  readonly #escape: number;
   /** The last error this source threw (nearley wraps lexer errors, losing the class). */
   lastError: TokenSourceError | undefined;
   #text = '';
@@ -142,8 +161,7 @@ export class DockerfileTokenSource {
   constructor(options: TokenSourceOptions) {
     this.#options = options;
     this.#moo = makeLexer(options.escapeToken);
-    const e = options.escapeToken === '\\' ? '\\\\' : '`';
-    this.#continuation = new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`);
+    this.#escape = options.escapeToken.charCodeAt(0);
   }
 
   /** nearley calls this once per `feed`; kiln feeds the whole text at once. */
@@ -169,6 +187,19 @@ export class DockerfileTokenSource {
   formatError(token: unknown, message = 'invalid syntax'): string {
     const t = token as { line?: number; col?: number } | undefined;
     return t?.line !== undefined ? `${message} at line ${t.line} col ${t.col ?? 1}` : `${message} at end of input`;
+  }
+
+  /**
+   * The tokens of the next top-level unit (the grammar's `unit`): the directive block, a trivia
+   * run, or an instruction with the heredoc tokens that follow it; undefined at end of input.
+   */
+  nextUnit(): DockerfileToken[] | undefined {
+    const tok = this.next();
+    if (tok === undefined) return undefined;
+    if (this.#queue.length === 0) return [tok];
+    const unit = [tok, ...this.#queue];
+    this.#queue = [];
+    return unit;
   }
 
   next(): DockerfileToken | undefined {
@@ -207,27 +238,28 @@ export class DockerfileTokenSource {
    * and trailing blanks removed from each continuing line.
    */
   #joinContinuation(text: string): void {
-    const re = this.#continuation;
+    const esc = this.#escape;
     let pos = 0;
     let first = true;
     let line = '';
     while (pos < text.length) {
       const nl = text.indexOf('\n', pos);
-      const end = nl < 0 ? text.length : nl;
-      const raw = trimNewline(text.slice(pos, end));
+      let end = nl < 0 ? text.length : nl;
+      const start = pos;
       pos = end + 1;
+      while (end > start && (text.charCodeAt(end - 1) === 13 || text.charCodeAt(end - 1) === 10)) end--;
       if (first) {
         first = false;
-        line = trimLeft(raw).replace(re, '$1');
+        line = stripContinuation(text, trimLeftFrom(text, start, end), end, esc);
         continue;
       }
-      const left = trimLeft(raw);
-      if (left.charCodeAt(0) === 0x23) continue; // a comment line inside the continuation
-      if (left === '') {
+      const left = trimLeftFrom(text, start, end);
+      if (left === end) {
         this.#emptyContinuation = true;
         continue;
       }
-      line += re.test(raw) ? raw.replace(re, '$1') : raw;
+      if (text.charCodeAt(left) === 0x23) continue; // a comment line inside the continuation
+      line += stripContinuation(text, start, end, esc);
     }
     this.#line = line;
   }

@@ -356,12 +356,17 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   // Docker creates the directory; only when it is missing does that cost a layer.
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
     if (await existsInLayers(ctx, state, resolved)) return null;
-    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), (dirs) =>
-      withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
+    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+      // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
+      if (await prepareDirectWrite(dirs, resolved, false)) {
+        await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
+        return;
+      }
+      await withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
         const host = await resolveInRoot(rootfs, resolved);
         await mkdir(host, { recursive: true, mode: 0o755 });
-      }),
-    );
+      });
+    });
     return layer;
   });
 }
@@ -722,11 +727,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   ].filter(Boolean);
   const text = `${kw} ${[...flags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), dest].join(' ')}`;
   const key = cacheKey({ parent: state.key, instruction: text, inputs });
+  const numericChown = chown !== undefined && /^\d+(:\d+)?$/.test(chown);
   return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
     // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
     // heredoc files over existing ones, a destination with lower content) goes through the mount.
-    const numericChown = chown !== undefined && /^\d+(:\d+)?$/.test(chown);
     const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
     const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
       (direct && (await prepareDirectWrite(dirs, dest, true))
@@ -742,48 +747,48 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   });
 
   async function copyWork(rootfs: string, dirs: StepDirs): Promise<void> {
-        const owner = chown ? (numericChown ? numericOwner(chown) : await resolveChown(rootfs, chown)) : undefined;
-        const mtime = new Date((ctx.options.sourceDateEpoch ?? 0) * 1000);
-        for (const c of ins.contents) {
-          const target = dest.endsWith('/') ? path.posix.join(dest, c.path) : dest;
-          await writeIntoRootfs(rootfs, target, c.expand ? word(c.data) : c.data, { ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), mtime });
+    const owner = chown ? (numericChown ? numericOwner(chown) : await resolveChown(rootfs, chown)) : undefined;
+    const mtime = new Date((ctx.options.sourceDateEpoch ?? 0) * 1000);
+    for (const c of ins.contents) {
+      const target = dest.endsWith('/') ? path.posix.join(dest, c.path) : dest;
+      await writeIntoRootfs(rootfs, target, c.expand ? word(c.data) : c.data, { ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), mtime });
+    }
+    if (stage) {
+      const view = await mountStageView(ctx, stage, dirs.scratch, 'from');
+      try {
+        const found: Array<{ source: string; entries: CopySource[] }> = [];
+        for (const s of sources) {
+          const r = await resolveStageSource(view.rootfs, s);
+          if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+          found.push({ source: s, entries: r.filter((e) => !topExcluded(e.rel)) });
         }
-        if (stage) {
-          const view = await mountStageView(ctx, stage, dirs.scratch, 'from');
-          try {
-            const found: Array<{ source: string; entries: CopySource[] }> = [];
-            for (const s of sources) {
-              const r = await resolveStageSource(view.rootfs, s);
-              if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
-              found.push({ source: s, entries: r.filter((e) => !topExcluded(e.rel)) });
-            }
-            const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
-            const common = { list, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) };
-            if (ins.parents) for (const f of found) await copyWithParents(rootfs, f.source, f.entries, dest, common);
-            else await copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
-          } finally {
-            await view.release();
-          }
-        } else if (contextEntries.length > 0) {
-          const c = await ctx.context();
-          const all = contextEntries.flat();
-          const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
-          if (ins.kind === 'copy' && ins.parents) {
-            const local = sources.filter((s) => !isUrl(s));
-            for (let i = 0; i < local.length; i++) {
-              await copyWithParents(rootfs, local[i]!, contextEntries[i] ?? [], dest, { list, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
-            }
-          } else if (ins.kind === 'add') {
-            const { addLocalSources } = await import('../runtime/handlers/add.js');
-            await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
-          } else {
-            await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
-          }
+        const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
+        const common = { list, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) };
+        if (ins.parents) for (const f of found) await copyWithParents(rootfs, f.source, f.entries, dest, common);
+        else await copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
+      } finally {
+        await view.release();
+      }
+    } else if (contextEntries.length > 0) {
+      const c = await ctx.context();
+      const all = contextEntries.flat();
+      const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
+      if (ins.kind === 'copy' && ins.parents) {
+        const local = sources.filter((s) => !isUrl(s));
+        for (let i = 0; i < local.length; i++) {
+          await copyWithParents(rootfs, local[i]!, contextEntries[i] ?? [], dest, { list, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
         }
-        if (ins.kind === 'add') {
-          const { addUrlSource } = await import('../runtime/handlers/add.js');
-          for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
-        }
+      } else if (ins.kind === 'add') {
+        const { addLocalSources } = await import('../runtime/handlers/add.js');
+        await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      } else {
+        await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      }
+    }
+    if (ins.kind === 'add') {
+      const { addUrlSource } = await import('../runtime/handlers/add.js');
+      for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    }
   }
 }
 

@@ -14,25 +14,36 @@ export interface Flag {
   readonly type: FlagType;
   /** The value (the default until parsed); `'true'`/`'false'` for booleans, unused for `strings`. */
   value: string;
-  /** Every value of a repeatable flag, in order. */
+  /** Every value of a repeatable flag, in order (empty and frozen for the other types). */
   readonly values: string[];
 }
+
+// Every instruction builds one BFlags and declares its flags, so this is on the parser's hot
+// path: a handful of flags is kept in an array (a linear search beats a Map at this size), and
+// the common line without flags returns from `parse` at once.
+const NO_VALUES: string[] = Object.freeze([]) as unknown as string[];
 
 /** The declared flags of one instruction and the raw flag words to parse. */
 export class BFlags {
   readonly args: readonly string[];
-  readonly #flags = new Map<string, Flag>();
-  readonly #used = new Set<string>();
+  readonly #flags: Flag[] = [];
+  #used: string[] | undefined;
 
   /** @param args the raw flag words of the line, e.g. `['--from=build', '--link']` */
   constructor(args: readonly string[]) {
     this.args = args;
   }
 
+  #find(name: string): Flag | undefined {
+    for (const flag of this.#flags) if (flag.name === name) return flag;
+    return undefined;
+  }
+
   #add(name: string, type: FlagType, value: string): Flag {
-    if (this.#flags.has(name)) throw new Error(`Duplicate flag defined: ${name}`);
-    const flag: Flag = { name, type, value, values: [] };
-    this.#flags.set(name, flag);
+    if (this.#find(name) !== undefined) throw new Error(`Duplicate flag defined: ${name}`);
+    // Only repeatable flags collect values; the others share one frozen empty list.
+    const flag: Flag = { name, type, value, values: type === 'strings' ? [] : NO_VALUES };
+    this.#flags.push(flag);
     return flag;
   }
 
@@ -57,16 +68,19 @@ export class BFlags {
    *   `missing a value on flag: --x`, `expecting boolean value for flag --x, not: v`, `duplicate flag specified: --x`
    */
   parse(): void {
+    if (this.args.length === 0) return;
+    const used: string[] = (this.#used ??= []);
     for (const raw of this.args) {
       if (!raw.startsWith('--')) throw new Error(`arg should start with -- : ${raw}`);
       if (raw === '--') return;
       const eq = raw.indexOf('=');
       const name = eq >= 0 ? raw.slice(2, eq) : raw.slice(2);
       const value = eq >= 0 ? raw.slice(eq + 1) : '';
-      const flag = this.#flags.get(name);
-      if (flag === undefined) throw new Error(withSuggestion(`unknown flag: --${name}`, name, this.#flags.keys(), true));
-      if (this.#used.has(name) && flag.type !== 'strings') throw new Error(`duplicate flag specified: --${name}`);
-      this.#used.add(name);
+      const flag = this.#find(name);
+      if (flag === undefined) throw new Error(withSuggestion(`unknown flag: --${name}`, name, this.#flags.map((f) => f.name), true));
+      if (used.includes(name)) {
+        if (flag.type !== 'strings') throw new Error(`duplicate flag specified: --${name}`);
+      } else used.push(name);
       switch (flag.type) {
         case 'bool': {
           // `--link=` is an error; only a flag written without `=` means true.
@@ -91,12 +105,12 @@ export class BFlags {
 
   /** True when the flag was written on the line (even with its default value). */
   isUsed(name: string): boolean {
-    return this.#used.has(name);
+    return this.#used !== undefined && this.#used.includes(name);
   }
 
   /** The names of the flags written on the line, in the order they first appear. */
   used(): string[] {
-    return [...this.#used];
+    return this.#used === undefined ? [] : [...this.#used];
   }
 }
 

@@ -748,12 +748,14 @@ function argValues(args: readonly ArgNode[]): string[] {
   return out;
 }
 
-function heredocFiles(heredocs: readonly Heredoc[]): HeredocFile[] {
+function heredocFiles(heredocs: readonly Heredoc[]): readonly HeredocFile[] {
+  if (heredocs.length === 0) return NO_HEREDOCS;
   return heredocs.map((h) => ({ name: h.name, data: h.content, chomp: h.chomp, expand: h.expand, fileDescriptor: h.fileDescriptor }));
 }
 
-function commandForm(args: readonly string[], json: boolean): CommandForm {
-  return json ? { form: 'exec', argv: [...args] } : { form: 'shell', script: args.join(' ') };
+/** `args` must be a fresh array (it becomes `argv`). */
+function commandForm(args: string[], json: boolean): CommandForm {
+  return json ? { form: 'exec', argv: args } : { form: 'shell', script: args.length === 1 ? args[0]! : args.join(' ') };
 }
 
 function atLeastOne(name: string): Error {
@@ -813,9 +815,12 @@ function parseSourcesAndDest(
   return { sources, contents, dest };
 }
 
-function optional<K extends string>(key: K, value: string): { [P in K]?: string } {
-  return (value === '' ? {} : { [key]: value }) as { [P in K]?: string };
-}
+/** An instruction under construction: optional fields are assigned only when set. */
+type Draft<T> = { -readonly [K in keyof T]: T[K] };
+
+const NO_HEREDOCS: readonly HeredocFile[] = Object.freeze([]);
+const NO_MOUNTS: readonly RunMount[] = Object.freeze([]);
+const NO_DEVICES: readonly RunDevice[] = Object.freeze([]);
 
 /**
  * Types one instruction node.
@@ -838,10 +843,10 @@ export function toInstruction(node: InstructionNode): Instruction {
       const name = parseBuildStageName(args);
       const platform = flags.addString('platform');
       flags.parse();
-      return {
-        ...base, kind: 'from', image: args[0] ?? '', docComment: docComment(node.comments, name),
-        ...(name !== '' && { name }), ...optional('platform', platform.value),
-      };
+      const r: Draft<FromInstruction> = { ...base, kind: 'from', image: args[0] ?? '', docComment: docComment(node.comments, name) };
+      if (name !== '') r.name = name;
+      if (platform.value !== '') r.platform = platform.value;
+      return r;
     }
     case 'run': {
       const mountFlag = flags.addStrings('mount');
@@ -849,19 +854,20 @@ export function toInstruction(node: InstructionNode): Instruction {
       const security = flags.addString('security');
       const device = flags.addStrings('device');
       flags.parse();
-      const mounts = mountFlag.values.map((v) => parseMount(v));
+      const mounts = mountFlag.values.length === 0 ? NO_MOUNTS : mountFlag.values.map((v) => parseMount(v));
       if (network.value !== '' && !(NETWORK_MODES as readonly string[]).includes(network.value)) {
         throw new Error(`invalid network mode ${JSON.stringify(network.value)}`);
       }
       if (security.value !== '' && !(SECURITY_MODES as readonly string[]).includes(security.value)) {
         throw new Error(`security ${JSON.stringify(security.value)} is not valid`);
       }
-      return {
+      const r: Draft<RunInstruction> = {
         ...base, kind: 'run', command: commandForm(args, node.json), heredocs: heredocFiles(node.heredocs),
-        mounts, devices: device.values.map((v) => parseDevice(v)), flagsUsed: flags.used(),
-        ...(network.value !== '' && { network: network.value as NetworkMode }),
-        ...(security.value !== '' && { security: security.value as SecurityMode }),
+        mounts, devices: device.values.length === 0 ? NO_DEVICES : device.values.map((v) => parseDevice(v)), flagsUsed: flags.used(),
       };
+      if (network.value !== '') r.network = network.value as NetworkMode;
+      if (security.value !== '') r.security = security.value as SecurityMode;
+      return r;
     }
     case 'cmd':
     case 'entrypoint':
@@ -876,11 +882,15 @@ export function toInstruction(node: InstructionNode): Instruction {
       const parents = flags.addBool('parents');
       const exclude = flags.addStrings('exclude');
       flags.parse();
-      return {
-        ...base, kind: 'copy', ...parseSourcesAndDest(node, args, 'COPY'),
+      const { sources, contents, dest } = parseSourcesAndDest(node, args, 'COPY');
+      const r: Draft<CopyInstruction> = {
+        ...base, kind: 'copy', sources, contents, dest,
         link: isTrue(link), parents: isTrue(parents), excludes: exclude.values,
-        ...optional('from', from.value), ...optional('chown', chown.value), ...optional('chmod', chmod.value),
       };
+      if (from.value !== '') r.from = from.value;
+      if (chown.value !== '') r.chown = chown.value;
+      if (chmod.value !== '') r.chmod = chmod.value;
+      return r;
     }
     case 'add': {
       if (args.length < 2) throw new Error('ADD requires at least two arguments, but only one was provided. Destination could not be determined');
@@ -893,12 +903,16 @@ export function toInstruction(node: InstructionNode): Instruction {
       const parents = flags.addBool('parents');
       const unpack = flags.addBool('unpack');
       flags.parse();
-      return {
-        ...base, kind: 'add', ...parseSourcesAndDest(node, args, 'ADD'),
+      const { sources, contents, dest } = parseSourcesAndDest(node, args, 'ADD');
+      const r: Draft<AddInstruction> = {
+        ...base, kind: 'add', sources, contents, dest,
         link: isTrue(link), parents: isTrue(parents), excludes: exclude.values, keepGitDir: isTrue(keepGitDir),
-        ...(flags.isUsed('unpack') && { unpack: isTrue(unpack) }),
-        ...optional('checksum', checksum.value), ...optional('chown', chown.value), ...optional('chmod', chmod.value),
       };
+      if (flags.isUsed('unpack')) r.unpack = isTrue(unpack);
+      if (checksum.value !== '') r.checksum = checksum.value;
+      if (chown.value !== '') r.chown = chown.value;
+      if (chmod.value !== '') r.chmod = chmod.value;
+      return r;
     }
     case 'env':
     case 'label': {
@@ -912,7 +926,9 @@ export function toInstruction(node: InstructionNode): Instruction {
         const eq = word.indexOf('=');
         const key = eq >= 0 ? word.slice(0, eq) : word;
         if (eq >= 0 && key === '') throw new Error('ARG names can not be blank');
-        return { key, docComment: docComment(node.comments, key), ...(eq >= 0 && { value: word.slice(eq + 1) }) };
+        const d: Draft<ArgDeclaration> = { key, docComment: docComment(node.comments, key) };
+        if (eq >= 0) d.value = word.slice(eq + 1);
+        return d;
       });
       return { ...base, kind: 'arg', args: decls };
     }

@@ -4,7 +4,7 @@
  */
 import nearley from 'nearley';
 import grammar from '../../grammar/dockerfile.generated.js';
-import { flatten, type FileParse, type InstructionItem } from '../../grammar/dockerfile.generated.js';
+import type { InstructionItem, Item } from '../../grammar/dockerfile.generated.js';
 import { DockerfileTokenSource, TokenSourceError, type DockerfileToken } from '../../grammar/lexer.js';
 import { DockerfileError, messageOf, type Position, type SourceRange } from '../errors.js';
 import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, ParseWarning } from './ast.js';
@@ -21,7 +21,55 @@ export interface ParseOptions {
 /** BuildKit's limit: bufio.Scanner's 64 KiB buffer, line break included. */
 export const MAX_LINE_BYTES = 65535;
 
-const compiled = nearley.Grammar.fromCompiled(grammar);
+/** The grammar with `unit` as its start rule (see grammar/dockerfile.ne). */
+const unitGrammar = nearley.Grammar.fromCompiled({ ...grammar, ParserStart: 'unit' });
+
+/** Hands nearley the tokens of one unit, which the {@link DockerfileTokenSource} already read. */
+class UnitLexer {
+  #tokens: readonly DockerfileToken[] = [];
+  #next = 0;
+  load(tokens: readonly DockerfileToken[]): void {
+    this.#tokens = tokens;
+    this.#next = 0;
+  }
+  reset(_chunk: string, _state?: unknown): void {
+    this.#next = 0;
+  }
+  next(): DockerfileToken | undefined {
+    return this.#tokens[this.#next++];
+  }
+  save(): Record<string, never> {
+    return {};
+  }
+  has(_name: string): boolean {
+    return true;
+  }
+  formatError(token: unknown, message = 'invalid syntax'): string {
+    const t = token as { line?: number; col?: number } | undefined;
+    return t?.line !== undefined ? `${message} at line ${t.line} col ${t.col ?? 1}` : `${message} at end of input`;
+  }
+}
+
+/**
+ * Updates the comment block above the next instruction with a trivia run: BuildKit drops the
+ * first byte of a comment line (the `#` when it is not indented) and trims it; an empty comment
+ * line clears the block; blank lines do not.
+ */
+function triviaComments(text: string, comments: string[]): string[] {
+  let out = comments;
+  let pos = 0;
+  while (pos <= text.length) {
+    const nl = text.indexOf('\n', pos);
+    const end = nl < 0 ? text.length : nl;
+    const raw = text.slice(pos, end);
+    pos = end + 1;
+    if (trimLeftSpace(raw).charCodeAt(0) !== 0x23) continue; // a blank line
+    const c = trimSpace(raw.slice(1));
+    if (c === '') out = [];
+    else out.push(c);
+  }
+  return out;
+}
 
 interface LogicalLine {
   readonly line: LineNode;
@@ -165,35 +213,42 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
     },
   });
 
-  const parser = new nearley.Parser(compiled, { lexer });
-  try {
-    parser.feed(body);
-  } catch (err) {
-    const own = err instanceof TokenSourceError ? err : lexer.lastError;
-    if (own) fail(own.message, loc.lines(own.startLine, own.endLine), own.cause ?? own);
-    const token = (err as { token?: DockerfileToken }).token;
-    const range = token ? { start: loc.start(token), end: loc.end(token) } : { start: loc.eof(), end: loc.eof() };
-    fail(`syntax error: ${messageOf(err).split('\n')[0] ?? ''}`, range, err);
-  }
-  if (parser.results.length !== 1) {
-    const eof = loc.eof();
-    fail(parser.results.length === 0 ? 'syntax error: unexpected end of input' : 'internal error: ambiguous grammar', { start: eof, end: eof });
-  }
-  const result = parser.results[0] as FileParse;
-
+  // One top-level unit at a time (see grammar/dockerfile.ne): the Earley table is reset to its
+  // first column before each unit, so its live state never outgrows one instruction.
+  const units = new UnitLexer();
+  const parser = new nearley.Parser(unitGrammar, { lexer: units });
+  const initial = parser.save();
+  lexer.reset(body);
   const instructions: InstructionNode[] = [];
   const warnings: ParseWarning[] = [];
   let comments: string[] = [];
-  for (const item of flatten(result.items)) {
-    if (item === null) continue;
+  for (;;) {
+    let unit: DockerfileToken[] | undefined;
+    try {
+      unit = lexer.nextUnit();
+    } catch (err) {
+      if (err instanceof TokenSourceError) fail(err.message, loc.lines(err.startLine, err.endLine), err.cause ?? err);
+      const eof = loc.eof();
+      fail(`syntax error: ${messageOf(err).split('\n')[0] ?? ''}`, { start: eof, end: eof }, err);
+    }
+    if (unit === undefined) break;
+    parser.restore(initial);
+    units.load(unit);
+    try {
+      parser.feed('');
+    } catch (err) {
+      const token = (err as { token?: DockerfileToken }).token ?? unit[0]!;
+      fail(`syntax error: ${messageOf(err).split('\n')[0] ?? ''}`, { start: loc.start(token), end: loc.end(token) }, err);
+    }
+    if (parser.results.length !== 1) {
+      const last = unit[unit.length - 1]!;
+      const at = loc.end(last);
+      fail(parser.results.length === 0 ? 'syntax error: unexpected end of input' : 'internal error: ambiguous grammar', { start: at, end: at });
+    }
+    const item = parser.results[0] as Item | DockerfileToken;
+    if (!('kind' in item)) continue; // the directive block, already read
     if (item.kind === 'trivia') {
-      for (const raw of item.token.text.split('\n')) {
-        if (trimLeftSpace(raw).charCodeAt(0) !== 0x23) continue; // a blank line
-        // BuildKit drops the first byte (the `#` when the line is not indented) and trims.
-        const c = trimSpace(raw.slice(1));
-        if (c === '') comments = [];
-        else comments.push(c);
-      }
+      comments = triviaComments(item.token.text, comments);
       continue;
     }
     instructions.push(toInstruction(item, comments, loc, warnings));
@@ -233,32 +288,40 @@ function toInstruction(item: InstructionItem, comments: string[], loc: Locator, 
       range: loc.lines(l, l),
     });
   }
-  const heredocs: Heredoc[] = item.heredocs.map((t) => {
-    const spec = logical.heredocs[t.heredocIndex ?? 0]!;
-    return { name: spec.name, fileDescriptor: spec.fileDescriptor, expand: spec.expand, chomp: spec.chomp, content: t.content ?? '' };
-  });
-  return build(logical.line, { range, startLine, endLine, comments, heredocs });
+  let heredocs: readonly Heredoc[] = NONE;
+  if (item.heredocs.length > 0) {
+    heredocs = item.heredocs.map((t) => {
+      const spec = logical.heredocs[t.heredocIndex ?? 0]!;
+      return { name: spec.name, fileDescriptor: spec.fileDescriptor, expand: spec.expand, chomp: spec.chomp, content: t.content ?? '' };
+    });
+  }
+  return build(logical.line, range, startLine, endLine, comments.length > 0 ? comments : NONE, heredocs);
 }
+
+// Shared empty lists: a big file has one node per instruction and one per argument, and most of
+// their lists are empty; sharing them keeps the retained heap (and GC time) smaller.
+const NONE: readonly never[] = Object.freeze([]);
 
 function build(
   line: LineNode,
-  at: { range: SourceRange; startLine: number; endLine: number; comments: readonly string[]; heredocs: readonly Heredoc[] },
+  range: SourceRange,
+  startLine: number,
+  endLine: number,
+  comments: readonly string[],
+  heredocs: readonly Heredoc[],
 ): InstructionNode {
-  const args: ArgNode[] = line.values.map((value) => ({ value, children: [] }));
-  if (line.child) {
-    const child = build(line.child, { ...at, comments: [], heredocs: [] });
-    args[0] = { value: '', children: [child] };
-  }
+  const args: ArgNode[] = line.values.map((value) => ({ value, children: NONE }));
+  if (line.child) args[0] = { value: '', children: [build(line.child, range, startLine, endLine, NONE, NONE)] };
   return {
     keyword: line.keyword,
-    flags: line.flags,
+    flags: line.flags.length > 0 ? line.flags : NONE,
     args,
     json: line.json,
-    heredocs: at.heredocs,
+    heredocs,
     original: line.original,
-    startLine: at.startLine,
-    endLine: at.endLine,
-    range: at.range,
-    comments: at.comments,
+    startLine,
+    endLine,
+    range,
+    comments,
   };
 }

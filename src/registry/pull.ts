@@ -6,9 +6,7 @@
  * used locally (uncompressed, digest = diffID) and pushed again without recompressing.
  */
 import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
@@ -40,7 +38,10 @@ export interface PullOptions extends RegistryClientOptions {
   readonly onProgress?: (event: TransferEvent) => void;
   /** Platform to pick from an index, as an object or `os/arch[/variant]`. @default the host's (linux/amd64 on x64) */
   readonly platform?: Platform | string;
-  /** Blobs downloaded at once. @default 3 */
+  /**
+   * Blobs downloaded at once. Higher than docker's 3: a kiln pull also decompresses and hashes each layer,
+   * so more layers in flight overlap one layer's network waits with another's CPU work. @default 4
+   */
   readonly concurrency?: number;
 }
 
@@ -85,21 +86,6 @@ async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<St
     if ((await store.findLayerBlob(diffId)) === undefined) return undefined;
   }
   return image;
-}
-
-/** Feeds one source to several streams, honouring each one's backpressure. */
-async function fanOut(source: AsyncIterable<Uint8Array>, sinks: readonly PassThrough[], signal: AbortSignal): Promise<void> {
-  try {
-    for await (const chunk of source) {
-      for (const sink of sinks) {
-        if (!sink.write(chunk)) await once(sink, 'drain', { signal });
-      }
-    }
-    for (const sink of sinks) sink.end();
-  } catch (err) {
-    for (const sink of sinks) sink.destroy(err instanceof Error ? err : new Error(messageOf(err)));
-    throw err;
-  }
 }
 
 /** Size of the buffers handed to the store's blob writes: one write (one threadpool round trip) per MiB, not per network packet. */
@@ -165,29 +151,49 @@ export async function pullLayer(
   }
   const inner = new AbortController();
   const linked = signal !== undefined ? AbortSignal.any([signal, inner.signal]) : inner.signal;
-  const raw = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const toDecompress = new PassThrough({ highWaterMark: 1024 * 1024 });
   const unpack = await decompressor(compression, linked);
+  let sourceError: unknown;
+  let unpackError: unknown;
+  unpack.on('error', (err) => {
+    unpackError ??= err;
+    inner.abort(err);
+  });
+  // One pass over the network bytes: each batch goes to the compressed blob's write (this generator
+  // is its source) and into the decompressor, whose output is the tar's write. No intermediate streams.
+  async function* rawAndUnpack(): AsyncGenerator<Uint8Array> {
+    let done = false;
+    try {
+      for await (const chunk of batched(counted())) {
+        linked.throwIfAborted();
+        if (!unpack.write(chunk)) await once(unpack, 'drain', { signal: linked });
+        yield chunk;
+      }
+      done = true;
+      unpack.end();
+    } catch (err) {
+      sourceError ??= err;
+      throw err;
+    } finally {
+      if (!done) unpack.destroy();
+    }
+  }
   const fail = (err: unknown): never => {
     inner.abort(err);
     throw err;
   };
-  const results = await Promise.allSettled([
-    store.writeBlob(batched(raw), opts(desc.digest)).catch(fail),
+  const [rawResult, tarResult] = await Promise.allSettled([
+    store.writeBlob(rawAndUnpack(), opts(desc.digest)).catch(fail),
     store.writeBlob(batched(unpack), opts(diffId)).catch(fail),
-    pipeline(toDecompress, unpack).catch(fail),
-    fanOut(counted(), [raw, toDecompress], inner.signal).catch(fail),
   ]);
-  const [rawResult, tarResult, unpackResult, sourceResult] = results;
   if (signal?.aborted === true) throw signal.reason;
   // The most telling failure first: the network, then the blob's own digest, then its content.
-  if (sourceResult?.status === 'rejected' && !isAbort(sourceResult.reason)) throw sourceResult.reason;
-  if (rawResult?.status === 'rejected') throw toVerifyError(rawResult.reason, desc.digest);
-  if (unpackResult?.status === 'rejected' && !isAbort(unpackResult.reason)) {
-    throw new RegistryError(`layer ${desc.digest} does not decompress as ${compression}: ${messageOf(unpackResult.reason)}`, undefined, { cause: unpackResult.reason });
+  if (sourceError !== undefined && !isAbort(sourceError) && sourceError !== unpackError) throw sourceError;
+  if (rawResult.status === 'rejected' && rawResult.reason !== unpackError && !isAbort(rawResult.reason)) throw toVerifyError(rawResult.reason, desc.digest);
+  if (unpackError !== undefined) {
+    throw new RegistryError(`layer ${desc.digest} does not decompress as ${compression}: ${messageOf(unpackError)}`, undefined, { cause: unpackError });
   }
-  if (tarResult?.status === 'rejected') throw toVerifyError(tarResult.reason, diffId);
-  if (rawResult?.status !== 'fulfilled' || tarResult?.status !== 'fulfilled') throw new RegistryError(`layer ${desc.digest} could not be stored`);
+  if (tarResult.status === 'rejected') throw toVerifyError(tarResult.reason, diffId);
+  if (rawResult.status !== 'fulfilled' || tarResult.status !== 'fulfilled') throw new RegistryError(`layer ${desc.digest} could not be stored`);
   if (rawResult.value.size !== desc.size) throw new RegistryError(`blob ${desc.digest} has ${String(rawResult.value.size)} bytes, its descriptor says ${String(desc.size)}`);
   await store.registerLayer({ diffId, digest: diffId, size: tarResult.value.size, mediaType: MEDIA_TYPES.ociLayer });
   await store.registerLayer({ diffId, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
@@ -268,7 +274,7 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
     throw new RegistryError(`${name}: the manifest has ${String(manifest.layers.length)} layers but the config names ${String(diffIds.length)} diffIDs`);
   }
 
-  await mapLimit(manifest.layers, options.concurrency ?? 3, async (desc, i) => {
+  await mapLimit(manifest.layers, options.concurrency ?? 4, async (desc, i) => {
     const diffId = diffIds[i] as Digest;
     const have = (await store.findLayerBlob(diffId)) !== undefined;
     if (have && (compressionOfMediaType(desc.mediaType) === 'none' || (await store.hasBlob(desc.digest)))) {

@@ -26,13 +26,12 @@
  */
 import * as fsCb from 'node:fs';
 import * as fs from 'node:fs/promises';
-import type { Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Digest } from '../image/types.js';
-import { END_OF_ARCHIVE, encodeHeader, padding } from './tar.js';
+import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, padding } from './tar.js';
 import type { TarHeader } from './tar.js';
 import type { LayerInfo, LayerStoreApi } from './types.js';
 
@@ -70,8 +69,9 @@ export type XattrTree = Map<string, Map<string, Buffer>>;
 const READ_CHUNK = 2 * 1024 * 1024;
 /** Files up to this size are read whole, ahead of the consumer. */
 const SMALL_FILE = 512 * 1024;
-/** Small pieces are batched into chunks of about this size. */
-const COALESCE = 1024 * 1024;
+/** Headers, small files and padding are written into slabs of this size, each yielded as one chunk. */
+const SLAB = 1024 * 1024;
+const BLOCK = 512;
 /** Entries listed or read synchronously between two turns of the event loop. */
 const SCAN_SLICE = 512;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -149,7 +149,6 @@ export async function stripOverlayXattrs(xattrs: XattrTree, signal?: AbortSignal
   }
 }
 
-const isWhiteout = (st: Stats): boolean => st.isCharacterDevice() && st.rdev === 0;
 
 function devNumbers(rdev: number): { devmajor: number; devminor: number } {
   // glibc's encoding of dev_t: major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31.
@@ -167,7 +166,7 @@ export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, 
   const { signal } = options;
   const root = path.resolve(upperDir);
   if (options.blob === false) {
-    const { digest, size } = await hashStream(layerTarPieces(root, options, undefined), signal);
+    const { digest, size } = await hashStream(layerTarStream(root, options), signal);
     return { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   }
   const { digest, size } = await store.writeBlob(layerTarStream(root, options), signal ? { signal } : {});
@@ -193,7 +192,7 @@ export async function snapshotIntoLayer(
   const { signal } = options;
   const root = path.resolve(dir);
   const xattrs = options.xattrs === 'none' ? new Map() : readXattrTree(root, signal);
-  const { digest, size } = await hashStream(layerTarPieces(root, options, xattrs), signal);
+  const { digest, size } = await hashStream(layerTarStream(root, options, xattrs), signal);
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   const rootfs = await store.adoptUnpackedLayer(digest, root, {
     size,
@@ -203,30 +202,45 @@ export async function snapshotIntoLayer(
   return { layer, rootfs };
 }
 
-/** sha256 and size of a tar's batches, hashing each piece where it lies (no copying into chunks). */
-async function hashStream(source: AsyncIterable<Buffer[]>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
+/** sha256 and size of a stream. */
+async function hashStream(source: AsyncIterable<Buffer>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const batch of source) {
+  for await (const chunk of source) {
     signal?.throwIfAborted();
-    for (const piece of batch) {
-      hash.update(piece);
-      size += piece.length;
-    }
+    hash.update(chunk);
+    size += chunk.length;
   }
   return { digest: `sha256:${hash.digest('hex')}`, size };
 }
 
-/** One tar entry to emit, in order. */
+/**
+ * One tar entry to emit, in order: the few lstat fields the tar needs, copied out of the Stats object so that
+ * a listing of a large tree keeps little alive (the GC's work grows with what survives).
+ */
 interface Entry {
-  readonly abs: string;
   readonly rel: string;
-  readonly name: string;
-  readonly relDir: string;
-  readonly st: Stats;
+  /** st_mode, file type bits included. */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly nlink: number;
+  readonly dev: number;
+  readonly ino: number;
+  readonly rdev: number;
 }
 
-const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+const compareNames = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Lets the event loop run (other stages, the getfattr child's output) between slices of synchronous work. */
 const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -239,7 +253,7 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
   const out: Entry[] = [];
   let sinceBreak = 0;
   const scan = async (abs: string, rel: string): Promise<void> => {
-    const names = fsCb.readdirSync(abs).sort(byName);
+    const names = fsCb.readdirSync(abs).sort(compareNames);
     for (const name of names) {
       if (++sinceBreak >= SCAN_SLICE) {
         sinceBreak = 0;
@@ -249,28 +263,29 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
       const entryAbs = `${abs}/${name}`;
       const entryRel = rel === '' ? name : `${rel}/${name}`;
       const st = fsCb.lstatSync(entryAbs);
-      out.push({ abs: entryAbs, rel: entryRel, name, relDir: rel, st });
-      if (st.isDirectory()) await scan(entryAbs, entryRel);
+      const { mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev } = st;
+      out.push({ rel: entryRel, mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev });
+      if ((mode & S_IFMT) === S_IFDIR) await scan(entryAbs, entryRel);
     }
   };
   await scan(root, '');
   return out;
 }
 
-/** Reads a whole small file with open + one read + close, synchronously (see {@link scanTree}). */
-function readSmallFile(file: string, size: number): Buffer {
+/**
+ * Reads up to `max` bytes of a small file into `out` at `offset` (open + read + close, synchronously: see
+ * {@link scanTree}) and returns how many it read.
+ */
+function readSmallFileInto(file: string, max: number, out: Buffer, offset: number): number {
   const fd = fsCb.openSync(file, 'r');
   try {
-    // One byte more than expected, so a file that grew is noticed.
-    const buf = Buffer.allocUnsafe(size + 1);
     let filled = 0;
-    for (;;) {
-      const n = fsCb.readSync(fd, buf, filled, size + 1 - filled, filled);
+    while (filled < max) {
+      const n = fsCb.readSync(fd, out, offset + filled, max - filled, filled);
       if (n === 0) break;
       filled += n;
-      if (filled > size) break;
     }
-    return buf.subarray(0, filled);
+    return filled;
   } finally {
     fsCb.closeSync(fd);
   }
@@ -285,17 +300,6 @@ export async function* layerTarStream(
   options: SnapshotOptions = {},
   xattrs?: Promise<XattrTree> | XattrTree,
 ): AsyncGenerator<Buffer> {
-  for await (const batch of layerTarPieces(dir, options, xattrs)) {
-    yield batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
-  }
-}
-
-/** The layer tar as batches of pieces (about {@link COALESCE} bytes each, or one big-file chunk). */
-async function* layerTarPieces(
-  dir: string,
-  options: SnapshotOptions,
-  xattrs: Promise<XattrTree> | XattrTree | undefined,
-): AsyncGenerator<Buffer[]> {
   const { signal, sourceDateEpoch, onProgress } = options;
   const root = path.resolve(dir);
   const xattrsPending = xattrs ?? (options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : readXattrTree(root, signal));
@@ -307,32 +311,58 @@ async function* layerTarPieces(
 
   const seenInodes = new Map<string, string>();
   let bytes = 0;
-  const mtimeOf = (st: Stats): number => {
+  const mtimeOf = (st: Entry): number => {
     const t = Math.floor(st.mtimeMs / 1000);
     return sourceDateEpoch !== undefined && t > sourceDateEpoch ? sourceDateEpoch : t;
   };
 
-  // Coalescing output buffer for small pieces.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const put = (buf: Buffer): void => {
-    if (buf.length === 0) return;
-    pending.push(buf);
-    pendingBytes += buf.length;
-    bytes += buf.length;
-  };
-  const take = (): Buffer[] => {
-    const out = pending;
-    pending = [];
-    pendingBytes = 0;
-    return out;
+  // Headers, small files and padding are written into a slab, which is yielded when full and never reused
+  // (the consumer may still hold it, e.g. a blob write in flight): no allocation per entry.
+  let slab = Buffer.allocUnsafe(SLAB);
+  let used = 0;
+  /** Makes room for `n` bytes in the slab, yielding the filled part when needed. */
+  function* room(n: number): Generator<Buffer> {
+    if (SLAB - used < n && used > 0) {
+      yield slab.subarray(0, used);
+      slab = Buffer.allocUnsafe(SLAB);
+      used = 0;
+    }
+  }
+  function* header(h: TarHeader): Generator<Buffer> {
+    yield* room(BLOCK);
+    let n = encodeHeaderInto(h, slab, used);
+    if (n === 0) {
+      yield* room(SLAB);
+      n = encodeHeaderInto(h, slab, used);
+    }
+    if (n === 0) {
+      // PAX records bigger than a slab (huge xattrs): their own chunk.
+      const full = encodeHeader(h);
+      bytes += full.length;
+      yield full;
+      return;
+    }
+    used += n;
+    bytes += n;
+  }
+  /** Zero bytes (padding, end of archive); the caller made room. */
+  const zeros = (n: number): void => {
+    slab.fill(0, used, used + n);
+    used += n;
+    bytes += n;
   };
   let sinceBreak = 0;
 
-  for (const [i, e] of entries.entries()) {
-    const { st, rel, relDir, name, abs } = e;
+  for (const [i, st] of entries.entries()) {
+    const { rel } = st;
+    const slash = rel.lastIndexOf('/');
+    const name = rel.slice(slash + 1);
+    const relDir = slash === -1 ? '' : rel.slice(0, slash);
+    const abs = `${root}/${rel}`;
+    const type = st.mode & S_IFMT;
+    const isDir = type === S_IFDIR;
     if (++sinceBreak >= SCAN_SLICE) {
-      // Batches are usually consumed synchronously (hashing), so give the event loop a turn now and then.
+      // Chunks are usually consumed synchronously (hashing), so give the event loop a turn now and then.
       sinceBreak = 0;
       await breathe();
       signal?.throwIfAborted();
@@ -341,57 +371,62 @@ async function* layerTarPieces(
     const attrs = xattrMap.get(abs);
     checkOverlayFeatures(abs, attrs);
     const base = { uid: st.uid, gid: st.gid, mtime: mtimeOf(st), size: 0 };
-    if (isWhiteout(st)) {
-      put(encodeHeader({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 }));
+    if (type === S_IFCHR && st.rdev === 0) {
+      // An overlay whiteout.
+      yield* header({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 });
     } else {
-      const header: TarHeader = { ...base, name: rel, type: 'file', mode: st.mode & 0o7777 };
+      const h: TarHeader = { ...base, name: rel, type: 'file', mode: st.mode & 0o7777 };
       if (attrs) {
         const kept = new Map<string, Buffer>();
         for (const [k, v] of attrs) if (!k.startsWith(OVERLAY_PREFIX) && k !== 'security.selinux') kept.set(k, v);
-        if (kept.size > 0) header.xattrs = kept;
+        if (kept.size > 0) h.xattrs = kept;
       }
-      const inode = `${st.dev}:${st.ino}`;
-      const first = !st.isDirectory() && st.nlink > 1 ? seenInodes.get(inode) : undefined;
+      const inode = !isDir && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
+      const first = inode === undefined ? undefined : seenInodes.get(inode);
       if (first !== undefined) {
-        put(encodeHeader({ ...header, type: 'link', linkname: first }));
+        yield* header({ ...h, type: 'link', linkname: first });
       } else {
-        if (!st.isDirectory() && st.nlink > 1) seenInodes.set(inode, rel);
-        if (st.isDirectory()) {
-          put(encodeHeader({ ...header, type: 'directory' }));
+        if (inode !== undefined) seenInodes.set(inode, rel);
+        if (isDir) {
+          yield* header({ ...h, type: 'directory' });
           if (attrs?.get(OPAQUE_XATTR)?.toString() === 'y') {
-            put(encodeHeader({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 }));
+            yield* header({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 });
           }
-        } else if (st.isFile()) {
-          put(encodeHeader({ ...header, size: st.size }));
+        } else if (type === S_IFREG) {
+          yield* header({ ...h, size: st.size });
+          const pad = padding(st.size).length;
           if (st.size <= SMALL_FILE) {
-            if (st.size > 0) {
-              const data = readSmallFile(abs, st.size);
-              if (data.length !== st.size) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
-              put(data);
+            // Read straight into the slab: one byte more than expected, so a file that grew is noticed.
+            yield* room(st.size + 1 + pad);
+            if (readSmallFileInto(abs, st.size + 1, slab, used) !== st.size) {
+              throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
             }
+            used += st.size;
+            bytes += st.size;
           } else {
-            if (pendingBytes > 0) yield take();
+            yield* room(SLAB);
             for await (const chunk of bigFileContent(abs, st.size, rel, signal)) {
               bytes += chunk.length;
-              yield [chunk];
+              yield chunk;
             }
+            yield* room(pad);
           }
-          put(padding(st.size));
-        } else if (st.isSymbolicLink()) {
-          put(encodeHeader({ ...header, type: 'symlink', linkname: fsCb.readlinkSync(abs) }));
-        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-          put(encodeHeader({ ...header, type: st.isCharacterDevice() ? 'char' : 'block', ...devNumbers(st.rdev) }));
-        } else if (st.isFIFO()) {
-          put(encodeHeader({ ...header, type: 'fifo' }));
+          zeros(pad);
+        } else if (type === S_IFLNK) {
+          yield* header({ ...h, type: 'symlink', linkname: fsCb.readlinkSync(abs) });
+        } else if (type === S_IFCHR || type === S_IFBLK) {
+          yield* header({ ...h, type: type === S_IFCHR ? 'char' : 'block', ...devNumbers(st.rdev) });
+        } else if (type === S_IFIFO) {
+          yield* header({ ...h, type: 'fifo' });
         }
         // Sockets cannot be represented in a tar; like Docker, they are left out.
       }
     }
-    if (pendingBytes >= COALESCE) yield take();
     onProgress?.({ entries: i + 1, bytes });
   }
-  put(END_OF_ARCHIVE);
-  yield take();
+  yield* room(END_OF_ARCHIVE.length);
+  zeros(END_OF_ARCHIVE.length);
+  yield slab.subarray(0, used);
 }
 
 /** A big file's content in READ_CHUNK pieces, the next read already running while a piece is consumed. */

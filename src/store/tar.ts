@@ -74,8 +74,8 @@ function paxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(len)), body]);
 }
 
-function ustarBlock(h: TarHeader, name: string, typeFlag: string, size: number, pax: Map<string, Buffer>): Buffer {
-  const buf = Buffer.alloc(BLOCK);
+function ustarBlock(h: TarHeader, name: string, typeFlag: string, size: number, pax: Map<string, Buffer>, into?: Buffer): Buffer {
+  const buf = into ? into.fill(0) : Buffer.alloc(BLOCK);
   const split = splitUstarName(name);
   if (split) {
     buf.write(split.base, 0, 'ascii');
@@ -127,6 +127,27 @@ export function encodeHeader(h: TarHeader): Buffer {
   const paxBlock = ustarBlock(paxHeader, 'PaxHeader', 'x', records.length, new Map());
   checksum(paxBlock);
   return Buffer.concat([paxBlock, records, padding(records.length), main]);
+}
+
+/**
+ * Like {@link encodeHeader}, but writes the header block(s) into `out` at `offset` (no allocation in the common
+ * case of a plain ustar header). Returns the number of bytes written, or 0 when they do not fit.
+ */
+export function encodeHeaderInto(h: TarHeader, out: Buffer, offset: number): number {
+  if (out.length - offset < BLOCK) return 0;
+  if (h.xattrs === undefined || h.xattrs.size === 0) {
+    const name = h.type === 'directory' && !h.name.endsWith('/') ? `${h.name}/` : h.name;
+    const pax = new Map<string, Buffer>();
+    const block = ustarBlock(h, name, TYPE_FLAGS[h.type], h.type === 'file' ? h.size : 0, pax, out.subarray(offset, offset + BLOCK));
+    if (pax.size === 0) {
+      checksum(block);
+      return BLOCK;
+    }
+  }
+  const full = encodeHeader(h);
+  if (full.length > out.length - offset) return 0;
+  full.copy(out, offset);
+  return full.length;
 }
 
 /** Pulls exact byte counts out of an async iterable of chunks. */

@@ -160,3 +160,17 @@ test('a <Dockerfile>.dockerignore next to the Dockerfile wins over the context .
   const b = await sb.build({ context: ctx, dockerfile: path.join(ctx, 'build', 'app.Dockerfile') });
   assert.deepEqual((await readdir(path.join(b.fs, 'all'))).sort(), ['.dockerignore', 'a.txt']);
 });
+
+test('COPY into a directory that already has content keeps that content, with or without the overlay mount', async () => {
+  const ctx = await sb.context({ 'a.txt': 'a', 'dir/x.txt': 'x' });
+  const b = await sb.build({
+    context: ctx,
+    dockerfileText: 'FROM busybox:latest\nRUN mkdir -p /app/keep && echo old > /app/keep/old && ln -s /app /link\nCOPY a.txt /bin/\nCOPY dir /app/\nCOPY a.txt /link/via-link.txt\nCOPY dir /fresh/nested/\n',
+  });
+  assert.ok((await readdir(path.join(b.fs, 'bin'))).includes('sh'));
+  assert.equal(await b.read('bin/a.txt'), 'a');
+  assert.equal(await b.read('app/keep/old'), 'old\n');
+  assert.equal(await b.read('app/x.txt'), 'x');
+  assert.equal(await b.read('app/via-link.txt'), 'a');
+  assert.equal(await b.read('fresh/nested/x.txt'), 'x');
+});
