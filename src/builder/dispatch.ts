@@ -525,14 +525,19 @@ async function prepareMounts(
           if (m.sharing === 'locked') {
             let unlock!: () => void;
             const held = new Promise<void>((r) => (unlock = r));
+            let lock!: Promise<void>;
             const acquired = new Promise<void>((resolve) => {
-              void ctx.store.withLock(`cache-mount-${dirName}`, async () => {
+              lock = ctx.store.withLock(`cache-mount-${dirName}`, async () => {
                 resolve();
                 await held;
               });
             });
-            await acquired;
-            releases.push(async () => unlock());
+            await Promise.race([acquired, lock]);
+            // Release waits until the lock file is really gone: an unawaited removal would outlive build().
+            releases.push(async () => {
+              unlock();
+              await lock;
+            });
           }
           out.push({ type: 'bind', source: dir, target, readonly: m.readOnly });
           break;

@@ -112,8 +112,8 @@ async function* batched(source: AsyncIterable<Uint8Array>, size = WRITE_BATCH): 
 }
 
 async function decompressor(compression: 'gzip' | 'zstd', signal: AbortSignal): Promise<Duplex> {
-  // zlib's default 16 KiB output chunks cost a callback (and a write) each; 256 KiB ones are cheaper.
-  if (compression === 'gzip') return createGunzip({ chunkSize: 256 * 1024 });
+  // zlib's default 16 KiB output chunks cost a callback (and a write) each; it fills 1 MiB ones directly.
+  if (compression === 'gzip') return createGunzip({ chunkSize: WRITE_BATCH });
   const { execa } = await import('execa');
   return execa('zstd', ['-d', '-q', '-c'], { cancelSignal: signal, encoding: 'buffer' }).duplex({ binary: true });
 }
@@ -183,7 +183,7 @@ export async function pullLayer(
   };
   const [rawResult, tarResult] = await Promise.allSettled([
     store.writeBlob(rawAndUnpack(), opts(desc.digest)).catch(fail),
-    store.writeBlob(batched(unpack), opts(diffId)).catch(fail),
+    store.writeBlob(compression === 'gzip' ? unpack : batched(unpack), opts(diffId)).catch(fail),
   ]);
   if (signal?.aborted === true) throw signal.reason;
   // The most telling failure first: the network, then the blob's own digest, then its content.

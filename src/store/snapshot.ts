@@ -74,6 +74,7 @@ const SLAB = 1024 * 1024;
 const BLOCK = 512;
 /** Entries listed or read synchronously between two turns of the event loop. */
 const SCAN_SLICE = 512;
+const READ_FLAGS = fsCb.constants.O_RDONLY | fsCb.constants.O_NOFOLLOW;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 const OVERLAY_PREFIX = 'trusted.overlay.';
 
@@ -273,15 +274,16 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
 }
 
 /**
- * Reads up to `max` bytes of a small file into `out` at `offset` (open + read + close, synchronously: see
- * {@link scanTree}) and returns how many it read.
+ * Reads a small file of `size` bytes into `out` at `offset` (open + read + close, synchronously: see
+ * {@link scanTree}) and returns how many bytes it read: asking for one byte more than expected in the same
+ * read(2) shows a file that grew without a second call; a file that shrank reads short.
  */
-function readSmallFileInto(file: string, max: number, out: Buffer, offset: number): number {
-  const fd = fsCb.openSync(file, 'r');
+function readSmallFileInto(file: string, size: number, out: Buffer, offset: number): number {
+  const fd = fsCb.openSync(file, READ_FLAGS);
   try {
     let filled = 0;
-    while (filled < max) {
-      const n = fsCb.readSync(fd, out, offset + filled, max - filled, filled);
+    while (filled < size) {
+      const n = fsCb.readSync(fd, out, offset + filled, size + 1 - filled, filled);
       if (n === 0) break;
       filled += n;
     }
@@ -318,33 +320,36 @@ export async function* layerTarStream(
 
   // Headers, small files and padding are written into a slab, which is yielded when full and never reused
   // (the consumer may still hold it, e.g. a blob write in flight): no allocation per entry.
+  // Plain functions queue finished chunks in `ready`, which the loop drains: a sync generator delegated to
+  // from this async generator would cost a promise round trip per header.
   let slab = Buffer.allocUnsafe(SLAB);
   let used = 0;
-  /** Makes room for `n` bytes in the slab, yielding the filled part when needed. */
-  function* room(n: number): Generator<Buffer> {
+  const ready: Buffer[] = [];
+  /** Makes room for `n` bytes in the slab, queueing the filled part when needed. */
+  const room = (n: number): void => {
     if (SLAB - used < n && used > 0) {
-      yield slab.subarray(0, used);
+      ready.push(slab.subarray(0, used));
       slab = Buffer.allocUnsafe(SLAB);
       used = 0;
     }
-  }
-  function* header(h: TarHeader): Generator<Buffer> {
-    yield* room(BLOCK);
+  };
+  const header = (h: TarHeader): void => {
+    room(BLOCK);
     let n = encodeHeaderInto(h, slab, used);
     if (n === 0) {
-      yield* room(SLAB);
+      room(SLAB);
       n = encodeHeaderInto(h, slab, used);
     }
     if (n === 0) {
       // PAX records bigger than a slab (huge xattrs): their own chunk.
       const full = encodeHeader(h);
       bytes += full.length;
-      yield full;
+      ready.push(full);
       return;
     }
     used += n;
     bytes += n;
-  }
+  };
   /** Zero bytes (padding, end of archive); the caller made room. */
   const zeros = (n: number): void => {
     slab.fill(0, used, used + n);
@@ -373,7 +378,7 @@ export async function* layerTarStream(
     const base = { uid: st.uid, gid: st.gid, mtime: mtimeOf(st), size: 0 };
     if (type === S_IFCHR && st.rdev === 0) {
       // An overlay whiteout.
-      yield* header({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 });
+      header({ ...base, name: relDir === '' ? `.wh.${name}` : `${relDir}/.wh.${name}`, type: 'file', mode: 0 });
     } else {
       const h: TarHeader = { ...base, name: rel, type: 'file', mode: st.mode & 0o7777 };
       if (attrs) {
@@ -384,48 +389,51 @@ export async function* layerTarStream(
       const inode = !isDir && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
       const first = inode === undefined ? undefined : seenInodes.get(inode);
       if (first !== undefined) {
-        yield* header({ ...h, type: 'link', linkname: first });
+        header({ ...h, type: 'link', linkname: first });
       } else {
         if (inode !== undefined) seenInodes.set(inode, rel);
         if (isDir) {
-          yield* header({ ...h, type: 'directory' });
+          header({ ...h, type: 'directory' });
           if (attrs?.get(OPAQUE_XATTR)?.toString() === 'y') {
-            yield* header({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 });
+            header({ ...base, name: `${rel}/.wh..wh..opq`, type: 'file', mode: 0 });
           }
         } else if (type === S_IFREG) {
-          yield* header({ ...h, size: st.size });
+          header({ ...h, size: st.size });
           const pad = padding(st.size).length;
           if (st.size <= SMALL_FILE) {
             // Read straight into the slab: one byte more than expected, so a file that grew is noticed.
-            yield* room(st.size + 1 + pad);
-            if (readSmallFileInto(abs, st.size + 1, slab, used) !== st.size) {
+            room(st.size + 1 + pad);
+            if (readSmallFileInto(abs, st.size, slab, used) !== st.size) {
               throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
             }
             used += st.size;
             bytes += st.size;
           } else {
-            yield* room(SLAB);
+            room(SLAB);
+            yield* ready.splice(0);
             for await (const chunk of bigFileContent(abs, st.size, rel, signal)) {
               bytes += chunk.length;
               yield chunk;
             }
-            yield* room(pad);
+            room(pad);
           }
           zeros(pad);
         } else if (type === S_IFLNK) {
-          yield* header({ ...h, type: 'symlink', linkname: fsCb.readlinkSync(abs) });
+          header({ ...h, type: 'symlink', linkname: fsCb.readlinkSync(abs) });
         } else if (type === S_IFCHR || type === S_IFBLK) {
-          yield* header({ ...h, type: type === S_IFCHR ? 'char' : 'block', ...devNumbers(st.rdev) });
+          header({ ...h, type: type === S_IFCHR ? 'char' : 'block', ...devNumbers(st.rdev) });
         } else if (type === S_IFIFO) {
-          yield* header({ ...h, type: 'fifo' });
+          header({ ...h, type: 'fifo' });
         }
         // Sockets cannot be represented in a tar; like Docker, they are left out.
       }
     }
+    if (ready.length > 0) yield* ready.splice(0);
     onProgress?.({ entries: i + 1, bytes });
   }
-  yield* room(END_OF_ARCHIVE.length);
+  room(END_OF_ARCHIVE.length);
   zeros(END_OF_ARCHIVE.length);
+  yield* ready.splice(0);
   yield slab.subarray(0, used);
 }
 

@@ -174,3 +174,9 @@ test('COPY into a directory that already has content keeps that content, with or
   assert.equal(await b.read('app/via-link.txt'), 'a');
   assert.equal(await b.read('fresh/nested/x.txt'), 'x');
 });
+
+test('COPY --from an image reference takes files from that image', async () => {
+  const b = await sb.build({ context: await sb.context({}), dockerfileText: 'FROM scratch\nCOPY --from=busybox:latest /etc/passwd /passwd\n' });
+  assert.match(await b.read('passwd'), /^root:/);
+  assert.equal(b.image.manifest.layers.length, 1);
+});

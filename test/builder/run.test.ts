@@ -100,3 +100,13 @@ test('aborting a build mid-RUN rejects with the reason and leaves no mounts or t
   const tmp = await readdir(path.join(sb.root, 'tmp')).catch(() => []);
   assert.deepEqual(tmp, []);
 });
+
+test('a locked cache mount is usable and its lock is released when the build returns', async () => {
+  const b = await sb.build({
+    context: await sb.context({}),
+    dockerfileText: 'FROM busybox:latest\nRUN --mount=type=cache,target=/c,id=locked-test,sharing=locked sh -c "echo x > /c/f && cp /c/f /out"\n',
+  });
+  assert.equal(await b.read('out'), 'x\n');
+  const locks = await readdir(path.join(sb.root, 'locks')).catch(() => [] as string[]);
+  assert.ok(!locks.some((l) => l.startsWith('cache-mount-')), locks.join(','));
+});
