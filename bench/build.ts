@@ -4,6 +4,7 @@
  *
  *   npm run bench -- [--reps 3] [--peers docker-buildkit,buildah-runc] [--cases steps10,copy-many,copy-big,multistage]
  *                    [--kiln dist|tsx] [--no-setup]
+ *   npm run bench -- --summarize /tmp/kiln-bench/<stamp>/results.tsv   (re-print the tables of a run)
  *
  * The peers, cases and scenarios are those of `../shared/bench/peers/run.sh` (this is its TypeScript
  * equivalent, driving the same CLI commands; settings come from sourcing its `env.sh`):
@@ -206,8 +207,8 @@ export function summarize(samples: readonly Sample[], engines: readonly string[]
   const keys: string[] = [];
   for (const s of samples) if (!keys.includes(`${s.case}/${s.scenario}`)) keys.push(`${s.case}/${s.scenario}`);
   const get = (key: string, engine: string) => samples.filter((s) => `${s.case}/${s.scenario}` === key && s.engine === engine);
-  const w = 18;
-  const row = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(20) : c.padStart(w))).join('');
+  const w = 22;
+  const row = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(20) : ` ${c}`.padStart(w))).join('');
   const out: string[] = [];
   out.push('wall seconds, median (min-max) over reps; * = some reps failed');
   out.push(row(['case/scenario', ...engines]));
@@ -273,8 +274,18 @@ async function main(): Promise<void> {
       cases: { type: 'string', default: CASES.join(',') },
       kiln: { type: 'string', default: 'dist' },
       'no-setup': { type: 'boolean', default: false },
+      summarize: { type: 'string' },
     },
   });
+  if (values.summarize !== undefined) {
+    // Re-print the tables of an earlier run from its results.tsv.
+    const rows = (await readFile(values.summarize, 'utf8')).trim().split('\n').slice(1).map((l) => l.split('\t'));
+    const samples: Sample[] = rows.map(([rep, c, scenario, engine, seconds, rc]) => ({
+      rep: Number(rep), case: c ?? '', scenario: scenario as Scenario, engine: engine ?? '', seconds: Number(seconds), ok: rc === '0',
+    }));
+    process.stdout.write(`${summarize(samples, [...new Set(samples.map((x) => x.engine))])}\n`);
+    return;
+  }
   const split = (s: string) => s.split(/[,\s]+/).filter((x) => x !== '');
   const reps = Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, not ${values.reps}`);

@@ -138,6 +138,18 @@ function trimLeft(s: string): string {
 }
 
 /**
+ * Whether `s[start, end)` is the heredoc terminator `name`: the line without its line break
+ * (every trailing \r and \n), and without its leading tabs for `<<-`.
+ */
+function isTerminator(s: string, start: number, end: number, name: string, chomp: boolean): boolean {
+  let b = end;
+  while (b > start && (s.charCodeAt(b - 1) === 10 || s.charCodeAt(b - 1) === 13)) b--;
+  let a = start;
+  if (chomp) while (a < b && s.charCodeAt(a) === 9) a++;
+  return b - a === name.length && s.startsWith(name, a);
+}
+
+/**
  * A nearley-compatible token source: moo's line tokens, plus `directives` and `heredoc` tokens.
  * It joins continuation lines into the logical line (the escape token and trailing blanks
  * removed, the char before kept), asks `onLogicalLine` what it means, and then reads the
@@ -306,23 +318,20 @@ export class DockerfileTokenSource {
     result.heredocs.forEach((h, heredocIndex) => {
       const start = pos;
       const startLine = line;
-      let content = '';
-      let terminated = false;
+      let bodyEnd = -1; // the body is every line before the terminator, line breaks included
       while (pos < text.length) {
         const nl = text.indexOf('\n', pos);
         const end = nl < 0 ? text.length : nl + 1;
-        const raw = text.slice(pos, end);
+        const lineStart = pos;
         pos = end;
         line++;
-        let candidate = trimNewline(raw);
-        if (h.chomp) candidate = candidate.replace(/^\t+/, '');
-        if (candidate === h.name) {
-          terminated = true;
+        if (isTerminator(text, lineStart, end, h.name, h.chomp)) {
+          bodyEnd = lineStart;
           break;
         }
-        content += raw;
       }
-      if (!terminated) this.#throw(new TokenSourceError('unterminated heredoc', first.line, line - 1));
+      if (bodyEnd < 0) this.#throw(new TokenSourceError('unterminated heredoc', first.line, line - 1));
+      const content = text.slice(start, bodyEnd);
       const value = text.slice(start, pos);
       pending.push({
         type: 'heredoc', value, text: value, offset: start, lineBreaks: line - startLine, line: startLine, col: 1,

@@ -52,29 +52,32 @@ function splitOnce(s: string): [string] | [string, string] {
  * escape token, but keeping quotes and escapes in the words (used by ENV, LABEL and ARG).
  */
 export function parseWords(rest: string, escapeToken: string): string[] {
+  // Every word is a slice of `rest` (quotes and escapes stay in), so the scan only tracks where
+  // words start and end; building words char by char made a long-lived string node per char.
+  // Code units suffice: no surrogate is a space, a quote or an escape token.
   const words: string[] = [];
-  const esc = escapeToken.codePointAt(0) ?? -1;
+  const esc = escapeToken.charCodeAt(0);
   let inQuote = false;
   let inWord = false;
-  let word = '';
+  let start = 0;
   let quote = 0;
   let blankOK = false;
   const n = rest.length;
+  let end = n; // where the last word ends: an escape token at the very end is dropped
   let pos = 0;
   while (pos < n) {
-    let ch = rest.codePointAt(pos)!;
-    let w = ch > 0xffff ? 2 : 1;
+    const ch = rest.charCodeAt(pos);
     if (!inWord && !inQuote) {
-      if (isGoSpace(ch)) { pos += w; continue; }
+      if (isGoSpace(ch)) { pos++; continue; }
       inWord = true;
+      start = pos;
     }
     if (inWord) {
       if (isGoSpace(ch)) {
         inWord = false;
-        if (blankOK || word.length > 0) words.push(word);
-        word = '';
+        if (blankOK || pos > start) words.push(rest.slice(start, pos));
         blankOK = false;
-        pos += w;
+        pos++;
         continue;
       }
       if (ch === 0x27 || ch === 0x22) {
@@ -84,30 +87,21 @@ export function parseWords(rest: string, escapeToken: string): string[] {
         inQuote = true;
       }
       if (ch === esc) {
-        if (pos + w === n) { pos += w; continue; } // an escape token at the very end is dropped
-        // Unquoted escape: keep it and the next char verbatim, even a quote.
-        word += String.fromCodePoint(ch);
-        pos += w;
-        ch = rest.codePointAt(pos)!;
-        w = ch > 0xffff ? 2 : 1;
+        if (pos + 1 === n) { end = pos; break; }
+        pos++; // unquoted escape: it and the next char stay, even a quote
       }
-      word += String.fromCodePoint(ch);
-      pos += w;
+      pos++;
       continue;
     }
     // inQuote
     if (ch === quote) { inQuote = false; inWord = true; }
     if (ch === esc && quote !== 0x27) {
-      if (pos + w === n) { inQuote = false; inWord = true; pos += w; continue; }
-      word += String.fromCodePoint(ch);
-      pos += w;
-      ch = rest.codePointAt(pos)!;
-      w = ch > 0xffff ? 2 : 1;
+      if (pos + 1 === n) { inQuote = false; inWord = true; end = pos; break; }
+      pos++;
     }
-    word += String.fromCodePoint(ch);
-    pos += w;
+    pos++;
   }
-  if ((inWord || inQuote) && (blankOK || word.length > 0)) words.push(word);
+  if ((inWord || inQuote) && (blankOK || end > start)) words.push(rest.slice(start, end));
   return words;
 }
 
@@ -236,8 +230,16 @@ export function extractBuilderFlags(line: string, escapeToken: string): { rest: 
   const isSp = (b: number): boolean => isAsciiSpace(b) || b === 0x85 || b === 0xa0;
   const flags: string[] = [];
   const n = bytes.length;
+  // Word bytes are copied into `out` and read back as Latin-1 once per word.
+  const out = Buffer.allocUnsafe(n);
+  let w = 0;
+  let wordStart = 0;
+  const isDashDash = (): boolean => w - wordStart === 2 && out[wordStart] === 0x2d && out[wordStart + 1] === 0x2d;
+  const pushWord = (): void => {
+    flags.push(out.toString('latin1', wordStart, w));
+    wordStart = w;
+  };
   let phase: 0 | 1 | 2 = 0; // spaces, word, quote
-  let word = '';
   let quote = 0;
   let blankOK = false;
   for (let pos = 0; pos <= n; pos++) {
@@ -249,15 +251,15 @@ export function extractBuilderFlags(line: string, escapeToken: string): { rest: 
       phase = 1;
     }
     if (pos === n) {
-      if (word !== '--' && (blankOK || word.length > 0)) flags.push(word);
+      if (!isDashDash() && (blankOK || w > wordStart)) pushWord();
       break;
     }
     if (phase === 1) {
       if (isSp(ch)) {
         phase = 0;
-        if (word === '--') return { rest: bytes.subarray(pos).toString('utf8'), flags };
-        if (blankOK || word.length > 0) flags.push(word);
-        word = '';
+        if (isDashDash()) return { rest: bytes.subarray(pos).toString('utf8'), flags };
+        if (blankOK || w > wordStart) pushWord();
+        wordStart = w;
         blankOK = false;
         continue;
       }
@@ -268,7 +270,7 @@ export function extractBuilderFlags(line: string, escapeToken: string): { rest: 
         pos++;
         c = bytes[pos]!;
       }
-      word += String.fromCharCode(c);
+      out[w++] = c;
       continue;
     }
     // phase 2: in quote
@@ -279,7 +281,7 @@ export function extractBuilderFlags(line: string, escapeToken: string): { rest: 
       pos++;
       c = bytes[pos]!;
     }
-    word += String.fromCharCode(c);
+    out[w++] = c;
   }
   return { rest: '', flags };
 }

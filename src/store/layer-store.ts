@@ -13,6 +13,7 @@
  *   layerinfo/<diffID hex>/<compression>.json   LayerInfo of each stored blob variant of a layer
  *   layers/<diffID hex>/snapshot.json           how an adopted layer's tar is regenerated (size, sourceDateEpoch)
  *   locks/<name>.lock                           cross-process lock files (pid inside)
+ *   leases/<pid>                                "this process writes to the store since <time>" (see prune)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -84,6 +85,9 @@ export interface CompressOptions {
 export class LayerStore implements LayerStoreApi {
   readonly root: string;
 
+  /** Whether this instance has written its process's lease file (see {@link LayerStore.prune}). */
+  private leased = false;
+
   private constructor(root: string) {
     this.root = root;
   }
@@ -94,7 +98,7 @@ export class LayerStore implements LayerStoreApi {
    */
   static async open(root?: string): Promise<LayerStore> {
     const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
-    for (const sub of ['blobs/sha256', 'layers', 'layerinfo', 'cache', 'tmp', 'locks']) {
+    for (const sub of ['blobs/sha256', 'layers', 'layerinfo', 'cache', 'tmp', 'locks', 'leases']) {
       await fs.mkdir(path.join(dir, sub), { recursive: true });
     }
     return new LayerStore(dir);
@@ -120,6 +124,7 @@ export class LayerStore implements LayerStoreApi {
   ): Promise<{ digest: Digest; size: number }> {
     const { signal, expectedDigest } = options;
     if (expectedDigest !== undefined) digestHex(expectedDigest);
+    await this.takeLease();
     const tmp = path.join(this.root, 'tmp', tempName('blob'));
     const hash = createHash('sha256');
     let size = 0;
@@ -356,7 +361,46 @@ export class LayerStore implements LayerStoreApi {
     });
   }
 
+  /**
+   * Marks this process as writing to the store, once: `leases/<pid>` holds the pid, host and the time of its
+   * first write. A concurrent prune keeps unreferenced blobs and layers newer than the oldest live lease,
+   * because they may belong to a build that has not tagged or cached them yet. A lease of a dead process is
+   * void (prune deletes it); an earlier lease of the same pid is kept (it only protects more).
+   */
+  private async takeLease(): Promise<void> {
+    if (this.leased) return;
+    const file = path.join(this.root, 'leases', String(process.pid));
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    try {
+      await fs.writeFile(file, `${process.pid} ${hostname()} ${Date.now()}\n`, { flag: 'wx' });
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+    this.leased = true;
+  }
+
+  /** The start time (ms) of the oldest live lease of another process, deleting dead ones. */
+  private async oldestForeignLease(): Promise<number | undefined> {
+    const dir = path.join(this.root, 'leases');
+    let oldest: number | undefined;
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      const text = await fs.readFile(path.join(dir, name), 'utf8').catch(() => undefined);
+      const [pid, host, since] = (text ?? '').trim().split(' ');
+      if (Number(pid) === process.pid && host === hostname()) continue;
+      if (host === hostname() && !pidAlive(Number(pid))) {
+        await fs.rm(path.join(dir, name), { force: true });
+        continue;
+      }
+      const t = Number(since);
+      // Unreadable or half-written, or another host's: protect everything for now.
+      const start = Number.isFinite(t) && text !== undefined ? t : 0;
+      oldest = oldest === undefined ? start : Math.min(oldest, start);
+    }
+    return oldest;
+  }
+
   async adoptUnpackedLayer(diffId: Digest, dir: string, options: AdoptOptions = {}): Promise<string> {
+    await this.takeLease();
     const hex = digestHex(diffId);
     const target = path.join(this.root, 'layers', hex);
     const rootfs = path.join(target, 'rootfs');
@@ -568,8 +612,10 @@ export class LayerStore implements LayerStoreApi {
    * Mark and sweep: marks from tags and cache records (every `sha256:` digest a record mentions), follows
    * manifests/indexes to configs and layers and layers to all their stored variants, then removes unmarked
    * blobs, unpacked layers, layer records and the temp files of processes that no longer run.
-   * Shortcut: prune must not run while a build writes to the same store (a blob written but not yet tagged
-   * or cached would be swept); a lease per running build would replace this rule.
+   * While other processes write to the store (their `leases/<pid>`), unreferenced blobs and unpacked layers
+   * at least as new as the oldest such lease are kept: a build's layer is unreferenced until its cache record
+   * or tag is written. Shortcut: the lease lasts as long as the writing process, not just its build, and a
+   * prune inside a writing process does not protect that process's own unreferenced writes.
    */
   async prune(options: { signal?: AbortSignal } = {}): Promise<{ removedBlobs: number; freedBytes: number }> {
     const { signal } = options;
@@ -624,6 +670,10 @@ export class LayerStore implements LayerStoreApi {
         }
       }
 
+      // Items at least as new as the oldest live lease of another process may be an unfinished build's (with
+      // a second of slack for coarse mtimes).
+      const lease = await this.oldestForeignLease();
+      const leased = (st: { mtimeMs: number } | undefined): boolean => lease !== undefined && st !== undefined && st.mtimeMs >= lease - 1000;
       let removedBlobs = 0;
       let freedBytes = 0;
       const blobDir = path.join(this.root, 'blobs', 'sha256');
@@ -631,6 +681,7 @@ export class LayerStore implements LayerStoreApi {
         signal?.throwIfAborted();
         if (blobs.has(hex)) continue;
         const st = await fs.stat(path.join(blobDir, hex)).catch(() => undefined);
+        if (leased(st)) continue;
         await fs.rm(path.join(blobDir, hex), { force: true });
         removedBlobs++;
         freedBytes += st?.size ?? 0;
@@ -654,7 +705,7 @@ export class LayerStore implements LayerStoreApi {
       for (const name of await fs.readdir(path.join(this.root, 'layers'))) {
         signal?.throwIfAborted();
         const p = path.join(this.root, 'layers', name);
-        const remove = name.includes('.tmp-') ? await abandoned(p, name) : !diffIds.has(name);
+        const remove = name.includes('.tmp-') ? await abandoned(p, name) : !diffIds.has(name) && !leased(await fs.lstat(p).catch(() => undefined));
         if (remove) await removeTree(p);
       }
       for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {

@@ -19,10 +19,13 @@
  * - headers: numeric uid/gid, empty uname/gname, mode & 07777, whole-second mtime (clamped to
  *   `sourceDateEpoch` when given), PAX records only when a field does not fit ustar or for xattrs.
  *
- * Speed: the tree is listed and lstat'ed with many calls in flight (libuv's threadpool), small files are read
- * a window ahead of the consumer (open + one read + close), big files with large reads one chunk ahead, and
- * small pieces (headers, small files, padding) are coalesced into ~1 MiB chunks so the consumer (sha256,
- * and a blob write) sees few, large buffers.
+ * Speed (measured on 5,000 small files and one 200 MB file against `tar -c | sha256sum`, bench/snapshot.ts):
+ * - the tree is listed and lstat'ed, and small files are read (open + ONE read of size+1 + close), with
+ *   synchronous calls in slices of {@link SCAN_SLICE} entries: the files were just written (page cache), and a
+ *   threadpool round trip costs 2-3× the CPU of the syscall; getfattr runs meanwhile in its own process;
+ * - headers, small files and padding are written straight into 1 MiB slabs (no allocation per entry), so the
+ *   consumer (sha256, and a blob write) sees few, large buffers;
+ * - big files are read in 2 MiB pieces on the threadpool, the next read running while a piece is hashed.
  */
 import * as fsCb from 'node:fs';
 import * as fs from 'node:fs/promises';

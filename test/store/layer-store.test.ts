@@ -204,3 +204,30 @@ test('an adopted directory becomes the unpacked layer, and a second adoption of 
   await assert.rejects(stat(dir2));
   assert.equal(await store.unpackedLayer(diffId), rootfs);
 });
+
+test('prune keeps unreferenced blobs newer than another live process lease, and removes them once it exits', async () => {
+  const store = await tempStore();
+  // The child writes a blob (taking its lease), says so, then waits until killed.
+  const proc = child(
+    `await store.writeBlobBytes('child blob');
+     process.stdout.write('ready\\n');
+     await new Promise(() => setInterval(() => {}, 1000));`,
+    store.root,
+  );
+  const exited = exitOf(proc);
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    proc.on('exit', () => reject(new Error('the child exited early')));
+  });
+  const garbage = await store.writeBlobBytes('written during the child build');
+  await store.prune();
+  assert.ok(await store.hasBlob(garbage.digest), 'a blob newer than a live lease is kept');
+  assert.ok(await store.hasBlob(sha('child blob')));
+  proc.kill('SIGKILL');
+  await exited;
+  await store.prune();
+  assert.equal(await store.hasBlob(garbage.digest), false);
+  assert.equal(await store.hasBlob(sha('child blob')), false);
+  // The dead child's lease is gone; this process's own (it wrote blobs too) stays.
+  assert.deepEqual(await readdir(path.join(store.root, 'leases')), [String(process.pid)]);
+});
