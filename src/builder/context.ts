@@ -13,14 +13,16 @@ import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'no
 import { createReadStream, lstatSync, readdirSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
-import xxhash from 'xxhash-wasm';
 import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
 
-type Hasher = Awaited<ReturnType<typeof xxhash>>;
+type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
-/** xxhash-wasm is instantiated once per process, lazily (it costs a WebAssembly compile). */
+/**
+ * xxhash-wasm is loaded and instantiated once per process, on first use (it costs a module load and a
+ * WebAssembly compile, which a rebuild whose files are all unchanged never needs).
+ */
 function getHasher(): Promise<Hasher> {
-  hasherPromise ??= xxhash();
+  hasherPromise ??= import('xxhash-wasm').then((m) => m.default());
   return hasherPromise;
 }
 

@@ -25,10 +25,14 @@ import type { StepCacheHook } from './remote-cache.js';
 import { withStepLayer, withMergedRootfs, lowerDirsOf, prepareDirectWrite, type StepDirs } from '../runtime/step-layer.js';
 import { copyIntoRootfs, writeIntoRootfs, type CopyRequest, type CopySource } from '../runtime/handlers/copy.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
-import { runContainer, type ExtraMount } from '../runtime/container.js';
+import type { ExtraMount } from '../runtime/container.js';
 import { resolveInRoot, resolveUser } from '../runtime/user.js';
-import { mountOverlay } from '../runtime/overlay.js';
 import { parseChmod } from './chmod.js';
+
+// The container runtime and overlay mounts (and execa behind them) load only when a step actually
+// runs: a fully cached rebuild never needs them, and its whole process time is the budget.
+const loadContainer = (): Promise<typeof import('../runtime/container.js')> => import('../runtime/container.js');
+const loadOverlay = (): Promise<typeof import('../runtime/overlay.js')> => import('../runtime/overlay.js');
 
 /** The default PATH BuildKit gives images whose config has none. */
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -439,6 +443,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
       try {
         const env = [...(cfg.Env ?? []), ...argsEnv];
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
+        const { runContainer } = await loadContainer();
         const result = await runContainer(
           {
             rootfs: { lowerDirs: dirs.lowerDirs, upperDir: dirs.upperDir, workDir: dirs.workDir },
@@ -564,6 +569,7 @@ async function prepareMounts(
             await mkdir(path.join(rw, 'merged'));
             const st = await lstat(source);
             if (st.isDirectory()) {
+              const { mountOverlay } = await loadOverlay();
               const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(rw, 'upper'), workDir: path.join(rw, 'work'), target: path.join(rw, 'merged') });
               releases.push(() => mnt.unmount());
               source = path.join(rw, 'merged');
@@ -610,6 +616,7 @@ async function mountStageView(ctx: DispatchContext, stage: StageState, scratch: 
   await mkdir(path.join(base, 'work'));
   await mkdir(path.join(base, 'merged'));
   const lowers = await lowerDirsOf(ctx.store, diffIds(stage), ctx.signal);
+  const { mountOverlay } = await loadOverlay();
   const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(base, 'upper'), workDir: path.join(base, 'work'), target: path.join(base, 'merged') });
   return { rootfs: path.join(base, 'merged'), release: () => mount.unmount() };
 }

@@ -10,7 +10,6 @@ import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { snapshotIntoLayer } from '../store/snapshot.js';
-import { mountOverlay } from './overlay.js';
 
 export interface StepDirs {
   /** The parent layers' unpacked dirs, top-most first (overlay lowerdir order). */
@@ -74,6 +73,8 @@ export async function withStepLayer<T>(
 export async function withMergedRootfs<T>(dirs: StepDirs, signal: AbortSignal | undefined, fn: (rootfs: string) => Promise<T>): Promise<T> {
   const target = path.join(dirs.scratch, 'merged');
   await mkdir(target);
+  // Loaded on use: execa stays out of a cached build's start-up.
+  const { mountOverlay } = await import('./overlay.js');
   const mount = await mountOverlay({
     lowerDirs: dirs.lowerDirs,
     upperDir: dirs.upperDir,

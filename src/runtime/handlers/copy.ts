@@ -54,7 +54,7 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
   for (const src of req.sources) {
     req.signal?.throwIfAborted();
     if (src.type === 'dir') {
-      const targetDir = await ensureDir(rootfs, req.dest);
+      const targetDir = await ensureDir(rootfs, req.dest, req.owner);
       // The top directory itself: docker applies the source dir's mode only when it creates dest.
       for (const child of await req.list(src)) {
         const relInside = path.relative(src.abs, child.abs);
@@ -69,10 +69,10 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
       let target: string;
       const existing = await lstat(await resolveInRoot(rootfs, req.dest)).catch(() => undefined);
       if (destIsDir || existing?.isDirectory()) {
-        const dir = await ensureDir(rootfs, req.dest);
+        const dir = await ensureDir(rootfs, req.dest, req.owner);
         target = path.join(dir, path.basename(src.rel || src.abs));
       } else {
-        const parent = await ensureDir(rootfs, path.posix.dirname(req.dest));
+        const parent = await ensureDir(rootfs, path.posix.dirname(req.dest), req.owner);
         target = path.join(parent, path.posix.basename(req.dest));
       }
       jobs.push(() => copyOne(src, target, req));
@@ -85,8 +85,11 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
   return copied;
 }
 
-/** Creates a container directory (and missing parents, 0755 root) and returns its host path. */
-async function ensureDir(rootfs: string, containerDir: string): Promise<string> {
+/**
+ * Creates a container directory (and missing parents, 0755) and returns its host path. New directories
+ * belong to `owner` (COPY --chown: BuildKit gives the directories it creates to the same user) or root.
+ */
+async function ensureDir(rootfs: string, containerDir: string, owner?: { uid: number; gid: number }): Promise<string> {
   const host = await resolveInRoot(rootfs, containerDir);
   const st = await lstat(host).catch(() => undefined);
   if (st?.isDirectory()) return host;
@@ -100,6 +103,7 @@ async function ensureDir(rootfs: string, containerDir: string): Promise<string> 
     if (!s) {
       await mkdir(cur);
       await chmod(cur, 0o755);
+      if (owner) await chown(cur, owner.uid, owner.gid);
     } else if (!s.isDirectory()) throw new Error(`cannot copy to ${containerDir}: /${path.relative(rootfs, cur)} is not a directory`);
   }
   return host;
@@ -163,7 +167,7 @@ export async function writeIntoRootfs(
   data: string,
   options: { owner?: { uid: number; gid: number }; mode?: number; mtime: Date },
 ): Promise<void> {
-  const parent = await ensureDir(rootfs, path.posix.dirname(containerPath));
+  const parent = await ensureDir(rootfs, path.posix.dirname(containerPath), options.owner);
   const target = path.join(parent, path.posix.basename(containerPath));
   await rm(target, { force: true, recursive: true });
   await writeFile(target, data);
