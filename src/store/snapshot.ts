@@ -143,11 +143,15 @@ export async function stripOverlayXattrs(xattrs: XattrTree, signal?: AbortSignal
         batch.push(f);
         length += f.length + 1;
       }
-      try {
-        await execa('setfattr', ['-h', '-x', name, '--', ...batch], signal ? { cancelSignal: signal } : {});
-      } catch (cause) {
-        signal?.throwIfAborted();
-        throw new RuntimeError(`cannot remove xattr ${name} with setfattr: ${messageOf(cause)}`, { cause });
+      // Hard links share one inode, so the xattr listed under a second name is already gone by the time
+      // setfattr reaches it ("No such attribute"): that is the outcome we want, not an error.
+      const r = await execa('setfattr', ['-h', '-x', name, '--', ...batch], { reject: false, ...(signal ? { cancelSignal: signal } : {}) });
+      signal?.throwIfAborted();
+      const real = String(r.stderr ?? '')
+        .split('\n')
+        .filter((line) => line.trim() !== '' && !line.endsWith(': No such attribute'));
+      if (r.exitCode !== 0 && real.length > 0) {
+        throw new RuntimeError(`cannot remove xattr ${name} with setfattr: ${real.join('; ')}`);
       }
     }
   }
