@@ -2,10 +2,15 @@
  * Heredoc words (`<<EOF`, `<<-'EOF'`, `3<<EOF`) as BuildKit recognises them, and the
  * narrow shell-word lexing that needs.
  *
- * Shortcut: BuildKit runs its full shell lexer here (escape `\`, an empty environment with
- * unset variables kept). With an empty environment every `$` form stays literal, so this module
- * only needs quote/escape handling and word splitting; `shell-words.ts` could replace
- * {@link lexShellWords} once it covers the same options.
+ * BuildKit runs its full shell lexer here (escape `\`, an empty environment with unset variables
+ * kept). {@link lexShellWords} stays a separate, narrow lexer rather than `ShellLex.processWords`
+ * (shell-words.ts) with `{ rawQuotes, rawEscapes, skipUnsetEnv }`, because the two differ where it
+ * matters here: BuildKit keeps `<<` and the blanks after it in one word (`RUN << -EOF` opens a
+ * heredoc named `-EOF`, `RUN <<  EOF` one named `EOF`; conformance cases hfl-005, hx-025, hx-026
+ * fail with ShellLex), and with raw escapes they disagree on a `\` before a character that
+ * cannot be escaped inside double quotes (ShellLex keeps two). With an empty environment every `$` form stays
+ * literal, so quote/escape handling and word splitting are all this lexer needs. It only runs on
+ * RUN/COPY/ADD lines that contain `<<`.
  */
 import { isGoSpace } from './line-parsers.js';
 

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import nearley from 'nearley';
-import grammar from '../../grammar/dockerfile.generated.js';
+import grammar, { flatten, type FileParse } from '../../grammar/dockerfile.generated.js';
 import { DockerfileTokenSource } from '../../grammar/lexer.js';
 import { parseDockerfile } from '../../src/parser/parse.js';
 import { dumpAst, goQuote } from '../../src/parser/dump.js';
 import { DockerfileError, formatError } from '../../src/errors.js';
-import { parseLine } from '../../src/parser/line-parsers.js';
+import { parseLine, parseWords } from '../../src/parser/line-parsers.js';
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures');
 const update = process.env['UPDATE_FIXTURES'] === '1';
@@ -17,8 +17,8 @@ function dirs(path: string): string[] {
   return existsSync(path) ? readdirSync(path, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort() : [];
 }
 
-/** Counts nearley's parses of a text (must be exactly one: the grammar is unambiguous). */
-function parseCount(text: string, escapeToken: '\\' | '`'): number {
+/** nearley's parses of a whole text with the grammar's `file` rule (fake heredoc detection). */
+function parseWhole(text: string, escapeToken: '\\' | '`'): FileParse[] {
   const lexer = new DockerfileTokenSource({
     escapeToken,
     directivesEnd: 0,
@@ -27,7 +27,12 @@ function parseCount(text: string, escapeToken: '\\' | '`'): number {
   });
   const parser = new nearley.Parser(nearley.Grammar.fromCompiled(grammar), { lexer });
   parser.feed(text);
-  return parser.results.length;
+  return parser.results as FileParse[];
+}
+
+/** Counts nearley's parses of a text (must be exactly one: the grammar is unambiguous). */
+function parseCount(text: string, escapeToken: '\\' | '`'): number {
+  return parseWhole(text, escapeToken).length;
 }
 
 for (const name of dirs(join(fixtures, 'parser'))) {
@@ -117,4 +122,32 @@ test('a line longer than 65535 bytes is rejected after the lines before it parse
 
 test('a grammar parse of coarse tokens stays single for mixed input', () => {
   assert.equal(parseCount('# c\n\nFROM a\nRUN x \\\n# c\n\n y\nRUN <<EOF\nz\nEOF\nCMD ["a"]\n', '\\'), 1);
+});
+
+test('parsing one unit at a time finds the instructions a whole-file parse with the file rule finds', () => {
+  const text = '# escape=\\\n# c\n\nFROM a AS b\nRUN x \\\n# c\n\n y\nRUN <<EOF\nz\nEOF\n  \n# d\nCMD ["a"]\nENV K=v';
+  const ast = parseDockerfile(text);
+  const body = text.slice(text.indexOf('\n') + 1);
+  const [whole] = parseWhole(body, '\\');
+  assert.ok(whole);
+  const items = flatten(whole.items).filter((i) => i?.kind === 'instruction');
+  // The whole-file parse ran without the directive block, so its lines are one lower.
+  assert.deepEqual(items.map((i) => (i?.kind === 'instruction' ? i.line.line + 1 : 0)), ast.instructions.map((n) => n.startLine));
+  assert.deepEqual(ast.instructions.map((n) => n.keyword), ['FROM', 'RUN', 'RUN', 'CMD', 'ENV']);
+  assert.deepEqual(ast.instructions[3]!.comments, ['d']);
+});
+
+test('a file of many thousand instructions parses completely, in order', () => {
+  const lines = Array.from({ length: 20000 }, (_, i) => `RUN echo ${i}`);
+  const ast = parseDockerfile(`FROM a\n${lines.join('\n')}\n`);
+  assert.equal(ast.instructions.length, 20001);
+  assert.equal(ast.instructions[20000]!.args[0]!.value, 'echo 19999');
+  assert.equal(ast.endLine, 20001);
+});
+
+test('ARG/ENV words keep their quotes and escapes, and a trailing escape token is dropped', () => {
+  assert.deepEqual(parseWords('a "b c"  d\\ e', '\\'), ['a', '"b c"', 'd\\ e']);
+  assert.deepEqual(parseWords("k='x y'z \"\" w\\", '\\'), ["k='x y'z", '""', 'w']);
+  assert.deepEqual(parseWords('"unterminated \\', '\\'), ['"unterminated ']);
+  assert.deepEqual(parseWords('é\u{1f600} `x` `', '`'), ['é\u{1f600}', '`x` ']);
 });
