@@ -30,6 +30,7 @@ export function createProgressPrinter(mode: ProgressMode, out: NodeJS.WriteStrea
 
 function plainPrinter(out: NodeJS.WriteStream): ProgressPrinter {
   const partial = new Map<number, string>();
+  const started = new Set<number>();
   return {
     onEvent(e) {
       switch (e.type) {
@@ -37,10 +38,12 @@ function plainPrinter(out: NodeJS.WriteStream): ProgressPrinter {
           out.write(`#0 building with kiln: ${e.dockerfile}, ${e.steps} steps\n`);
           break;
         case 'step-start':
+          started.add(e.step.index);
           out.write(`#${e.step.index} ${label(e.step)}\n`);
           break;
         case 'step-cached':
-          out.write(`#${e.step.index} ${label(e.step)}\n#${e.step.index} CACHED\n`);
+          if (!started.has(e.step.index)) out.write(`#${e.step.index} ${label(e.step)}\n`);
+          out.write(`#${e.step.index} CACHED\n`);
           break;
         case 'step-output': {
           const text = (partial.get(e.step.index) ?? '') + e.chunk;
