@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$(cat /etc/banner): $(cat /app/version)"
