@@ -8,6 +8,7 @@ import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.
 import type { Digest, ImageConfig } from '../image/types.js';
 import { parse } from '../parser/index.js';
 import type { Instruction } from '../parser/instructions.js';
+import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
 import { BuildContext } from './context.js';
@@ -51,6 +52,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     }
   }
   const dockerfile = parse(text, { file });
+  checkSyntaxDirective(dockerfile.directives, file);
   const platformArgs = hostPlatformArgs();
   const graph = resolveStages(
     { file, instructions: dockerfile.instructions, escapeToken: dockerfile.escapeToken },
@@ -188,8 +190,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         if (target.index >= stage.index) throw new DockerfileError(`stage "${ref}" is not defined before this stage`, file, ins.range);
         return runStage(target.index);
       }
-      // Not a stage: an image (COPY --from=alpine:3) or a named build context.
-      return imageState(opts.buildContexts[ref] ?? ref);
+      // Not a stage: an image (COPY --from=alpine:3) or a named build context. A failure to find it
+      // belongs to the instruction that named it.
+      try {
+        return await imageState(opts.buildContexts[ref] ?? ref);
+      } catch (err) {
+        if (err instanceof BuildError && !(err instanceof DockerfileError) && !signal?.aborted) {
+          throw new DockerfileError(err.message, file, ins.range, { cause: err });
+        }
+        throw err;
+      }
     },
     consumedArgs,
     globalArgs: graph.globalArgs,
@@ -254,6 +264,23 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   };
   emit({ type: 'build-done', result });
   return result;
+}
+
+/**
+ * `# syntax=` names the frontend that should read the file. kiln is its own Dockerfile frontend, so it
+ * accepts the docker/dockerfile images (any tag or digest: their syntax is what kiln parses) and refuses
+ * anything else at the directive's line, where BuildKit would fail to resolve that frontend image.
+ */
+function checkSyntaxDirective(directives: readonly Directive[], file: string): void {
+  const syntax = directives.find((d) => d.name.toLowerCase() === 'syntax');
+  if (!syntax) return;
+  const ref = syntax.value.trim();
+  if (/^(?:docker\.io\/)?docker\/dockerfile(?:-upstream)?(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$/.test(ref)) return;
+  throw new DockerfileError(
+    `unsupported frontend "${ref}" in # syntax=: kiln reads Dockerfiles with its own frontend (docker/dockerfile syntax)`,
+    file,
+    syntax.range,
+  );
 }
 
 function oneLine(source: string): string {

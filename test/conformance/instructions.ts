@@ -3,7 +3,8 @@
  * (typed instructions, flags, mounts, devices, ports, heredocs, stage graph errors).
  * One SetResult per table, named `instructions/<table>`.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerfileError } from '../../src/errors.js';
 import type { ArgNode, DockerfileAst, InstructionNode } from '../../src/parser/ast.js';
@@ -87,14 +88,6 @@ function rangeLines(range: { start: { line: number; column: number }; end: { lin
   for (let l = range.start.line; l <= Math.max(range.start.line, last); l++) out.push(l);
   return out;
 }
-
-/** Source-map cases whose error only a real build raises, and why. */
-const BUILD_ONLY_SOURCE_MAPS: Readonly<Record<string, string>> = {
-  invalidsyntax: 'needs the frontend image named by # syntax= to be resolved',
-  invalidrun: 'the RUN fails only when run in a container',
-  invalidcopy: 'the missing COPY source is found only in a real build',
-  invalidcopyfrom: 'the --from image is found missing only when it is pulled',
-};
 
 type Handler = (c: Json, parse: ParseFn | undefined, result: SetResult) => string | undefined;
 
@@ -197,32 +190,6 @@ const handlers: Record<string, Handler> = {
     return expectError(c, err);
   },
 
-  error_source_lines: (c, parse, result) => {
-    const name = String(c['name']);
-    const text = String(c['dockerfile']);
-    const expected = c['expected_error_lines'];
-    const buildOnly = BUILD_ONLY_SOURCE_MAPS[name];
-    if (buildOnly !== undefined) {
-      result.skipped++;
-      result.skipReasons.push(`${String(c['id'])} (${name}): ${buildOnly}`);
-      return 'SKIP';
-    }
-    if (name === 'invalidmultiline') {
-      // The RUN fails at run time; the source map it reports is the instruction's range, continuation included.
-      const ast = needParser(parse)(text, { file: 'Dockerfile' });
-      const ins = toInstructions(ast, 'Dockerfile').find((i) => i.kind === 'run');
-      if (ins === undefined) return 'no RUN instruction';
-      return diff(rangeLines(ins.range), expected);
-    }
-    const err = errorOf(() => {
-      const ast = needParser(parse)(text, { file: 'Dockerfile' });
-      resolveStages({ file: 'Dockerfile', instructions: toInstructions(ast, 'Dockerfile'), escapeToken: ast.escapeToken });
-    });
-    if (err === undefined) return 'expected a parse/convert error, got none';
-    if (!(err instanceof DockerfileError)) return `expected a DockerfileError, got ${err.name}: ${err.message}`;
-    return diff(rangeLines(err.range), expected);
-  },
-
   expose_ports: (c) => {
     let got: string[] | undefined;
     const input = c['input'];
@@ -283,6 +250,37 @@ const handlers: Record<string, Handler> = {
   },
 };
 
+/**
+ * `error_source_lines`: a failing build reports the Dockerfile lines of what failed. Every case is
+ * checked the same way, by a real kiln build (parse, stages, and the steps themselves, in runc) in a
+ * throwaway store and an empty context: the error's range must cover exactly the expected lines.
+ */
+async function checkSourceMaps(cases: readonly Json[], result: SetResult): Promise<void> {
+  const { build } = await import('../../src/builder/build.js');
+  const { StepFailedError } = await import('../../src/errors.js');
+  const work = mkdtempSync(join(tmpdir(), 'kiln-srcmap-'));
+  try {
+    mkdirSync(join(work, 'context'));
+    for (const c of cases) {
+      let problem: string | undefined;
+      try {
+        await build({ dockerfileText: String(c['dockerfile']), context: join(work, 'context'), root: join(work, 'store'), sourceDateEpoch: 0 });
+        problem = 'the build succeeded; expected it to fail';
+      } catch (err) {
+        if (err instanceof DockerfileError || err instanceof StepFailedError) problem = diff(rangeLines(err.range), c['expected_error_lines']);
+        else problem = `expected an error with a source location, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`;
+      }
+      if (problem === undefined) result.passed++;
+      else {
+        result.failed++;
+        result.failures.push(`${String(c['id'])} (${String(c['name'])}): ${problem}`);
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 export const check: Checker = async (root) => {
   const dir = join(root, 'conformance', 'instructions', 'cases');
   if (!existsSync(dir)) return [];
@@ -293,6 +291,10 @@ export const check: Checker = async (root) => {
     const result = newResult(`instructions/${table}`);
     results.push(result);
     const data = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { cases?: Json[] };
+    if (table === 'error_source_lines') {
+      await checkSourceMaps(data.cases ?? [], result);
+      continue;
+    }
     const handler = handlers[table];
     for (const c of data.cases ?? []) {
       const id = String(c['id']);
