@@ -1,13 +1,11 @@
 /**
  * Pulls an image from a registry into the layer store.
  *
- * Layers are verified twice while they stream in: the blob against its descriptor digest and, after
- * decompression on the fly, the tar against the config's diffID. Both are stored, so the image can be
- * used locally (uncompressed, digest = diffID) and pushed again without recompressing.
+ * Each layer blob is stored as sent (compressed, as `skopeo copy` does), verified against its descriptor
+ * digest while it streams in, and registered under the config's diffID. The diffID is verified when the
+ * layer is first used: the store decompresses the blob to unpack or export it and refuses content that
+ * does not hash to the diffID. The stored blobs let the image be pushed again without recompressing.
  */
-import { once } from 'node:events';
-import type { Duplex } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
@@ -39,8 +37,8 @@ export interface PullOptions extends RegistryClientOptions {
   /** Platform to pick from an index, as an object or `os/arch[/variant]`. @default the host's (linux/amd64 on x64) */
   readonly platform?: Platform | string;
   /**
-   * Blobs downloaded at once. Higher than docker's 3: a kiln pull also decompresses and hashes each layer,
-   * so more layers in flight overlap one layer's network waits with another's CPU work. @default 4
+   * Blobs downloaded at once. Higher than docker's 3, so one layer's network waits overlap another's
+   * hashing and disk writes. @default 4
    */
   readonly concurrency?: number;
 }
@@ -74,7 +72,7 @@ function compressionOfMediaType(mediaType: string): 'none' | 'gzip' | 'zstd' {
   throw new RegistryError(`unsupported layer media type ${mediaType}`);
 }
 
-/** The local copy of an image is complete when its manifest, config and every layer's tar are stored. */
+/** The local copy of an image is complete when its manifest, config and every layer (in any form) are stored. */
 async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<StoredImage | undefined> {
   if (!(await store.hasBlob(digest))) return undefined;
   const parsed = JSON.parse((await store.readBlob(digest)).toString('utf8')) as unknown;
@@ -83,7 +81,7 @@ async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<St
   if (!(await store.hasBlob(manifest.config.digest))) return undefined;
   const image = await store.getImage(digest);
   for (const diffId of image.config.rootfs.diff_ids) {
-    if ((await store.findLayerBlob(diffId)) === undefined) return undefined;
+    if (!(await store.hasLayer(diffId))) return undefined;
   }
   return image;
 }
@@ -111,17 +109,12 @@ async function* batched(source: AsyncIterable<Uint8Array>, size = WRITE_BATCH): 
   if (bytes > 0) yield Buffer.concat(parts, bytes);
 }
 
-async function decompressor(compression: 'gzip' | 'zstd', signal: AbortSignal): Promise<Duplex> {
-  // zlib's default 16 KiB output chunks cost a callback (and a write) each; it fills 1 MiB ones directly.
-  if (compression === 'gzip') return createGunzip({ chunkSize: WRITE_BATCH });
-  const { execa } = await import('execa');
-  return execa('zstd', ['-d', '-q', '-c'], { cancelSignal: signal, encoding: 'buffer' }).duplex({ binary: true });
-}
-
 /**
- * Downloads a layer blob into the store: the blob as sent (verified against `desc.digest`) and, when
- * it is compressed, the uncompressed tar (verified against `diffId`), and registers both forms.
- * Nothing is stored on failure. Also used by the registry build cache to import cached layers.
+ * Downloads a layer blob into the store as sent, verified against `desc.digest` while it streams, and
+ * registers it as the layer `diffId`. A compressed blob is not decompressed here: like containerd, the
+ * store checks the diffID when the layer is first used (`unpackedLayer`, or `findLayerBlob(diffId, 'none')`
+ * at export), and refuses it then if the content does not match. Nothing is stored on failure. Also used by
+ * the registry build cache to import cached layers.
  */
 export async function pullLayer(
   client: RegistryClient,
@@ -133,6 +126,8 @@ export async function pullLayer(
   onBytes: (bytes: number) => void,
 ): Promise<void> {
   const compression = compressionOfMediaType(desc.mediaType);
+  if (!/^sha256:[0-9a-f]{64}$/.test(diffId)) throw new RegistryError(`layer ${desc.digest}: invalid diffID ${diffId}`);
+  if (compression === 'none' && desc.digest !== diffId) throw new RegistryError(`uncompressed layer ${desc.digest} does not match its diffID ${diffId}`);
   let received = 0;
   async function* counted(): AsyncGenerator<Uint8Array> {
     for await (const chunk of client.getBlob(repo, desc.digest, signal)) {
@@ -142,61 +137,13 @@ export async function pullLayer(
       yield chunk;
     }
   }
-  const opts = (expectedDigest: Digest): { expectedDigest: Digest; signal?: AbortSignal } => ({ expectedDigest, ...(signal !== undefined ? { signal } : {}) });
-  if (compression === 'none') {
-    if (desc.digest !== diffId) throw new RegistryError(`uncompressed layer ${desc.digest} does not match its diffID ${diffId}`);
-    await wrapVerify(store.writeBlob(batched(counted()), opts(desc.digest)), desc.digest);
-    await store.registerLayer({ diffId, digest: diffId, size: desc.size, mediaType: MEDIA_TYPES.ociLayer });
-    return;
-  }
-  const inner = new AbortController();
-  const linked = signal !== undefined ? AbortSignal.any([signal, inner.signal]) : inner.signal;
-  const unpack = await decompressor(compression, linked);
-  let sourceError: unknown;
-  let unpackError: unknown;
-  unpack.on('error', (err) => {
-    unpackError ??= err;
-    inner.abort(err);
-  });
-  // One pass over the network bytes: each batch goes to the compressed blob's write (this generator
-  // is its source) and into the decompressor, whose output is the tar's write. No intermediate streams.
-  async function* rawAndUnpack(): AsyncGenerator<Uint8Array> {
-    let done = false;
-    try {
-      for await (const chunk of batched(counted())) {
-        linked.throwIfAborted();
-        if (!unpack.write(chunk)) await once(unpack, 'drain', { signal: linked });
-        yield chunk;
-      }
-      done = true;
-      unpack.end();
-    } catch (err) {
-      sourceError ??= err;
-      throw err;
-    } finally {
-      if (!done) unpack.destroy();
-    }
-  }
-  const fail = (err: unknown): never => {
-    inner.abort(err);
-    throw err;
-  };
-  const [rawResult, tarResult] = await Promise.allSettled([
-    store.writeBlob(rawAndUnpack(), opts(desc.digest)).catch(fail),
-    store.writeBlob(compression === 'gzip' ? unpack : batched(unpack), opts(diffId)).catch(fail),
-  ]);
-  if (signal?.aborted === true) throw signal.reason;
-  // The most telling failure first: the network, then the blob's own digest, then its content.
-  if (sourceError !== undefined && !isAbort(sourceError) && sourceError !== unpackError) throw sourceError;
-  if (rawResult.status === 'rejected' && rawResult.reason !== unpackError && !isAbort(rawResult.reason)) throw toVerifyError(rawResult.reason, desc.digest);
-  if (unpackError !== undefined) {
-    throw new RegistryError(`layer ${desc.digest} does not decompress as ${compression}: ${messageOf(unpackError)}`, undefined, { cause: unpackError });
-  }
-  if (tarResult.status === 'rejected') throw toVerifyError(tarResult.reason, diffId);
-  if (rawResult.status !== 'fulfilled' || tarResult.status !== 'fulfilled') throw new RegistryError(`layer ${desc.digest} could not be stored`);
-  if (rawResult.value.size !== desc.size) throw new RegistryError(`blob ${desc.digest} has ${String(rawResult.value.size)} bytes, its descriptor says ${String(desc.size)}`);
-  await store.registerLayer({ diffId, digest: diffId, size: tarResult.value.size, mediaType: MEDIA_TYPES.ociLayer });
-  await store.registerLayer({ diffId, digest: desc.digest, size: desc.size, mediaType: desc.mediaType });
+  const written = await wrapVerify(store.writeBlob(batched(counted()), { expectedDigest: desc.digest, ...(signal !== undefined ? { signal } : {}) }), desc.digest);
+  if (written.size !== desc.size) throw new RegistryError(`blob ${desc.digest} has ${String(written.size)} bytes, its descriptor says ${String(desc.size)}`);
+  await store.registerLayer(
+    compression === 'none'
+      ? { diffId, digest: diffId, size: desc.size, mediaType: MEDIA_TYPES.ociLayer }
+      : { diffId, digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
+  );
 }
 
 function isAbort(err: unknown): boolean {
@@ -276,7 +223,7 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
 
   await mapLimit(manifest.layers, options.concurrency ?? 4, async (desc, i) => {
     const diffId = diffIds[i] as Digest;
-    const have = (await store.findLayerBlob(diffId)) !== undefined;
+    const have = await store.hasLayer(diffId);
     if (have && (compressionOfMediaType(desc.mediaType) === 'none' || (await store.hasBlob(desc.digest)))) {
       onProgress?.({ type: 'blob-done', digest: desc.digest, size: desc.size, how: 'present' });
       return;

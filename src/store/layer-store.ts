@@ -34,6 +34,9 @@ import type { AdoptOptions, Compression, LayerInfo, LayerStoreApi, StoredImage, 
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
 const gzipAsync = promisify(zlib.gzip);
 
+/** A blob write flushes what it has written so far each time this much more was written (see writeBlob). */
+const EARLY_SYNC_BYTES = 8 * 1024 * 1024;
+
 /** Size of the independently compressed gzip members; fixed, so the output is deterministic. */
 export const GZIP_CHUNK_SIZE = 4 * 1024 * 1024;
 
@@ -140,20 +143,32 @@ export class LayerStore implements LayerStoreApi {
     try {
       // One write in flight while the next chunk is produced and hashed (sources yield fresh buffers).
       let writing: Promise<void> = Promise.resolve();
+      // Data already written is flushed in the background every EARLY_SYNC_BYTES, so the final fsync has
+      // little left to wait for: disk writeback overlaps the rest of the stream (e.g. the network).
+      let flushing: Promise<void> = Promise.resolve();
+      let flushedAt = 0;
       try {
         for await (const chunk of source as AsyncIterable<Uint8Array>) {
           signal?.throwIfAborted();
           hash.update(chunk);
           size += chunk.byteLength;
           await writing;
+          if (size - flushedAt >= EARLY_SYNC_BYTES) {
+            flushedAt = size;
+            await flushing;
+            flushing = fh.datasync();
+            flushing.catch(() => undefined);
+          }
           writing = writeAll(chunk);
           writing.catch(() => undefined);
         }
         await writing;
+        await flushing;
         signal?.throwIfAborted();
         await fh.sync();
       } finally {
         await writing.catch(() => undefined);
+        await flushing.catch(() => undefined);
         await fh.close();
       }
       digest = `sha256:${hash.digest('hex')}`;
@@ -254,11 +269,31 @@ export class LayerStore implements LayerStoreApi {
   async findLayerBlob(diffId: Digest, compression: Compression = 'none'): Promise<LayerInfo | undefined> {
     const stored = await this.storedLayerBlob(diffId, compression);
     if (stored || compression !== 'none') return stored;
+    // Only compressed (a pulled layer, whose diffID is checked on first use): decompress it, verifying the diffID.
+    // Preferred to regenerating from an unpacked directory, which reproduces only tars that kiln wrote itself.
+    const decompressed = await this.decompressedLayerBlob(diffId);
+    if (decompressed) return decompressed;
     const regenerated = await this.regeneratedLayerTar(diffId);
     if (!regenerated) return undefined;
     // Only unpacked (a lazily snapshotted layer): write the blob now, since the caller wants a file.
     const { size } = await this.writeBlob(regenerated, { expectedDigest: diffId });
     return { diffId, digest: diffId, size, mediaType: MEDIA_TYPES.ociLayer };
+  }
+
+  /** Writes a layer's uncompressed blob from a stored compressed one, verified against the diffID; undefined when there is none. */
+  private async decompressedLayerBlob(diffId: Digest, signal?: AbortSignal): Promise<LayerInfo | undefined> {
+    for (const variant of ['zstd', 'gzip'] as const) {
+      const info = await this.storedLayerBlob(diffId, variant);
+      if (!info) continue;
+      try {
+        const { size } = await this.writeBlob(await this.variantTar(info, variant, signal), { expectedDigest: diffId, ...(signal ? { signal } : {}) });
+        return { diffId, digest: diffId, size, mediaType: MEDIA_TYPES.ociLayer };
+      } catch (err) {
+        if (!/digest mismatch/.test(messageOf(err))) throw err;
+        throw new RuntimeError(`layer ${diffId}: its ${variant} blob ${info.digest} does not decompress to that diffID (${messageOf(err)})`, { cause: err });
+      }
+    }
+    return undefined;
   }
 
   async hasLayer(diffId: Digest): Promise<boolean> {
@@ -304,28 +339,32 @@ export class LayerStore implements LayerStoreApi {
   async openLayerTar(diffId: Digest, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     for (const compression of ['none', 'zstd', 'gzip'] as const) {
       const info = await this.storedLayerBlob(diffId, compression);
-      if (!info) continue;
-      const raw = this.openBlob(info.digest);
-      if (compression === 'none') return raw;
-      if (compression === 'gzip') {
-        const gunzip = zlib.createGunzip();
-        raw.on('error', (err) => gunzip.destroy(err));
-        return raw.pipe(gunzip);
-      }
-      const { execa } = await import('execa');
-      const child = execa('zstd', ['-d', '-q', '-c'], {
-        inputFile: this.blobPath(info.digest),
-        encoding: 'buffer',
-        buffer: false,
-        ...(signal ? { cancelSignal: signal } : {}),
-      });
-      raw.destroy();
-      child.catch(() => undefined); // errors surface through the stream
-      return child.iterable({ binary: true }) as AsyncIterable<Uint8Array>;
+      if (info) return this.variantTar(info, compression, signal);
     }
     const regenerated = await this.regeneratedLayerTar(diffId, signal);
     if (regenerated) return regenerated;
     throw new RuntimeError(`layer ${diffId} is not in the store`);
+  }
+
+  /** The uncompressed content of one stored blob variant of a layer (not verified against the diffID here). */
+  private async variantTar(info: LayerInfo, compression: Compression, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    if (compression === 'none') return this.openBlob(info.digest);
+    if (compression === 'gzip') {
+      const raw = this.openBlob(info.digest);
+      const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+      raw.on('error', (err) => gunzip.destroy(err));
+      gunzip.on('close', () => raw.destroy());
+      return raw.pipe(gunzip);
+    }
+    const { execa } = await import('execa');
+    const child = execa('zstd', ['-d', '-q', '-c'], {
+      inputFile: this.blobPath(info.digest),
+      encoding: 'buffer',
+      buffer: false,
+      ...(signal ? { cancelSignal: signal } : {}),
+    });
+    child.catch(() => undefined); // errors surface through the stream
+    return child.iterable({ binary: true }) as AsyncIterable<Uint8Array>;
   }
 
   async unpackedLayer(diffId: Digest, options: { signal?: AbortSignal } = {}): Promise<string> {
@@ -338,20 +377,33 @@ export class LayerStore implements LayerStoreApi {
       const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
       try {
         await fs.mkdir(path.join(tmpDir, 'rootfs'), { recursive: true });
+        // The whole stream is hashed, also what follows the tar's end marker (extraction stops there), and the
+        // diffID checked before the directory is renamed into place: a pulled layer is verified here, on first use.
         const hash = createHash('sha256');
-        const source = await this.openLayerTar(diffId, options.signal);
-        async function* hashing(): AsyncGenerator<Uint8Array> {
-          for await (const chunk of source) {
-            hash.update(chunk);
-            yield chunk;
-          }
+        const source = (await this.openLayerTar(diffId, options.signal))[Symbol.asyncIterator]();
+        const read = async (): Promise<IteratorResult<Uint8Array>> => {
+          const r = await source.next();
+          if (r.done !== true) hash.update(r.value);
+          return r;
+        };
+        // `return` is not forwarded, so stopping extraction early does not close the source before it is drained.
+        const hashing: AsyncIterable<Uint8Array> = {
+          [Symbol.asyncIterator]: () => ({ next: read, return: async () => ({ done: true, value: undefined }) }),
+        };
+        try {
+          await extractLayer(hashing, path.join(tmpDir, 'rootfs'), {
+            mode: 'overlay',
+            ...(options.signal ? { signal: options.signal } : {}),
+          });
+          while ((await read()).done !== true) options.signal?.throwIfAborted();
+        } catch (err) {
+          await source.return?.();
+          throw err;
         }
-        await extractLayer(hashing(), path.join(tmpDir, 'rootfs'), {
-          mode: 'overlay',
-          ...(options.signal ? { signal: options.signal } : {}),
-        });
         const got = `sha256:${hash.digest('hex')}`;
-        if (got !== diffId) throw new RuntimeError(`layer ${diffId} unpacked to diffID ${got}`);
+        if (got !== diffId) {
+          throw new RuntimeError(`layer ${diffId}: its stored content has diffID ${got}, not the one the image names; refused (pull the image again from a trustworthy source)`);
+        }
         await fs.rename(tmpDir, dir);
       } catch (err) {
         await fs.rm(tmpDir, { recursive: true, force: true });
@@ -446,7 +498,8 @@ export class LayerStore implements LayerStoreApi {
       const again = await this.findLayerBlob(diffId, compression);
       if (again) return again;
       const { signal } = options;
-      let plain = await this.storedLayerBlob(diffId, 'none');
+      // Only another compressed variant (a pulled layer): decompress it to the uncompressed blob, verifying the diffID.
+      let plain = (await this.storedLayerBlob(diffId, 'none')) ?? (await this.decompressedLayerBlob(diffId, signal));
       const regenerated = plain ? undefined : await this.regeneratedLayerTar(diffId, signal);
       if (!plain && !regenerated) throw new RuntimeError(`layer ${diffId} is not stored uncompressed`);
       const writeOptions = signal ? { signal } : {};

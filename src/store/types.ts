@@ -90,8 +90,9 @@ export interface LayerStoreApi {
   hasLayer(diffId: Digest): Promise<boolean>;
   /**
    * Finds the stored blob of a layer by diffID, in the wanted compression; undefined when none is stored.
-   * For `'none'`, a layer stored only unpacked gets its blob regenerated (and verified) first, so the
-   * returned blob exists at `blobPath(digest)`.
+   * For `'none'`, a layer stored only compressed (a pulled one) or only unpacked (a locally built one) gets
+   * its uncompressed blob written first, by decompressing or regenerating it, verified against the diffID,
+   * so the returned blob exists at `blobPath(digest)`.
    */
   findLayerBlob(diffId: Digest, compression?: Compression): Promise<LayerInfo | undefined>;
 
