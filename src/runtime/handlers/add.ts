@@ -2,8 +2,9 @@
  * ADD's extras over COPY: a local tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into the
  * destination instead of copied, and an http(s) URL is downloaded and verified against `--checksum`.
  */
-import { createReadStream } from 'node:fs';
-import { open, mkdir, rm, writeFile, chmod, chown, utimes } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { open, mkdir, rm, chmod, chown, utimes } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -87,20 +88,31 @@ export async function addUrlSource(
   if (!m) throw new Error(`unsupported checksum ${options.checksum}: expected sha256:<64 hex digits>`);
   const res = await fetch(url, options.signal ? { signal: options.signal } : {});
   if (!res.ok || !res.body) throw new Error(`failed to fetch ${url}: ${res.status} ${res.statusText}`);
-  const hash = createHash('sha256');
-  const chunks: Buffer[] = [];
-  for await (const chunk of Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>)) {
-    hash.update(chunk as Buffer);
-    chunks.push(chunk as Buffer);
-  }
-  const got = hash.digest('hex');
-  if (got !== m[1]) throw new Error(`digest mismatch for ${url}: expected ${options.checksum}, got sha256:${got}`);
   const name = path.posix.basename(new URL(url).pathname) || 'index.html';
   const target = options.dest.endsWith('/') ? path.posix.join(options.dest, name) : options.dest;
   const host = await resolveInRoot(rootfs, target);
   await mkdir(path.dirname(host), { recursive: true });
   await rm(host, { force: true, recursive: true });
-  await writeFile(host, Buffer.concat(chunks));
+  // Streamed to its place while hashing (a download can be large); a mismatch removes it again.
+  const hash = createHash('sha256');
+  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  const hashing = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      hash.update(chunk);
+      yield chunk;
+    }
+  };
+  try {
+    await pipeline(body, hashing, createWriteStream(host, { flags: 'wx' }), options.signal ? { signal: options.signal } : {});
+  } catch (err) {
+    await rm(host, { force: true });
+    throw err;
+  }
+  const got = hash.digest('hex');
+  if (got !== m[1]) {
+    await rm(host, { force: true });
+    throw new Error(`digest mismatch for ${url}: expected ${options.checksum}, got sha256:${got}`);
+  }
   await chmod(host, options.mode ?? 0o600);
   await chown(host, options.owner?.uid ?? 0, options.owner?.gid ?? 0);
   const lastModified = res.headers.get('last-modified');
