@@ -247,7 +247,11 @@ export class LayerStore implements LayerStoreApi {
     const compression = compressionOf(layer.mediaType);
     const file = this.layerInfoPath(layer.diffId, compression);
     const { diffId, digest, size, mediaType } = layer;
-    await this.writeFileAtomic(file, JSON.stringify({ diffId, digest, size, mediaType }));
+    const text = JSON.stringify({ diffId, digest, size, mediaType });
+    // Every build re-registers its image's layers; an unchanged record is left alone (a read is far
+    // cheaper than a write and rename, and a fully cached rebuild should write next to nothing).
+    if ((await fs.readFile(file, 'utf8').catch(() => undefined)) === text) return;
+    await this.writeFileAtomic(file, text);
   }
 
   /** The stored blob of a layer in `compression`, without regenerating anything. */
@@ -562,6 +566,8 @@ export class LayerStore implements LayerStoreApi {
 
   async tag(name: string, manifestDigest: Digest): Promise<void> {
     digestHex(manifestDigest);
+    // A rebuild usually re-tags the same image: nothing to write, no lock to take.
+    if ((await this.readTags())[name] === manifestDigest) return;
     await this.withLock('images', async () => {
       const tags = await this.readTags();
       tags[name] = manifestDigest;
