@@ -79,6 +79,10 @@ async function probe(preferred: RuntimeName | 'auto', extraPath: readonly string
 async function check(name: RuntimeName, extraPath: readonly string[]): Promise<Omit<RuntimeInfo, 'warnings'> | string> {
   const bin = await which(name, extraPath);
   if (bin === undefined) return 'not installed';
+  // Checked before running the binary: on such a host crun cannot work, and a spawn costs tens of ms per build.
+  if (name === 'crun' && (await hybridCgroupWithControllers())) {
+    return 'refuses hybrid cgroup hosts (cgroups in hybrid mode not supported: /sys/fs/cgroup/unified holds controllers)';
+  }
   let version: string;
   try {
     const { stdout } = await execa(bin, ['--version'], { stdin: 'ignore', timeout: 10_000 });
@@ -87,9 +91,6 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
     version = m[1];
   } catch (cause) {
     return `\`${bin} --version\` failed: ${messageOf(cause)}`;
-  }
-  if (name === 'crun' && (await hybridCgroupWithControllers())) {
-    return 'refuses hybrid cgroup hosts (cgroups in hybrid mode not supported: /sys/fs/cgroup/unified holds controllers)';
   }
   return { name, path: bin, version };
 }
