@@ -133,7 +133,11 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       return 0;
     }
     case 'run': {
-      const { values, positionals } = args(argv, { network: { type: 'string' } });
+      // Options come before IMAGE; everything after it is the command, dashes and all (`run img sh -c …`).
+      let split = 0;
+      while (split < argv.length && argv[split]!.startsWith('-')) split += argv[split]!.includes('=') ? 1 : 2;
+      const { values, positionals: imageArg } = args(argv.slice(0, split + 1), { network: { type: 'string' } });
+      const positionals = [...imageArg, ...argv.slice(split + 1)];
       if (positionals.length < 1) throw new UsageError('run takes IMAGE [COMMAND...]');
       const store = await openStore(values.root as string | undefined);
       const image = await findImage(store, positionals[0]!);
