@@ -223,6 +223,12 @@ async function cmdBuild(args: string[]): Promise<number> {
   const fileArg = v.file as string | undefined;
   let dockerfileText: string | undefined;
   if (contextArg === '-' || fileArg === '-') dockerfileText = await readStdin();
+  // `docker build -` reads the Dockerfile from stdin and has no build context: an empty directory stands in.
+  let emptyContext: string | undefined;
+  if (contextArg === '-') {
+    const [{ mkdtemp }, { tmpdir }, { join }] = await Promise.all([import('node:fs/promises'), import('node:os'), import('node:path')]);
+    emptyContext = await mkdtemp(join(tmpdir(), 'kiln-empty-context-'));
+  }
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => controller.abort(new Error(`build interrupted (${sig})`));
   process.once('SIGINT', onSignal);
@@ -234,7 +240,7 @@ async function cmdBuild(args: string[]): Promise<number> {
   const { build } = await import('./builder/build.js');
   const { formatError } = await import('./errors.js');
   const options = {
-    context: contextArg === '-' ? process.cwd() : contextArg,
+    context: emptyContext ?? contextArg,
     ...(fileArg && fileArg !== '-' ? { dockerfile: fileArg } : {}),
     ...(dockerfileText !== undefined ? { dockerfileText } : {}),
     tags: (v.tag as string[] | undefined) ?? [],
@@ -271,6 +277,7 @@ async function cmdBuild(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    if (emptyContext) await (await import('node:fs/promises')).rm(emptyContext, { recursive: true, force: true });
   }
 }
 

@@ -69,3 +69,21 @@ test('a missing Dockerfile fails the build with exit 1 and says which file', () 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('build - reads the Dockerfile from stdin and has no build context, as docker build - does', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-'));
+  try {
+    writeFileSync(path.join(dir, 'present.txt'), 'in the working directory, not in the context\n');
+    // Run from the temp dir: tsx is named by its resolved URL, since `--import tsx` resolves from the cwd.
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'build', '--progress', 'plain', '-'], {
+      cwd: dir,
+      encoding: 'utf8',
+      input: 'FROM scratch\nCOPY present.txt /\n',
+      env: { ...process.env, KILN_ROOT: path.join(dir, 'store') },
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^Dockerfile:2:1: error: .*"\/present\.txt": not found/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
