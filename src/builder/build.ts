@@ -58,6 +58,19 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     { file, instructions: dockerfile.instructions, escapeToken: dockerfile.escapeToken },
     { ...(opts.target ? { target: opts.target } : {}), buildArgs: opts.buildArgs, platformArgs },
   );
+  // kiln runs steps natively: a stage for another platform would need emulation, which kiln does not do.
+  for (const i of graph.order) {
+    const stage = graph.stages[i]!;
+    if (stage.platform === undefined) continue;
+    const want = normalizePlatform(stage.platform);
+    if (want !== normalizePlatform(platformArgs.TARGETPLATFORM!)) {
+      throw new DockerfileError(
+        `FROM --platform=${stage.platform}: kiln builds for the host platform (${platformArgs.TARGETPLATFORM}) only; other platforms need emulation`,
+        file,
+        stage.from.range,
+      );
+    }
+  }
   const warnings: string[] = [];
   const warn = (message: string, line?: number): void => {
     warnings.push(line ? `${message} (line ${line})` : message);
@@ -281,6 +294,16 @@ function checkSyntaxDirective(directives: readonly Directive[], file: string): v
     file,
     syntax.range,
   );
+}
+
+/** `linux/amd64`, `linux/arm64/v8` and `linux/arm64` compare equal; the OS defaults to linux. */
+function normalizePlatform(p: string): string {
+  const parts = p.trim().toLowerCase().split('/');
+  if (parts.length === 1) parts.unshift('linux');
+  const [os, arch = '', variant] = parts;
+  const a = arch === 'x86_64' ? 'amd64' : arch === 'aarch64' ? 'arm64' : arch;
+  const v = a === 'arm64' && variant === 'v8' ? undefined : variant;
+  return [os, a, ...(v ? [v] : [])].join('/');
 }
 
 function oneLine(source: string): string {

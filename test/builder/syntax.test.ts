@@ -44,3 +44,21 @@ test('COPY --from an image that is nowhere to be found fails at the COPY line', 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('FROM --platform for the host builds, for another platform fails at its line instead of being ignored', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kiln-syntax-'));
+  try {
+    const common = { context: dir, root: path.join(dir, 'store'), sourceDateEpoch: 0 };
+    const r = await build({ ...common, dockerfileText: 'FROM --platform=$BUILDPLATFORM scratch AS a\nLABEL a=b\nFROM --platform=$TARGETPLATFORM scratch\nLABEL b=c\n' });
+    assert.match(r.manifestDigest, /^sha256:/);
+    const other = process.arch === 'arm64' ? 'linux/amd64' : 'linux/arm64';
+    await assert.rejects(build({ ...common, dockerfileText: `FROM scratch\nLABEL x=y\nFROM --platform=${other} scratch\n` }), (err: unknown) => {
+      assert.ok(err instanceof DockerfileError);
+      assert.equal(err.range.start.line, 3);
+      assert.match(err.message, /host platform/);
+      return true;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
