@@ -209,19 +209,6 @@ function checkConfig(config: ImageConfig, file: string, layerCount: number): voi
   }
 }
 
-/** Writes the config bytes unchanged (keeping its digest), a manifest of uncompressed layers, and returns the stored image. */
-async function storeImage(store: LayerStoreApi, configBytes: Buffer, layers: readonly LayerInfo[]): Promise<StoredImage> {
-  const configBlob = await store.writeBlobBytes(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPES.ociManifest,
-    config: { mediaType: MEDIA_TYPES.ociConfig, digest: configBlob.digest, size: configBlob.size },
-    layers: layers.map((l): Descriptor => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-  };
-  const manifestBlob = await store.writeBlobBytes(JSON.stringify(manifest));
-  return store.getImage(manifestBlob.digest);
-}
-
 /**
  * Unpacks an archive's regular files (and symlinks between them) into `dir`. Only relative paths that stay
  * inside are accepted; anything else is an error, since image archives never need it.
@@ -362,7 +349,7 @@ async function importOciLayout(layout: string, ref: string | undefined, store: L
     await keepCompressed(store, file, layer, l.digest, signal);
     layers.push(layer);
   }
-  return { image: await storeImage(store, configBytes, layers), tag: name };
+  return { image: await store.putImage(configBytes, layers), tag: name };
 }
 
 interface DockerManifestEntry {
@@ -418,7 +405,7 @@ async function importDockerArchive(dir: string, archive: string, wanted: string 
     if (claimed && claimed !== layer.diffId) await keepCompressed(store, file, layer, claimed, signal);
     layers.push(layer);
   }
-  const image = await storeImage(store, configBytes, layers);
+  const image = await store.putImage(configBytes, layers);
   return { image, tag: tag ?? wanted ?? entry.RepoTags?.[0] };
 }
 

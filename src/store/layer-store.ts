@@ -536,8 +536,9 @@ export class LayerStore implements LayerStoreApi {
 
   // ---------------------------------------------------------------- images and tags
 
-  async putImage(config: ImageConfig, layers: readonly LayerInfo[]): Promise<StoredImage> {
-    const configBlob = await this.writeBlobBytes(JSON.stringify(config));
+  async putImage(config: ImageConfig | Uint8Array, layers: readonly LayerInfo[]): Promise<StoredImage> {
+    const bytes = config instanceof Uint8Array;
+    const configBlob = await this.writeBlobBytes(bytes ? config : JSON.stringify(config));
     for (const layer of layers) await this.registerLayer(layer);
     const manifest: ImageManifest = {
       schemaVersion: 2,
@@ -546,7 +547,8 @@ export class LayerStore implements LayerStoreApi {
       layers: layers.map((l): Descriptor => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
     };
     const manifestBlob = await this.writeBlobBytes(JSON.stringify(manifest));
-    return { manifestDigest: manifestBlob.digest, manifest, configDigest: configBlob.digest, config };
+    const parsed = bytes ? (JSON.parse(Buffer.from(config).toString('utf8')) as ImageConfig) : config;
+    return { manifestDigest: manifestBlob.digest, manifest, configDigest: configBlob.digest, config: parsed };
   }
 
   async getImage(manifestDigest: Digest): Promise<StoredImage> {

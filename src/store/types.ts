@@ -97,8 +97,11 @@ export interface LayerStoreApi {
   findLayerBlob(diffId: Digest, compression?: Compression): Promise<LayerInfo | undefined>;
 
   // Images and tags
-  /** Writes config + manifest blobs and returns the stored image. */
-  putImage(config: ImageConfig, layers: readonly LayerInfo[]): Promise<StoredImage>;
+  /**
+   * Writes config + manifest blobs and returns the stored image. Config bytes (an imported image's
+   * config as it was written) are stored unchanged, so the config keeps its digest.
+   */
+  putImage(config: ImageConfig | Uint8Array, layers: readonly LayerInfo[]): Promise<StoredImage>;
   getImage(manifestDigest: Digest): Promise<StoredImage>;
   tag(name: string, manifestDigest: Digest): Promise<void>;
   resolveTag(name: string): Promise<Digest | undefined>;
