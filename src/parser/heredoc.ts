@@ -82,10 +82,9 @@ export function lexShellWords(src: string, options: ShellWordOptions = {}): stri
           }
         }
         if (d === 0x24 && src.charCodeAt(i + 1) === 0x7b) {
-          const end = src.indexOf('}', i + 2);
-          if (end < 0) throw new Error("missing '}'");
-          word += src.slice(i, end + 1);
-          i = end + 1;
+          const end = braceEnd(src, i);
+          word += src.slice(i, end);
+          i = end;
           continue;
         }
         word += src[i++];
@@ -106,10 +105,9 @@ export function lexShellWords(src: string, options: ShellWordOptions = {}): stri
       continue;
     }
     if (c === 0x24 && src.charCodeAt(i + 1) === 0x7b) {
-      const end = src.indexOf('}', i + 2);
-      if (end < 0) throw new Error("missing '}'");
-      word += src.slice(i, end + 1);
-      i = end + 1;
+      const end = braceEnd(src, i);
+      word += src.slice(i, end);
+      i = end;
       continue;
     }
     word += src[i++];
@@ -176,4 +174,11 @@ export function heredocsFromLine(line: string): HeredocSpec[] {
 export function chompHeredocContent(content: string): string {
   // Go's (?m)^ only starts a line after \n (JS's m flag would also honour \r, U+2028, U+2029).
   return content.replace(/(?<![^\n])\t+/g, '');
+}
+
+/** The index just past the `}` that closes the `${` at `i` (kept verbatim: unset variables stay as written). */
+function braceEnd(src: string, i: number): number {
+  const end = src.indexOf('}', i + 2);
+  if (end < 0) throw new Error("missing '}'");
+  return end + 1;
 }
