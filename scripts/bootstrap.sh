@@ -5,11 +5,12 @@
 #   skopeo, umoci       independent OCI tools the tests check kiln's images with
 #   docker-registry     a real registry the registry tests start on 127.0.0.1
 #   buildah             the peer engine of the differential test (same Dockerfiles, compared images)
-#   attr                getfattr/setfattr: xattrs and overlay opaque markers (Node has no xattr API)
+#   attr                getfattr/setfattr: xattrs and overlay opaque markers, when the native addon is not built
+#   gcc, libc6-dev      to compile that addon (native/kiln_sys.c: mount and xattr syscalls; Node has neither)
 #   zstd, xz-utils, bzip2  layer compression and ADD's archive formats
 #   jq, apache2-utils   htpasswd for the registry auth tests
 set -euo pipefail
-pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr zstd xz-utils bzip2 jq apache2-utils)
+pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev zstd xz-utils bzip2 jq apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then

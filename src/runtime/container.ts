@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { RuntimeError, messageOf } from '../errors.js';
+import { nativeSys } from '../native/sys.js';
 import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
 import { resolveInRoot, resolveUser } from './user.js';
@@ -156,7 +157,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
       writeFile(path.join(files, 'resolv.conf'), await readFile('/etc/resolv.conf').catch(() => '')),
       writeFile(path.join(files, 'hostname'), `${hostname}\n`),
     ]);
-    const mounts = ociMounts(files, spec.mounts ?? []);
+    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     const [nofile, umountBin] = await Promise.all([openFilesLimit(), findUmount()]);
@@ -174,10 +175,13 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         noNewPrivileges: false,
       },
       root: { path: 'rootfs', readonly: false },
-      // The runtime unmounts the overlay itself as soon as the container is gone: a Go fork/exec is
-      // much cheaper than one from this (large) Node process, and it happens even if we are killed.
-      // runContainer still checks and unmounts whatever is left.
-      ...(umountBin === undefined ? {} : { hooks: { poststop: [{ path: umountBin, args: ['umount', rootfs] }] } }),
+      // Without the native addon, the runtime unmounts the overlay itself as soon as the container is
+      // gone: a Go fork/exec is much cheaper than one from this (large) Node process, and it happens even
+      // if we are killed. runContainer still checks and unmounts whatever is left. (A runtime started in
+      // its own mount namespace would only unmount its copy, so it gets no hook.)
+      ...(umountBin === undefined || nativeSys() !== undefined || runtime.command.length > 1
+        ? {}
+        : { hooks: { poststop: [{ path: umountBin, args: ['umount', rootfs] }] } }),
       hostname,
       mounts,
       linux: {
@@ -190,7 +194,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         ],
         // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
         resources: { devices: [{ allow: false, access: 'rwm' }] },
-        ...(await cgroupsPath(id)),
+        ...(runtime.cgroups ? await cgroupsPath(id) : {}),
         maskedPaths: [...MASKED_PATHS],
         readonlyPaths: [...READONLY_PATHS],
       },
@@ -256,7 +260,11 @@ async function hostsFile(network: 'none' | 'host', hostname: string): Promise<st
   return `${host.replace(/\n?$/, '\n')}127.0.0.1\t${hostname}\n`;
 }
 
-function ociMounts(files: string, extra: readonly ExtraMount[]): OciMount[] {
+/**
+ * The container's mounts. `cgroups` false (the runtime makes no cgroup for the step, see
+ * {@link RuntimeInfo.cgroups}): there is no cgroup of its own to show at /sys/fs/cgroup, so none is mounted.
+ */
+function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean): OciMount[] {
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -269,7 +277,7 @@ function ociMounts(files: string, extra: readonly ExtraMount[]): OciMount[] {
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    ...(cgroups ? [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }] : []),
     // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
     { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },
     { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: ['rbind', 'rprivate'] },
@@ -394,7 +402,8 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   const global = ['--root', stateRoot, '--log', logFile, '--log-format', 'json'];
   let tail = '';
   let exited = false;
-  const subprocess = execa(runtime.path, [...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
+  const [bin, ...wrapper] = runtime.command as [string, ...string[]];
+  const subprocess = execa(bin, [...wrapper, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
     stdin: 'ignore',
     buffer: false,
     reject: false,
@@ -445,7 +454,7 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
     // `run` deletes the container when it ends normally; if runc itself died or was killed, the
     // state (and possibly processes) remain: `delete --force` kills and removes them.
     if (await exists(path.join(stateRoot, id))) {
-      await execa(runtime.path, [...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
+      await execa(bin, [...wrapper, ...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
       if (await exists(path.join(stateRoot, id))) throw new RuntimeError(`could not delete container ${id} (state in ${stateRoot})`);
     }
   }

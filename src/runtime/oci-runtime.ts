@@ -1,7 +1,7 @@
 /**
  * Finding an OCI runtime (crun or runc) that actually works on this host.
  */
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rename, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -18,6 +18,17 @@ export interface RuntimeInfo {
   readonly path: string;
   /** The version it reports, e.g. `1.1.5+ds1`. */
   readonly version: string;
+  /**
+   * The argv that starts it, before its global options: `[path]`, or a wrapper around it (see
+   * {@link CRUN_WITHOUT_CGROUP2}).
+   */
+  readonly command: readonly string[];
+  /**
+   * Whether the runtime makes a cgroup per step (given by `linux.cgroupsPath`). When false it makes
+   * none: the step runs in kiln's shared devices cgroup, which {@link command} joins before starting the
+   * runtime, with the device rules a per-step cgroup would have.
+   */
+  readonly cgroups: boolean;
   /** Why a preferred runtime was passed over; the caller reports these (the library never prints). */
   readonly warnings: readonly string[];
 }
@@ -39,15 +50,90 @@ const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'] as const;
 const memo = new Map<string, Promise<RuntimeInfo>>();
 
 /**
- * Finds a working OCI runtime. `'auto'` tries crun (faster start-up) and then runc; naming one tries
- * it first and falls back to the other with a warning. crun is refused on hybrid cgroup hosts where
- * the cgroup2 mount at /sys/fs/cgroup/unified holds a controller: crun (as of 1.8) aborts there with
- * `cgroups in hybrid mode not supported`, while runc handles them.
+ * How crun runs on a hybrid cgroup host. crun (as of 1.8) aborts there with `cgroups in hybrid mode not
+ * supported` whenever the cgroup2 mount at /sys/fs/cgroup/unified holds a controller, even with
+ * `--cgroup-manager=disabled`, while its start-up is a fraction of runc's (~10 ms against ~65 ms here,
+ * most of a RUN step's cost). So kiln starts it through this `sh -c` script:
+ * - `unshare --mount --propagation private` (before it) gives it a private mount namespace, in which an
+ *   empty read-only tmpfs covers that cgroup2 mount; nothing propagates back to the host, and the overlay
+ *   rootfs, mounted in the host namespace before, is already there;
+ * - the script first moves itself into kiln's devices cgroup ($1, see {@link devicesCgroup}), so crun
+ *   and the step inherit Docker's device rules (mknod allowed, only the standard nodes openable), the one
+ *   thing a per-step cgroup enforced that matters for isolation; kiln sets no resource limits on steps;
+ * - crun then runs with its cgroup manager disabled and sees a cgroup v1 host: it creates no cgroup.
+ */
+export const CRUN_WITHOUT_CGROUP2 =
+  'echo $$ > "$1/cgroup.procs" && mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k kiln-no-cgroup2 /sys/fs/cgroup/unified && shift && exec "$@"';
+
+/** Docker's default device rules (moby's defaults; runc's allowed devices): mknod of any node, and use of the standard ones. */
+const DEVICE_RULES = [
+  'c *:* m',
+  'b *:* m',
+  'c 1:3 rwm', // null
+  'c 1:5 rwm', // zero
+  'c 1:7 rwm', // full
+  'c 1:8 rwm', // random
+  'c 1:9 rwm', // urandom
+  'c 5:0 rwm', // tty
+  'c 5:1 rwm', // console
+  'c 5:2 rwm', // ptmx
+  'c 136:* rwm', // pts
+  'c 10:200 rwm', // net/tun
+] as const;
+
+/**
+ * The cgroup v1 devices cgroup that steps without a cgroup of their own run in: `kiln` below our own
+ * devices cgroup, made once per host and shared by every step (the rules are the same for all). It is
+ * configured under a temporary name and renamed into place, so no step ever joins a half-configured one.
+ * Undefined when the devices controller is not mounted where we can write.
+ */
+async function devicesCgroup(): Promise<string | undefined> {
+  const own = (await readFile('/proc/self/cgroup', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((line) => line.split(':'))
+    .find((f) => f[1]?.split(',').includes('devices'))?.[2];
+  if (own === undefined) return undefined;
+  const parent = path.join('/sys/fs/cgroup/devices', own);
+  const dir = path.join(parent, 'kiln');
+  if (await usable(dir)) return dir;
+  const tmp = path.join(parent, `kiln.${process.pid}.${Date.now()}`);
+  try {
+    await mkdir(tmp);
+    await writeFile(path.join(tmp, 'devices.deny'), 'a');
+    for (const rule of DEVICE_RULES) await writeFile(path.join(tmp, 'devices.allow'), rule);
+    await rename(tmp, dir).catch(async (cause: unknown) => {
+      await rmdir(tmp);
+      // Another kiln made it meanwhile.
+      if (!(await usable(dir))) throw cause;
+    });
+    return dir;
+  } catch {
+    await rmdir(tmp).catch(() => undefined);
+    return undefined;
+  }
+}
+
+/** Whether `dir` is a devices cgroup with exactly {@link DEVICE_RULES}. */
+async function usable(dir: string): Promise<boolean> {
+  const list = await readFile(path.join(dir, 'devices.list'), 'utf8').catch(() => undefined);
+  if (list === undefined) return false;
+  const have = new Set(list.split('\n').filter((l) => l !== ''));
+  return have.size === DEVICE_RULES.length && DEVICE_RULES.every((r) => have.has(r));
+}
+
+/**
+ * Finds a working OCI runtime. `'auto'` (unless the environment variable `KILN_RUNTIME` names one) tries
+ * crun (faster start-up) and then runc; naming one tries
+ * it first and falls back to the other with a warning. On a hybrid cgroup host crun runs without
+ * cgroups, as {@link CRUN_WITHOUT_CGROUP2} explains, when we are root and `unshare` exists.
  *
  * @throws RuntimeError when no runtime works, saying how to install one.
  */
 export async function detectRuntime(preferred: RuntimeName | 'auto' = 'auto', options: DetectRuntimeOptions = {}): Promise<RuntimeInfo> {
   options.signal?.throwIfAborted();
+  // KILN_RUNTIME picks the runtime that 'auto' means, for a whole process tree (CI, a test run).
+  const fromEnv = process.env['KILN_RUNTIME'];
+  if (preferred === 'auto' && (fromEnv === 'runc' || fromEnv === 'crun')) preferred = fromEnv;
   const key = `${preferred}\0${(options.extraPath ?? SBIN_DIRS).join(':')}\0${process.env['PATH'] ?? ''}`;
   let found = memo.get(key);
   if (found === undefined) {
@@ -79,9 +165,16 @@ async function probe(preferred: RuntimeName | 'auto', extraPath: readonly string
 async function check(name: RuntimeName, extraPath: readonly string[]): Promise<Omit<RuntimeInfo, 'warnings'> | string> {
   const bin = await which(name, extraPath);
   if (bin === undefined) return 'not installed';
-  // Checked before running the binary: on such a host crun cannot work, and a spawn costs tens of ms per build.
+  let command: readonly string[] = [bin];
+  let cgroups = true;
+  // Checked before running the binary: a spawn costs tens of ms per build.
   if (name === 'crun' && (await hybridCgroupWithControllers())) {
-    return 'refuses hybrid cgroup hosts (cgroups in hybrid mode not supported: /sys/fs/cgroup/unified holds controllers)';
+    const [unshare, sh, devices] = await Promise.all([which('unshare', extraPath), which('sh', extraPath), devicesCgroup()]);
+    if (unshare === undefined || sh === undefined || devices === undefined || process.getuid?.() !== 0) {
+      return 'refuses hybrid cgroup hosts (cgroups in hybrid mode not supported: /sys/fs/cgroup/unified holds controllers), and running it without cgroups needs root, unshare(1) and a writable cgroup v1 devices controller';
+    }
+    command = [unshare, '--mount', '--propagation', 'private', sh, '-c', CRUN_WITHOUT_CGROUP2, 'kiln-crun', devices, bin, '--cgroup-manager=disabled'];
+    cgroups = false;
   }
   let version: string;
   try {
@@ -92,7 +185,7 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
   } catch (cause) {
     return `\`${bin} --version\` failed: ${messageOf(cause)}`;
   }
-  return { name, path: bin, version };
+  return { name, path: bin, version, command, cgroups };
 }
 
 /** True on a cgroup v1 host whose extra cgroup2 mount at /sys/fs/cgroup/unified has controllers enabled. */

@@ -1,12 +1,12 @@
 /**
- * Mounting and unmounting the overlayfs root filesystem of a build step, through the `mount` and
- * `umount` commands (execa).
+ * Mounting and unmounting the overlayfs root filesystem of a build step: mount(2)/umount2(2) through the
+ * native addon when it is built, the `mount` and `umount` commands (execa) otherwise.
  */
 import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { RuntimeError, messageOf } from '../errors.js';
+import { MNT_DETACH, nativeSys } from '../native/sys.js';
 
 /** The parts of an overlay mount. */
 export interface OverlayOptions {
@@ -20,6 +20,7 @@ export interface OverlayOptions {
   readonly target: string;
   readonly signal?: AbortSignal;
 }
+
 
 /** A mounted overlay; call `unmount()` exactly once. */
 export interface OverlayMount {
@@ -91,13 +92,20 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
       data = `${FIXED_OPTIONS},lowerdir=${lowerDirs.map((_, i) => String(i)).join(':')},upperdir=u,workdir=w`;
       if (data.length > MOUNT_DATA_LIMIT) throw new RuntimeError(`too many layers to mount (${lowerDirs.length})`);
     }
+    const sys = cwd === undefined ? nativeSys() : undefined;
     try {
-      // No cancelSignal: killing `mount` midway would leave us not knowing whether the overlay is
-      // mounted. It takes milliseconds; the abort is honoured right after it.
-      await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, path.resolve(target)], {
-        ...(cwd === undefined ? {} : { cwd }),
-        stdin: 'ignore',
-      });
+      if (sys !== undefined) {
+        sys.mount('overlay', path.resolve(target), 'overlay', 0, data);
+      } else {
+        // No cancelSignal: killing `mount` midway would leave us not knowing whether the overlay is
+        // mounted. It takes milliseconds; the abort is honoured right after it. (The relative lowerdir
+        // form needs this path: mount(2) resolves it against the cwd, which a Node process must not change.)
+        const { execa } = await import('execa');
+        await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, path.resolve(target)], {
+          ...(cwd === undefined ? {} : { cwd }),
+          stdin: 'ignore',
+        });
+      }
     } catch (cause) {
       const stderr = (cause as { stderr?: unknown }).stderr;
       throw new RuntimeError(`mounting the overlay rootfs at ${target} failed: ${typeof stderr === 'string' && stderr ? stderr.trim() : messageOf(cause)}`, { cause });
@@ -148,10 +156,12 @@ function unescapeMountinfo(field: string): string {
 export async function unmount(target: string): Promise<void> {
   const abs = path.resolve(target);
   if (!(await isMounted(abs))) return;
+  const sys = nativeSys();
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      await execa('umount', [abs], { stdin: 'ignore' });
+      if (sys !== undefined) sys.umount2(abs, 0);
+      else await (await import('execa')).execa('umount', [abs], { stdin: 'ignore' });
       return;
     } catch (cause) {
       lastError = cause;
@@ -160,7 +170,8 @@ export async function unmount(target: string): Promise<void> {
     }
   }
   try {
-    await execa('umount', ['-l', abs], { stdin: 'ignore' });
+    if (sys !== undefined) sys.umount2(abs, MNT_DETACH);
+    else await (await import('execa')).execa('umount', ['-l', abs], { stdin: 'ignore' });
   } catch (cause) {
     if (await isMounted(abs)) {
       throw new RuntimeError(`unmounting ${abs} failed: ${messageOf(lastError)}`, { cause });

@@ -7,19 +7,20 @@
  *   symlink pointing out cannot be written through;
  * - the last component is never followed: an existing entry there is removed and replaced, files are
  *   created with O_EXCL|O_NOFOLLOW, hardlink targets are resolved the same way and must exist inside;
- * - device nodes are made only when running as root (`mknod`), ownership is applied only as root;
+ * - device nodes are made only when running as root (mknod(2) through the native addon, or `mknod`), ownership is applied only as root;
  * - operations batched to the end (overlay whiteouts, xattrs, directory metadata) re-resolve their paths.
  *
  * Whiteouts: in `apply` mode (extracting onto an existing tree) `.wh.x` deletes x unless this layer wrote it,
  * and `.wh..wh..opq` empties the directory of everything this layer did not write. In `overlay` mode (an
  * unpacked layer used as an overlayfs lowerdir) they become overlay whiteouts: a 0/0 character device and
- * the `trusted.overlay.opaque=y` xattr (`mknod`, and `setfattr` from Debian's `attr` package).
+ * the `trusted.overlay.opaque=y` xattr (through the native addon, or `mknod` and `setfattr` from Debian's `attr` package).
  */
 import * as fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { RuntimeError, messageOf } from '../errors.js';
+import { nativeSys } from '../native/sys.js';
 import { readTar } from './tar.js';
 import type { TarHeader } from './tar.js';
 
@@ -220,6 +221,16 @@ export async function extractLayer(
       case 'block':
       case 'fifo': {
         if (header.type !== 'fifo' && !asRoot) continue; // device nodes need root; skipped otherwise
+        const sys = nativeSys();
+        if (sys !== undefined) {
+          try {
+            sys.mknod(abs(dest), NODE_TYPE_BITS[header.type] | (header.mode & 0o7777), header.devmajor ?? 0, header.devminor ?? 0);
+          } catch (cause) {
+            throw new RuntimeError(`cannot create ${header.type} node /${key}: ${messageOf(cause)}`, { cause });
+          }
+          await applyMeta(dest, header, false);
+          break;
+        }
         const { execa } = await import('execa');
         const mode8 = (header.mode & 0o7777).toString(8);
         const args =
@@ -248,8 +259,8 @@ export async function extractLayer(
       return undefined;
     }
   };
+  const sys = nativeSys();
   if (overlayWhiteouts.length > 0 || overlayOpaque.length > 0) {
-    const { execa } = await import('execa');
     const nodes: string[] = [];
     const made: Array<{ parts: string[]; header: TarHeader }> = [];
     for (const w of overlayWhiteouts) {
@@ -266,7 +277,11 @@ export async function extractLayer(
       if (p) opaque.push(abs(p));
     }
     try {
-      if (nodes.length > 0) {
+      if (sys !== undefined) {
+        // 0/0 character devices, mode 0666 less the umask, as mknod(1) makes them.
+        for (const node of nodes) sys.mknod(node, NODE_TYPE_BITS.char | 0o666, 0, 0);
+      } else if (nodes.length > 0) {
+        const { execa } = await import('execa');
         await execa('sh', ['-c', 'for p; do mknod -- "$p" c 0 0 || exit 1; done', 'sh', ...nodes], signal ? { cancelSignal: signal } : {});
       }
       // The whiteout keeps the .wh. entry's owner and mtime, so re-snapshotting gives the same layer.
@@ -274,12 +289,32 @@ export async function extractLayer(
         if (asRoot) await fs.lchown(abs(parts), header.uid, header.gid);
         await fs.lutimes(abs(parts), header.mtime, header.mtime);
       }
-      if (opaque.length > 0) await execa('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', '--', ...opaque], signal ? { cancelSignal: signal } : {});
+      if (sys !== undefined) {
+        for (const dir of opaque) sys.lsetxattr(dir, 'trusted.overlay.opaque', Buffer.from('y'));
+      } else if (opaque.length > 0) {
+        const { execa } = await import('execa');
+        await execa('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', '--', ...opaque], signal ? { cancelSignal: signal } : {});
+      }
     } catch (cause) {
       throw new RuntimeError(`cannot create overlay whiteouts (needs root, mknod and setfattr from "attr"): ${messageOf(cause)}`, { cause });
     }
   }
-  if (pendingXattrs.length > 0) {
+  if (pendingXattrs.length > 0 && sys !== undefined) {
+    for (const { parts, xattrs } of pendingXattrs) {
+      const p = await again(parts);
+      if (!p) continue;
+      for (const [name, value] of xattrs) {
+        try {
+          sys.lsetxattr(abs(p), name, value);
+        } catch (cause) {
+          // Without root, trusted.* and security.* cannot be set; as root, a failure is an error.
+          if (asRoot || (cause as NodeJS.ErrnoException).code !== 'EPERM') {
+            throw new RuntimeError(`cannot set xattr ${name} on /${p.join('/')}: ${messageOf(cause)}`, { cause });
+          }
+        }
+      }
+    }
+  } else if (pendingXattrs.length > 0) {
     let dump = '';
     for (const { parts, xattrs } of pendingXattrs) {
       const p = await again(parts);
@@ -301,6 +336,9 @@ export async function extractLayer(
   }
   return { entries };
 }
+
+/** The file-type bits of mknod(2)'s mode. */
+const NODE_TYPE_BITS = { char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
 
 function escapeForGetfattr(p: string): string {
   // setfattr --restore reads getfattr's escaping: \ooo for backslash, newline and other unprintable bytes.

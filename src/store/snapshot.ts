@@ -13,16 +13,16 @@
  * - directories that overlay copied up only because a child changed are included as they are (Docker does the
  *   same); they carry the lower directory's metadata with the copied-up mtime;
  * - hardlinks within the layer: the second path of an inode already written becomes a hardlink entry;
- * - xattrs except overlay's own `trusted.overlay.*` and `security.selinux`, read in ONE `getfattr -R` run
- *   (Node has no xattr API; `getfattr` is in Debian's `attr` package, which bootstrap must install), which
- *   runs in its own process while the tree is being stat'ed;
+ * - xattrs except overlay's own `trusted.overlay.*` and `security.selinux`, read in one tree walk of the native
+ *   addon (src/native/sys.ts; Node has no xattr API) or, without it, ONE `getfattr -R` run (Debian's `attr`
+ *   package, which bootstrap installs) in its own process while the tree is being stat'ed;
  * - headers: numeric uid/gid, empty uname/gname, mode & 07777, whole-second mtime (clamped to
  *   `sourceDateEpoch` when given), PAX records only when a field does not fit ustar or for xattrs.
  *
  * Speed (measured on 5,000 small files and one 200 MB file against `tar -c | sha256sum`, bench/snapshot.ts):
  * - the tree is listed and lstat'ed, and small files are read (open + ONE read of size+1 + close), with
  *   synchronous calls in slices of {@link SCAN_SLICE} entries: the files were just written (page cache), and a
- *   threadpool round trip costs 2-3× the CPU of the syscall; getfattr runs meanwhile in its own process;
+ *   threadpool round trip costs 2-3× the CPU of the syscall;
  * - headers, small files and padding are written straight into 1 MiB slabs (no allocation per entry), so the
  *   consumer (sha256, and a blob write) sees few, large buffers;
  * - big files are read in 2 MiB pieces on the threadpool, the next read running while a piece is hashed.
@@ -33,6 +33,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { nativeSys } from '../native/sys.js';
 import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, padding } from './tar.js';
 import type { TarHeader } from './tar.js';
@@ -81,8 +82,27 @@ const READ_FLAGS = fsCb.constants.O_RDONLY | fsCb.constants.O_NOFOLLOW;
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 const OVERLAY_PREFIX = 'trusted.overlay.';
 
-/** Reads all xattrs under `dir` with one `getfattr -R` run: absolute path → name → value. */
+/**
+ * Reads all xattrs under `dir` (names matching the regular expression `match`; '-' is all):
+ * absolute path → name → value. Through the native addon's one-call tree walk when it is built,
+ * otherwise with one `getfattr -R` run.
+ */
 export async function readXattrTree(dir: string, signal?: AbortSignal, match = '-'): Promise<XattrTree> {
+  const sys = nativeSys();
+  if (sys !== undefined) {
+    signal?.throwIfAborted();
+    const wanted = match === '-' ? undefined : new RegExp(match);
+    const flat = sys.xattrTree(dir);
+    const result: XattrTree = new Map();
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      const [file, name, value] = [flat[i] as string, flat[i + 1] as string, flat[i + 2] as Buffer];
+      if (wanted !== undefined && !wanted.test(name)) continue;
+      let attrs = result.get(file);
+      if (attrs === undefined) result.set(file, (attrs = new Map()));
+      attrs.set(name, value);
+    }
+    return result;
+  }
   const { execa } = await import('execa');
   let stdout: Uint8Array;
   try {
@@ -133,6 +153,22 @@ export async function stripOverlayXattrs(xattrs: XattrTree, signal?: AbortSignal
     }
   }
   if (byName.size === 0) return;
+  const sys = nativeSys();
+  if (sys !== undefined) {
+    for (const [name, files] of byName) {
+      for (const file of files) {
+        try {
+          sys.lremovexattr(file, name);
+        } catch (cause) {
+          // A hard link's second name: the shared inode lost the xattr through the first one already.
+          if ((cause as NodeJS.ErrnoException).code !== 'ENODATA') {
+            throw new RuntimeError(`cannot remove overlay xattr ${name} from ${file}: ${messageOf(cause)}`, { cause });
+          }
+        }
+      }
+    }
+    return;
+  }
   // One `sh` reads a script of setfattr calls from stdin: a single process spawn from Node per step
   // instead of one per xattr name (each Node spawn costs tens of milliseconds; sh's fork/exec is cheap).
   // Paths come from our own upperdir and are single-quoted; stdin has no argument-length limit.

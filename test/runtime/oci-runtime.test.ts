@@ -19,18 +19,37 @@ test('runc is found with its path and version when asked for', async () => {
   assert.deepEqual(r.warnings, []);
 });
 
-test('asking for crun on a hybrid-cgroup host falls back to runc with a warning', async () => {
+test('crun is used on a hybrid-cgroup host too: without cgroups, in kiln’s devices cgroup', async () => {
   const r = await detectRuntime('crun');
+  assert.equal(r.name, 'crun');
+  assert.deepEqual(r.warnings, []);
   if (await crunRefusedHere()) {
-    assert.equal(r.name, 'runc');
-    assert.equal(r.warnings.length, 1);
-    assert.match(r.warnings[0] ?? '', /crun cannot be used .*hybrid.*using runc instead/);
+    // Started through unshare + the script that joins the devices cgroup and hides the cgroup2 mount.
+    assert.equal(r.cgroups, false);
+    assert.match(r.command[0] ?? '', /\/unshare$/);
+    assert.ok(r.command.includes(r.path) && r.command.at(-1) === '--cgroup-manager=disabled');
+    const devices = r.command[r.command.indexOf(r.path) - 1] ?? '';
+    const rules = (await readFile(path.join(devices, 'devices.list'), 'utf8')).trim().split('\n');
+    assert.ok(rules.includes('c 1:3 rwm') && rules.includes('b *:* m') && !rules.includes('a *:* rwm'), rules.join('; '));
   } else {
-    assert.equal(r.name, 'crun');
-    assert.deepEqual(r.warnings, []);
+    assert.deepEqual(r.command, [r.path]);
+    assert.equal(r.cgroups, true);
   }
   // auto prefers crun but never warns: nothing was asked for explicitly.
   assert.deepEqual((await detectRuntime('auto')).warnings, []);
+});
+
+test('KILN_RUNTIME chooses what auto means', async () => {
+  const saved = process.env['KILN_RUNTIME'];
+  process.env['KILN_RUNTIME'] = 'runc';
+  try {
+    const r = await detectRuntime('auto');
+    assert.equal(r.name, 'runc');
+    assert.deepEqual(r.command, [r.path]);
+  } finally {
+    if (saved === undefined) delete process.env['KILN_RUNTIME'];
+    else process.env['KILN_RUNTIME'] = saved;
+  }
 });
 
 test('with no runtime installed the error says how to install one', async () => {

@@ -1,3 +1,7 @@
+/**
+ * The container tests, run once per OCI runtime by container-crun.test.ts and container-runc.test.ts
+ * (which set KILN_RUNTIME before importing this): both must isolate and clean up the same way.
+ */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -13,7 +17,7 @@ let lower: string;
 let tmp: string;
 let stateRoot: string;
 let savedTmp: string | undefined;
-let runcPath: string;
+let listContainers: readonly string[];
 let counter = 0;
 
 before(async () => {
@@ -27,8 +31,10 @@ before(async () => {
   await mkdir(tmp);
   savedTmp = process.env['TMPDIR'];
   process.env['TMPDIR'] = tmp;
-  // No skip: the bootstrap installs runc, so a missing runtime must fail the suite.
-  runcPath = (await detectRuntime('runc')).path;
+  // No skip: the bootstrap installs runc and crun, so a missing runtime must fail the suite.
+  const runtime = await detectRuntime('auto');
+  assert.equal(runtime.name, process.env['KILN_RUNTIME'] ?? runtime.name, `KILN_RUNTIME=${process.env['KILN_RUNTIME']} was not used`);
+  listContainers = [...runtime.command, '--root', stateRoot, 'list', '-q'];
 });
 
 after(async () => {
@@ -63,8 +69,9 @@ async function assertNothingLeft(marker?: string): Promise<void> {
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   assert.ok(!mountinfo.includes(dir), `a mount below ${dir} is left:\n${mountinfo}`);
   assert.deepEqual(await readdir(tmp), [], 'a bundle dir is left');
-  const list = execFileSync(runcPath, ['--root', stateRoot, 'list', '-q'], { encoding: 'utf8' });
-  assert.equal(list.trim(), '', 'runc still lists a container');
+  const [bin, ...args] = listContainers as [string, ...string[]];
+  const list = execFileSync(bin, args, { encoding: 'utf8' });
+  assert.equal(list.trim(), '', 'the runtime still lists a container');
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
@@ -243,4 +250,13 @@ test('a signal aborted before the start rejects without starting anything', asyn
     { message: 'early' },
   );
   await assertNothingLeft();
+});
+
+test('device nodes can be made, but only the standard ones opened (Docker’s device rules)', async () => {
+  // 10:237 is /dev/loop-control, which root on the host may open. Under runc the step's own cgroup
+  // denies it; under crun without cgroups, kiln's shared devices cgroup does.
+  const r = await sh('mknod /tmp/lc c 10 237 && mknod /tmp/nul c 1 3 && ls /tmp; (: < /tmp/lc) 2>/dev/null && echo opened-lc; echo x > /tmp/nul && echo wrote-nul');
+  assert.equal(r.stdout, 'lc\nnul\nwrote-nul\n', r.outputTail);
+  const ok = await sh('echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c');
+  assert.equal(ok.stdout, '4\n4\n', ok.outputTail);
 });

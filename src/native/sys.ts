@@ -1,0 +1,66 @@
+/**
+ * The Linux system calls Node lacks (mount, umount2, mknod, the xattr family), from the optional addon
+ * built from native/kiln_sys.c by scripts/build-native.mjs.
+ *
+ * Callers use {@link nativeSys} and fall back to spawning `mount`, `umount`, `getfattr`, `setfattr` or
+ * `mknod` when it returns undefined (no compiler or Node headers at install time, or `KILN_NATIVE=0`).
+ * Both paths do the same thing; the addon only saves the process spawns, which cost 5-20 ms each from a
+ * large Node process and used to be most of a RUN step's overhead.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's functions. Each is synchronous and throws an Error with node:fs-style `code`/`syscall`. */
+export interface NativeSys {
+  /** mount(2). `flags` are MS_* bits; `data` the filesystem's option string. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  /** umount2(2); `flags` e.g. {@link MNT_DETACH}. */
+  umount2(target: string, flags: number): void;
+  /** mknod(2) with `mode` including the file type bits (S_IFCHR, …). */
+  mknod(file: string, mode: number, major: number, minor: number): void;
+  /** llistxattr(2): the names, not following a final symlink. */
+  llistxattr(file: string): string[];
+  /** lgetxattr(2). */
+  lgetxattr(file: string, name: string): Buffer;
+  /** lsetxattr(2) (create or replace). */
+  lsetxattr(file: string, name: string, value: Buffer): void;
+  /** lremovexattr(2). */
+  lremovexattr(file: string, name: string): void;
+  /**
+   * Every xattr under `root` (itself included, symlinks not followed) as a flat list
+   * `[path, name, value, path, name, value, …]`; entries without xattrs are absent.
+   */
+  xattrTree(root: string): Array<string | Buffer>;
+}
+
+/** umount2(2): detach now, free when the last user goes away. */
+export const MNT_DETACH = 2;
+
+let loaded: { sys: NativeSys | undefined } | undefined;
+
+/**
+ * The addon, or undefined when it is not built or `KILN_NATIVE=0` (memoized per process).
+ * Looked up from both src/native (tsx) and dist/src/native (compiled) at the repository's build/native/.
+ */
+export function nativeSys(): NativeSys | undefined {
+  if (loaded !== undefined) return loaded.sys;
+  let sys: NativeSys | undefined;
+  if (process.env['KILN_NATIVE'] !== '0' && process.platform === 'linux') {
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    for (const up of ['../..', '../../..']) {
+      const candidate = path.resolve(here, up, 'build', 'native', 'kiln_sys.node');
+      if (existsSync(candidate)) {
+        try {
+          sys = createRequire(import.meta.url)(candidate) as NativeSys;
+        } catch {
+          // Built for another Node ABI or architecture: behave as if it were absent.
+        }
+        break;
+      }
+    }
+  }
+  loaded = { sys };
+  return sys;
+}
