@@ -2,11 +2,17 @@
  * Registry benchmark: kiln's push and pull of a ~200 MB image against `skopeo copy` of the same image,
  * in the same run, against docker-registry on 127.0.0.1.
  *
- *   node --import tsx bench/registry.ts [sizeMB]
+ *   node --import tsx bench/registry.ts [sizeMB] [rounds]
  *
  * Push: both sides start from uncompressed layers and gzip them (kiln through the store's cached
- * parallel gzip, skopeo with --dest-compress), each into a fresh registry. Pull: kiln downloads,
- * verifies, decompresses and stores both forms; skopeo downloads into an OCI layout.
+ * parallel gzip, which also writes and fsyncs the compressed blobs into the store; skopeo with
+ * --dest-compress), each into a fresh registry. The compressed sizes are printed, so that a difference
+ * in compression level shows. Pull (like for like): both download the compressed blobs, verify their
+ * digests and store them (kiln into its store, fsynced; skopeo into an OCI layout). Neither
+ * decompresses: kiln checks a layer's diffID when the layer is first unpacked or exported.
+ *
+ * The machine may be shared, so with `rounds` > 1 both sides run that many times, alternating, each
+ * round on fresh registries and stores, and the medians are printed.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +21,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
 import { MEDIA_TYPES } from '../src/image/types.js';
+import type { ImageManifest } from '../src/image/types.js';
 import { pullImage } from '../src/registry/pull.js';
 import { pushImage } from '../src/registry/push.js';
 import { LayerStore } from '../src/store/layer-store.js';
@@ -29,6 +36,9 @@ export interface RegistryBenchResult {
   readonly skopeoPullMs: number;
   readonly pushRatio: number;
   readonly pullRatio: number;
+  /** Total compressed layer bytes each side pushed. */
+  readonly kilnPushedBytes: number;
+  readonly skopeoPushedBytes: number;
 }
 
 /** Runs the benchmark once; `sizeMb` is the total uncompressed size, in 4 layers. */
@@ -60,23 +70,33 @@ export async function runRegistryBench(sizeMb = 200): Promise<RegistryBenchResul
     );
     await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
+    // Each timed step starts with the page cache written back: fsyncs (both sides make them) must not pay
+    // for the dirty data the step before left behind.
+    await execa('sync');
     let t = performance.now();
     await pushImage(image, `${kilnRegistry.host}/bench/img:v1`, store);
     const kilnPushMs = performance.now() - t;
 
+    await execa('sync');
     t = performance.now();
     await execa('skopeo', ['copy', '--dest-tls-verify=false', '--dest-compress', '--dest-compress-format', 'gzip', `oci:${layout}:v1`, `docker://${skopeoRegistry.host}/bench/img:v1`]);
     const skopeoPushMs = performance.now() - t;
 
     const pullStore = await LayerStore.open(join(work, 'pull-store'));
+    await execa('sync');
     t = performance.now();
     await pullImage(`${kilnRegistry.host}/bench/img:v1`, pullStore);
     const kilnPullMs = performance.now() - t;
 
+    await execa('sync');
     t = performance.now();
     await execa('skopeo', ['copy', '--src-tls-verify=false', `docker://${kilnRegistry.host}/bench/img:v1`, `oci:${join(work, 'skopeo-pull')}:v1`]);
     const skopeoPullMs = performance.now() - t;
 
+    const pushedBytes = async (host: string): Promise<number> => {
+      const { stdout } = await execa('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/bench/img:v1`]);
+      return (JSON.parse(stdout) as ImageManifest).layers.reduce((n, l) => n + l.size, 0);
+    };
     return {
       sizeMb,
       kilnPushMs,
@@ -85,6 +105,8 @@ export async function runRegistryBench(sizeMb = 200): Promise<RegistryBenchResul
       skopeoPullMs,
       pushRatio: kilnPushMs / skopeoPushMs,
       pullRatio: kilnPullMs / skopeoPullMs,
+      kilnPushedBytes: await pushedBytes(kilnRegistry.host),
+      skopeoPushedBytes: await pushedBytes(skopeoRegistry.host),
     };
   } finally {
     await kilnRegistry.stop();
@@ -93,11 +115,37 @@ export async function runRegistryBench(sizeMb = 200): Promise<RegistryBenchResul
   }
 }
 
+/** The median of some numbers (the mean of the middle two for an even count). */
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const size = Number(process.argv[2] ?? 200);
-  const r = await runRegistryBench(size);
+  const rounds = Math.max(1, Number(process.argv[3] ?? 1));
+  const runs: RegistryBenchResult[] = [];
+  for (let i = 0; i < rounds; i++) runs.push(await runRegistryBench(size));
+  const m = (pick: (r: RegistryBenchResult) => number): number => median(runs.map(pick));
+  const r: RegistryBenchResult = {
+    sizeMb: size,
+    kilnPushMs: m((x) => x.kilnPushMs),
+    skopeoPushMs: m((x) => x.skopeoPushMs),
+    kilnPullMs: m((x) => x.kilnPullMs),
+    skopeoPullMs: m((x) => x.skopeoPullMs),
+    pushRatio: m((x) => x.pushRatio),
+    pullRatio: m((x) => x.pullRatio),
+    kilnPushedBytes: m((x) => x.kilnPushedBytes),
+    skopeoPushedBytes: m((x) => x.skopeoPushedBytes),
+  };
   const f = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-  console.log(`registry bench, ${String(r.sizeMb)} MB image (uncompressed), docker-registry on 127.0.0.1`);
+  const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (rounds > 1) {
+    for (const [i, x] of runs.entries()) console.log(`round ${String(i + 1)}: push ${x.pushRatio.toFixed(2)} (${f(x.kilnPushMs)} / ${f(x.skopeoPushMs)}), pull ${x.pullRatio.toFixed(2)} (${f(x.kilnPullMs)} / ${f(x.skopeoPullMs)})`);
+  }
+  console.log(`registry bench, ${String(r.sizeMb)} MB image (uncompressed), docker-registry on 127.0.0.1${rounds > 1 ? `, medians of ${String(rounds)} rounds` : ''}`);
+  console.log(`pushed gzip layers: kiln ${mb(r.kilnPushedBytes)}  skopeo ${mb(r.skopeoPushedBytes)}`);
   console.log(`push: kiln ${f(r.kilnPushMs)}  skopeo ${f(r.skopeoPushMs)}  ratio kiln/skopeo ${r.pushRatio.toFixed(2)}`);
   console.log(`pull: kiln ${f(r.kilnPullMs)}  skopeo ${f(r.skopeoPullMs)}  ratio kiln/skopeo ${r.pullRatio.toFixed(2)}`);
 }

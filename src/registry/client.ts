@@ -54,6 +54,16 @@ export interface BlobSource {
   read(offset: number, length: number): Promise<Buffer>;
 }
 
+/** An upload in progress whose bytes are streamed as they are produced (see {@link RegistryClient.openUploadStream}). */
+export interface BlobUploadStream {
+  /** Sends the next bytes; resolves when the connection can take more. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the body and completes the upload as `digest`; fails unless exactly `size` bytes were written. */
+  finish(digest: Digest, size: number): Promise<void>;
+  /** Abandons the upload (the registry never makes a blob of it). Never throws. */
+  abort(): Promise<void>;
+}
+
 /** A {@link BlobSource} reading a file. */
 export function fileBlobSource(path: string, size: number): BlobSource {
   return {
@@ -376,6 +386,65 @@ export class RegistryClient {
     if (r.status !== 202) throw await this.#error(r, what);
     await r.body?.cancel().catch(() => {});
     return this.#location(r, what);
+  }
+
+  /**
+   * Opens a streaming upload for a blob whose digest is not known yet (a layer being compressed): the bytes
+   * given to `write` go out at once in a single PATCH (chunked transfer encoding, as Docker sends), and
+   * `finish` completes the upload with the digest, which the registry verifies. A streamed body cannot be
+   * sent again, so nothing here is retried: on failure the caller uploads the stored blob with
+   * {@link RegistryClient.uploadBlob} instead.
+   */
+  async openUploadStream(repo: string, signal?: AbortSignal): Promise<BlobUploadStream> {
+    const what = `upload blob to ${this.registry}/${repo}`;
+    const location = await this.startUpload(repo, signal);
+    const auth = (await this.#authenticator()).cachedHeader(`repository:${repo}:pull,push`);
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const patch = fetch(location, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/octet-stream', ...(auth !== undefined ? { authorization: auth } : {}) },
+      body: readable,
+      duplex: 'half',
+      ...(signal !== undefined ? { signal } : {}),
+    } as RequestInit);
+    // The registry may answer (an error) or drop the connection before the body ends; then the body is no
+    // longer read, and a write waiting for room must not wait forever.
+    const answered = patch.then(
+      () => 'answered' as const,
+      () => 'answered' as const,
+    );
+    let sent = 0;
+    return {
+      write: async (chunk) => {
+        const wrote = writer.write(chunk).then(() => 'written' as const);
+        wrote.catch(() => undefined);
+        if ((await Promise.race([wrote, answered])) !== 'written') throw new RegistryError(`${what}: the registry ended the upload early`);
+        sent += chunk.byteLength;
+      },
+      finish: async (digest, size) => {
+        const whatBlob = `upload blob ${digest} to ${this.registry}/${repo}`;
+        if (size !== sent) throw new RegistryError(`${whatBlob}: streamed ${String(sent)} bytes, the blob has ${String(size)}`);
+        await writer.close();
+        let r: Response;
+        try {
+          r = await patch;
+        } catch (cause) {
+          throw new RegistryError(`${whatBlob}: ${networkMessage(cause)}`, undefined, { cause });
+        }
+        if (r.status !== 202) throw await this.#error(r, whatBlob);
+        await r.body?.cancel().catch(() => {});
+        const u = new URL(this.#location(r, whatBlob));
+        u.searchParams.set('digest', digest);
+        const done = await this.#request('PUT', u.toString(), { repo, actions: 'pull,push', headers: { 'content-length': '0' }, signal, what: whatBlob });
+        if (done.status !== 201) throw await this.#error(done, whatBlob);
+        await done.body?.cancel().catch(() => {});
+      },
+      abort: async () => {
+        await writer.abort(new Error(`${what}: abandoned`)).catch(() => undefined);
+        await patch.then((r) => r.body?.cancel()).catch(() => undefined);
+      },
+    };
   }
 
   /**

@@ -11,7 +11,7 @@ import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageManifest } from '../image/types.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { RegistryClient, fileBlobSource } from './client.js';
-import type { RegistryClientOptions } from './client.js';
+import type { BlobUploadStream, RegistryClientOptions } from './client.js';
 import { blobLocations, recordBlobLocation } from './locations.js';
 import { mapLimit } from './pull.js';
 import type { TransferEvent } from './pull.js';
@@ -28,6 +28,12 @@ export interface PushOptions extends RegistryClientOptions {
   readonly concurrency?: number;
   /** Try cross-repository mounts for blobs known to be in another repository of the registry. @default true */
   readonly mount?: boolean;
+  /**
+   * Stream a layer to the registry while it is being compressed for the first time (one PATCH as the bytes
+   * come), rather than uploading it after. Progress of such an upload is reported only when it completes
+   * (its digest is unknown before). @default true
+   */
+  readonly streamUploads?: boolean;
 }
 
 const LAYER_MEDIA_TYPE: Record<Compression, string> = {
@@ -38,7 +44,11 @@ const LAYER_MEDIA_TYPE: Record<Compression, string> = {
 
 /** A store that can compress layers itself (the real LayerStore can; the contract does not require it). */
 type CompressingStore = LayerStoreApi & {
-  compressLayer?: (diffId: Digest, compression: Compression, options?: { signal?: AbortSignal }) => Promise<LayerInfo>;
+  compressLayer?: (
+    diffId: Digest,
+    compression: Compression,
+    options?: { signal?: AbortSignal; onChunk?: (chunk: Uint8Array) => Promise<void> },
+  ) => Promise<LayerInfo>;
 };
 
 /** The layer's blob in `compression`, compressing it once when the store has none yet. */
@@ -120,10 +130,58 @@ export async function pushImage(image: StoredImage | string, ref: string | Image
     await recordBlobLocation(store, digest, target.registry, repo);
   };
 
+  /**
+   * Compresses a layer (once, cached by the store) while streaming the compressed bytes to the registry, so
+   * the upload overlaps the compression instead of following it. The digest is known only at the end, so
+   * there is no HEAD check or mount first (nothing can be known about a blob never compressed before). When
+   * the streamed upload fails for any reason but cancellation, the stored blob is pushed the ordinary way.
+   */
+  const compressAndPush = async (diffId: Digest, compressing: Required<Pick<CompressingStore, 'compressLayer'>>): Promise<LayerInfo> => {
+    let upload: BlobUploadStream | undefined;
+    let failed = false;
+    const onChunk = async (chunk: Uint8Array): Promise<void> => {
+      if (failed) return;
+      try {
+        upload ??= await client.openUploadStream(repo, signal);
+        await upload.write(chunk);
+      } catch {
+        failed = true;
+      }
+    };
+    let info: LayerInfo;
+    try {
+      info = await compressing.compressLayer(diffId, compression, { onChunk, ...(signal !== undefined ? { signal } : {}) });
+    } catch (err) {
+      await upload?.abort();
+      throw err;
+    }
+    if (upload !== undefined && !failed) {
+      try {
+        await upload.finish(info.digest, info.size);
+        onProgress?.({ type: 'blob-start', digest: info.digest, size: info.size, mediaType: LAYER_MEDIA_TYPE[compression] });
+        onProgress?.({ type: 'blob-done', digest: info.digest, size: info.size, how: 'transferred' });
+        await recordBlobLocation(store, info.digest, target.registry, repo);
+        return info;
+      } catch (err) {
+        if (signal?.aborted === true) throw signal.reason;
+      }
+    }
+    await upload?.abort();
+    await pushBlob(info.digest, info.size);
+    return info;
+  };
+
   // Compress (once, cached) and upload layer by layer, a few at a time.
   const layers = await mapLimit(diffIds, options.concurrency ?? 3, async (diffId): Promise<Descriptor> => {
-    const info = await layerBlob(store as CompressingStore, diffId, compression, signal);
-    await pushBlob(info.digest, info.size);
+    const cs = store as CompressingStore;
+    const cached = await cs.findLayerBlob(diffId, compression);
+    let info: LayerInfo;
+    if (cached === undefined && compression !== 'none' && typeof cs.compressLayer === 'function' && options.streamUploads !== false) {
+      info = await compressAndPush(diffId, { compressLayer: cs.compressLayer.bind(cs) });
+    } else {
+      info = cached ?? (await layerBlob(cs, diffId, compression, signal));
+      await pushBlob(info.digest, info.size);
+    }
     return { mediaType: LAYER_MEDIA_TYPE[compression], digest: info.digest, size: info.size };
   });
   const configSize = (await stat(store.blobPath(source.configDigest))).size;

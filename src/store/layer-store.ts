@@ -40,6 +40,9 @@ const EARLY_SYNC_BYTES = 8 * 1024 * 1024;
 /** Size of the independently compressed gzip members; fixed, so the output is deterministic. */
 export const GZIP_CHUNK_SIZE = 4 * 1024 * 1024;
 
+/** Output buffer of each member's compression (does not change the output bytes, only the work per call). */
+const GZIP_OUTPUT_BUFFER = 1024 * 1024;
+
 const MEDIA_TYPE_OF: Record<Compression, string> = {
   none: MEDIA_TYPES.ociLayer,
   gzip: MEDIA_TYPES.ociLayerGzip,
@@ -82,6 +85,20 @@ export interface CompressOptions {
   readonly signal?: AbortSignal;
   /** gzip level. @default 6 (Docker's and BuildKit's default) */
   readonly level?: number;
+  /**
+   * Called with each piece of the compressed blob, in order, while it is produced and stored (a push streams
+   * it to the registry at the same time); awaited, so a slow consumer slows the compression down. Not called
+   * at all when the blob was already stored. A throw fails the compression.
+   */
+  readonly onChunk?: (chunk: Uint8Array) => Promise<void>;
+}
+
+/** Passes a stream through, handing each piece to `onChunk` (awaited) before it goes on. */
+async function* tapped(source: AsyncIterable<Uint8Array>, onChunk: ((chunk: Uint8Array) => Promise<void>) | undefined): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    if (onChunk !== undefined) await onChunk(chunk);
+    yield chunk;
+  }
 }
 
 /** The content-addressed store of blobs, unpacked layers, tags and build-cache records. */
@@ -511,7 +528,7 @@ export class LayerStore implements LayerStoreApi {
       if (compression === 'gzip') {
         // A lazily stored layer is compressed straight from its regenerated tar: no uncompressed blob is written.
         const source = regenerated ?? readFileChunks(this.blobPath(diffId), GZIP_CHUNK_SIZE);
-        written = await this.writeBlob(parallelGzip(source, options.level ?? 6, signal), writeOptions);
+        written = await this.writeBlob(tapped(parallelGzip(source, options.level ?? 6, signal), options.onChunk), writeOptions);
       } else {
         // Shortcut: zstd reads a file, so a lazily stored layer gets its uncompressed blob written first.
         plain ??= await this.findLayerBlob(diffId, 'none');
@@ -523,7 +540,7 @@ export class LayerStore implements LayerStoreApi {
           buffer: false,
           ...(signal ? { cancelSignal: signal } : {}),
         });
-        const [result] = await Promise.allSettled([this.writeBlob(child.iterable({ binary: true }) as AsyncIterable<Uint8Array>, writeOptions), child]);
+        const [result] = await Promise.allSettled([this.writeBlob(tapped(child.iterable({ binary: true }) as AsyncIterable<Uint8Array>, options.onChunk), writeOptions), child]);
         await child;
         if (result.status === 'rejected') throw result.reason;
         written = result.value;
@@ -819,6 +836,30 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /**
+ * gzip jobs running at once across every {@link parallelGzip} call of the process: one per core plus one, but at most
+ * the libuv threadpool's size minus one, so that the file reads, writes and fsyncs of the same pipeline (which
+ * share that pool) never queue behind a pool full of compression jobs.
+ */
+const GZIP_JOBS = Math.max(1, Math.min(availableParallelism() + 1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
+let gzipRunning = 0;
+const gzipWaiting: Array<() => void> = [];
+
+/** One gzip member, compressed on the threadpool when a {@link GZIP_JOBS} slot is free. */
+async function gzipMember(chunk: Buffer, level: number): Promise<Buffer> {
+  if (gzipRunning < GZIP_JOBS) gzipRunning++;
+  else await new Promise<void>((resolve) => gzipWaiting.push(resolve)); // the releasing job hands its slot over
+  try {
+    // A 1 MiB output buffer: with zlib's default 16 KiB, each member costs ~150 threadpool round trips
+    // through the main thread, which halves the throughput of the whole pool.
+    return await gzipAsync(chunk, { level, chunkSize: GZIP_OUTPUT_BUFFER });
+  } finally {
+    const next = gzipWaiting.shift();
+    if (next !== undefined) next();
+    else gzipRunning--;
+  }
+}
+
+/**
  * Deterministic parallel gzip of a file: fixed-size chunks compressed independently (zlib's async API runs on
  * libuv's threadpool), emitted in order as concatenated gzip members. At most `parallelism + 1` chunks are in
  * flight, so memory stays bounded.
@@ -840,11 +881,11 @@ export async function* parallelGzip(source: string | AsyncIterable<Uint8Array>, 
         if (chunk === undefined) {
           eof = true;
           // An empty input still needs one (empty) member to be a valid gzip stream.
-          if (first) inFlight.push(gzipAsync(Buffer.alloc(0), { level }));
+          if (first) inFlight.push(gzipMember(Buffer.alloc(0), level));
           break;
         }
         first = false;
-        const p = gzipAsync(chunk, { level });
+        const p = gzipMember(chunk, level);
         p.catch(() => undefined);
         inFlight.push(p);
       }
