@@ -35,7 +35,7 @@ if (include === undefined) give_up(`node_api.h not found in ${includeDirs.join('
 const cc = process.env.CC || 'cc';
 mkdirSync(dirname(out), { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
-const args = ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', `-I${include}`, '-o', tmp, source];
+const args = ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, '-o', tmp, source];
 const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'] });
 if (r.error) give_up(`${cc}: ${r.error.message}`);
 if (r.status !== 0) give_up(`${cc} exited with ${r.status}`);

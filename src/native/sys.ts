@@ -1,5 +1,5 @@
 /**
- * The Linux system calls Node lacks (mount, umount2, mknod, the xattr family), from the optional addon
+ * The Linux system calls Node lacks (mount, umount2, mknod, the xattr family, a posix_spawn), from the optional addon
  * built from native/kiln_sys.c by scripts/build-native.mjs.
  *
  * Callers use {@link nativeSys} and fall back to spawning `mount`, `umount`, `getfattr`, `setfattr` or
@@ -33,6 +33,12 @@ export interface NativeSys {
    * `[path, name, value, path, name, value, …]`; entries without xattrs are absent.
    */
   xattrTree(root: string): Array<string | Buffer>;
+  /**
+   * posix_spawn(3) of `file` with `argv` (argv[0] included) and our environment; stdin /dev/null.
+   * Returns `[pid, stdoutFd, stderrFd, exitFd]`: the read ends of the output pipes, and of a pipe on which
+   * a reaper thread writes the wait(2) status as decimal text when the process has exited.
+   */
+  spawn(file: string, argv: readonly string[]): [number, number, number, number];
 }
 
 /** umount2(2): detach now, free when the last user goes away. */

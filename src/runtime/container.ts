@@ -1,17 +1,17 @@
 /**
  * Runs one build step in an isolated container: an overlayfs rootfs, an OCI bundle, and
- * `runc run` (or crun) through execa. Everything it sets up is torn down again on every path:
+ * `crun run` (or runc) through src/runtime/process.ts. Everything it sets up is torn down again on every path:
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
 import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
+import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
 /** A mount added to the container on top of the rootfs (what `RUN --mount` turns into). */
@@ -403,15 +403,17 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   let tail = '';
   let exited = false;
   const [bin, ...wrapper] = runtime.command as [string, ...string[]];
-  const subprocess = execa(bin, [...wrapper, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
-    stdin: 'ignore',
-    buffer: false,
-    reject: false,
-    // A SIGTERM to runc is forwarded to the container's pid 1, which ignores it unless it installed a
-    // handler; the SIGKILL below is what actually stops it. Force-kill runc itself as a last resort.
-    ...(signal === undefined ? {} : { cancelSignal: signal }),
-    forceKillAfterDelay: 5000,
-  });
+  // A SIGTERM to the runtime is forwarded to the container's pid 1, which ignores it unless it installed a
+  // handler; the SIGKILL below is what actually stops it. The runtime itself is force-killed as a last resort.
+  let subprocess: StartedProcess;
+  try {
+    subprocess = await startProcess(bin, [...wrapper, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
+      ...(signal === undefined ? {} : { signal }),
+      forceKillAfterMs: 5000,
+    });
+  } catch (cause) {
+    throw new RuntimeError(`cannot start ${runtime.name}: ${messageOf(cause)}`, { cause });
+  }
   const collect = (stream: 'stdout' | 'stderr') => (chunk: string) => {
     tail += chunk;
     if (tail.length > 4 * OUTPUT_TAIL_BYTES) tail = tail.slice(-OUTPUT_TAIL_BYTES);
@@ -444,9 +446,9 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
     })();
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  let result: Awaited<typeof subprocess>;
+  let result: ProcessEnd;
   try {
-    result = await subprocess;
+    result = await subprocess.ended;
   } finally {
     exited = true;
     signal?.removeEventListener('abort', onAbort);
@@ -454,13 +456,14 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
     // `run` deletes the container when it ends normally; if runc itself died or was killed, the
     // state (and possibly processes) remain: `delete --force` kills and removes them.
     if (await exists(path.join(stateRoot, id))) {
+      const { execa } = await import('execa');
       await execa(bin, [...wrapper, ...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
       if (await exists(path.join(stateRoot, id))) throw new RuntimeError(`could not delete container ${id} (state in ${stateRoot})`);
     }
   }
   const runtimeError = await runtimeErrorFrom(logFile);
-  if (result.exitCode === undefined && !result.isCanceled) {
-    throw new RuntimeError(`${runtime.name} ended without an exit code: ${messageOf(result.originalMessage ?? result.message)}`);
+  if (result.exitCode === undefined && !result.canceled) {
+    throw new RuntimeError(`${runtime.name} ended without an exit code: ${result.error ?? `killed by ${result.signal ?? 'a signal'}`}`);
   }
   return {
     exitCode: result.exitCode ?? 128 + 9,
