@@ -3,8 +3,8 @@
  */
 import { access, constants, mkdir, readFile, rename, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { RuntimeError, messageOf } from '../errors.js';
+import { startProcess } from './process.js';
 
 /** The OCI runtimes kiln can drive. */
 export const RUNTIME_NAMES = ['crun', 'runc'] as const;
@@ -178,7 +178,13 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
   }
   let version: string;
   try {
-    const { stdout } = await execa(bin, ['--version'], { stdin: 'ignore', timeout: 10_000 });
+    const started = await startProcess(bin, ['--version'], { signal: AbortSignal.timeout(10_000), forceKillAfterMs: 1000 });
+    let stdout = '';
+    started.stdout.setEncoding('utf8');
+    started.stdout.on('data', (chunk: string) => (stdout += chunk));
+    started.stderr.resume();
+    const end = await started.ended;
+    if (end.exitCode !== 0) throw new Error(end.error ?? `exit ${end.exitCode ?? end.signal ?? '?'}`);
     const m = /version\s+(\S+)/.exec(stdout);
     if (m?.[1] === undefined) return `unexpected --version output: ${stdout.split('\n')[0] ?? ''}`;
     version = m[1];
