@@ -98,6 +98,12 @@ static char *string_arg(napi_env env, napi_value value) {
   return buf;
 }
 
+static bool napi_is_exception_pending_safe(napi_env env) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  return pending;
+}
+
 static napi_value undefined(napi_env env) {
   napi_value u;
   napi_get_undefined(env, &u);
@@ -419,6 +425,224 @@ static napi_value js_xattr_tree(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- tree scan for the snapshotter ---- */
+
+/* Fields per entry in scanTree's Float64Array, in this order. */
+#define SCAN_FIELDS 9 /* mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev */
+
+struct scan {
+  napi_env env;
+  napi_value names;
+  double *stats;
+  size_t count, capacity;
+  char rel[PATH_MAX];
+  int err;
+  const char *failed_call;
+};
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Lists directory `dfd` (whose path below the root is scan->rel, length rel_len) in byte order of names,
+   lstat'ing each entry relative to `dfd` and recursing into subdirectories. */
+static int scan_dir(struct scan *sc, int dfd, size_t rel_len) {
+  DIR *dir = fdopendir(dfd);
+  if (dir == NULL) {
+    close(dfd);
+    sc->err = errno;
+    sc->failed_call = "fdopendir";
+    return -1;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *entry;
+  int rc = 0;
+  errno = 0;
+  while ((entry = readdir(dir)) != NULL) {
+    const char *name = entry->d_name;
+    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 64;
+      char **grown = realloc(names, cap * sizeof *names);
+      if (grown == NULL) {
+        rc = -1;
+        errno = ENOMEM;
+        break;
+      }
+      names = grown;
+    }
+    if ((names[n] = strdup(name)) == NULL) {
+      rc = -1;
+      errno = ENOMEM;
+      break;
+    }
+    n++;
+    errno = 0;
+  }
+  if (rc == 0 && errno != 0) rc = -1;
+  if (rc != 0) {
+    sc->err = errno;
+    sc->failed_call = "readdir";
+  }
+  if (rc == 0) qsort(names, n, sizeof *names, by_name);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    size_t name_len = strlen(names[i]);
+    size_t len = rel_len == 0 ? name_len : rel_len + 1 + name_len;
+    if (len >= PATH_MAX) {
+      sc->err = ENAMETOOLONG;
+      sc->failed_call = "readdir";
+      rc = -1;
+      break;
+    }
+    if (rel_len > 0) sc->rel[rel_len] = '/';
+    memcpy(sc->rel + (rel_len ? rel_len + 1 : 0), names[i], name_len + 1);
+    struct stat st;
+    if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      sc->err = errno;
+      sc->failed_call = "lstat";
+      rc = -1;
+      break;
+    }
+    if (sc->count == sc->capacity) {
+      size_t cap2 = sc->capacity ? sc->capacity * 2 : 1024;
+      double *grown = realloc(sc->stats, cap2 * SCAN_FIELDS * sizeof(double));
+      if (grown == NULL) {
+        sc->err = ENOMEM;
+        sc->failed_call = "scanTree";
+        rc = -1;
+        break;
+      }
+      sc->stats = grown;
+      sc->capacity = cap2;
+    }
+    double *f = sc->stats + sc->count * SCAN_FIELDS;
+    f[0] = st.st_mode;
+    f[1] = st.st_uid;
+    f[2] = st.st_gid;
+    f[3] = (double)st.st_size;
+    f[4] = (double)st.st_mtim.tv_sec * 1000.0 + (double)st.st_mtim.tv_nsec / 1e6;
+    f[5] = (double)st.st_nlink;
+    f[6] = (double)st.st_dev;
+    f[7] = (double)st.st_ino;
+    f[8] = (double)st.st_rdev;
+    napi_value js_rel;
+    if (napi_create_string_utf8(sc->env, sc->rel, len, &js_rel) != napi_ok || napi_set_element(sc->env, sc->names, (uint32_t)sc->count, js_rel) != napi_ok) {
+      sc->err = ENOMEM;
+      sc->failed_call = "scanTree";
+      rc = -1;
+      break;
+    }
+    sc->count++;
+    if (S_ISDIR(st.st_mode)) {
+      int child = openat(dirfd(dir), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child < 0) {
+        sc->err = errno;
+        sc->failed_call = "open";
+        rc = -1;
+        break;
+      }
+      rc = scan_dir(sc, child, len);
+    }
+  }
+  sc->rel[rel_len] = 0;
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  closedir(dir);
+  return rc;
+}
+
+/*
+ * scanTree(root) -> [relPaths: string[], stats: Float64Array]: every entry under `root` (not root itself),
+ * depth first, each directory's entries in byte order of their names (Go's order, as Docker's), with
+ * SCAN_FIELDS lstat numbers per entry. Symlinks are not followed. mtimeMs loses sub-microsecond digits
+ * (a double), as Node's Stats.mtimeMs does.
+ */
+static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *root = argc > 0 ? string_arg(env, argv[0]) : NULL;
+  if (root == NULL) {
+    napi_throw_type_error(env, NULL, "scanTree(root)");
+    return NULL;
+  }
+  struct scan *sc = calloc(1, sizeof *sc);
+  napi_value result = NULL;
+  if (sc == NULL) {
+    throw_errno(env, ENOMEM, "scanTree", root);
+    free(root);
+    return NULL;
+  }
+  sc->env = env;
+  int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    throw_errno(env, errno, "open", root);
+  } else if (napi_create_array(env, &sc->names) != napi_ok) {
+    close(dfd);
+  } else if (scan_dir(sc, dfd, 0) != 0) {
+    throw_errno(env, sc->err, sc->failed_call, root);
+  } else {
+    napi_value buffer, stats;
+    void *data;
+    size_t bytes = sc->count * SCAN_FIELDS * sizeof(double);
+    if (napi_create_arraybuffer(env, bytes, &data, &buffer) == napi_ok &&
+        napi_create_typedarray(env, napi_float64_array, sc->count * SCAN_FIELDS, buffer, 0, &stats) == napi_ok &&
+        napi_create_array_with_length(env, 2, &result) == napi_ok) {
+      if (bytes > 0) memcpy(data, sc->stats, bytes);
+      napi_set_element(env, result, 0, sc->names);
+      napi_set_element(env, result, 1, stats);
+    } else {
+      result = NULL;
+    }
+  }
+  free(sc->stats);
+  free(sc);
+  free(root);
+  return result;
+}
+
+/* readInto(path, buffer, offset, length) -> bytes read: open (O_NOFOLLOW) + read until `length` or EOF + close. */
+static napi_value js_read_into(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path = argc > 0 ? string_arg(env, argv[0]) : NULL;
+  void *data = NULL;
+  size_t size = 0;
+  bool is_buffer = false;
+  uint32_t offset = 0, length = 0;
+  if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
+  if (argc > 3) {
+    napi_get_value_uint32(env, argv[2], &offset);
+    napi_get_value_uint32(env, argv[3], &length);
+  }
+  if (path == NULL || !is_buffer || napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || (size_t)offset + length > size) {
+    free(path);
+    napi_throw_type_error(env, NULL, "readInto(path, buffer, offset, length) within the buffer");
+    return NULL;
+  }
+  napi_value result = NULL;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    throw_errno(env, errno, "open", path);
+  } else {
+    size_t filled = 0;
+    while (filled < length) {
+      ssize_t got = read(fd, (char *)data + offset + filled, length - filled);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        throw_errno(env, errno, "read", path);
+        break;
+      }
+      if (got == 0) break;
+      filled += (size_t)got;
+    }
+    close(fd);
+    if (filled == length || !napi_is_exception_pending_safe(env)) napi_create_uint32(env, (uint32_t)filled, &result);
+  }
+  free(path);
+  return result;
+}
+
 extern char **environ;
 
 /* The reaper of one spawned child: waits for it, then writes its wait status ("%d\n") to the exit pipe. */
@@ -559,6 +783,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"lremovexattr", NULL, js_lremovexattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"xattrTree", NULL, js_xattr_tree, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"scanTree", NULL, js_scan_tree, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readInto", NULL, js_read_into, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -39,6 +39,14 @@ export interface NativeSys {
    * a reaper thread writes the wait(2) status as decimal text when the process has exited.
    */
   spawn(file: string, argv: readonly string[]): [number, number, number, number];
+  /**
+   * Every entry below `root` (root excluded), depth first, each directory's entries in byte order of their
+   * names, without following symlinks: the relative paths, and 9 lstat numbers per entry in a Float64Array
+   * (mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev).
+   */
+  scanTree(root: string): [string[], Float64Array];
+  /** open(O_NOFOLLOW) + read(2) until `length` bytes or EOF + close: the number of bytes read into `buffer` at `offset`. */
+  readInto(file: string, buffer: Buffer, offset: number, length: number): number;
 }
 
 /** umount2(2): detach now, free when the last user goes away. */

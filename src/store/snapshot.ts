@@ -284,7 +284,16 @@ const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
 
-const compareNames = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/**
+ * Entry order within a directory: byte order of the UTF-8 names, which is code point order (Go's string order,
+ * so Docker's, and the native scan's strcmp). JS's `<` compares UTF-16 units, which differs for names mixing
+ * U+E000–U+FFFF with characters beyond U+FFFF; plain ASCII names take the cheap path.
+ */
+const compareNames = (a: string, b: string): number => {
+  // eslint-disable-next-line no-control-regex
+  if (/^[\u0000-\u007f]*$/.test(a) && /^[\u0000-\u007f]*$/.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+};
 
 /** Lets the event loop run (other stages, the getfattr child's output) between slices of synchronous work. */
 const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -294,6 +303,28 @@ const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resol
  * just written (page cache), and a threadpool round trip per call costs 2-3× the CPU of the call itself.
  */
 async function scanTree(root: string, signal: AbortSignal | undefined): Promise<Entry[]> {
+  const sys = nativeSys();
+  if (sys !== undefined) {
+    // One call lists and lstat's the whole tree with directory fds (no path walk per entry, no Stats objects).
+    signal?.throwIfAborted();
+    const [rels, f] = sys.scanTree(root);
+    const entries: Entry[] = new Array<Entry>(rels.length);
+    for (let i = 0, k = 0; i < rels.length; i++, k += 9) {
+      entries[i] = {
+        rel: rels[i] as string,
+        mode: f[k] as number,
+        uid: f[k + 1] as number,
+        gid: f[k + 2] as number,
+        size: f[k + 3] as number,
+        mtimeMs: f[k + 4] as number,
+        nlink: f[k + 5] as number,
+        dev: f[k + 6] as number,
+        ino: f[k + 7] as number,
+        rdev: f[k + 8] as number,
+      };
+    }
+    return entries;
+  }
   const out: Entry[] = [];
   let sinceBreak = 0;
   const scan = async (abs: string, rel: string): Promise<void> => {
@@ -322,6 +353,8 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
  * read(2) shows a file that grew without a second call; a file that shrank reads short.
  */
 function readSmallFileInto(file: string, size: number, out: Buffer, offset: number): number {
+  const sys = nativeSys();
+  if (sys !== undefined) return sys.readInto(file, out, offset, size + 1);
   const fd = fsCb.openSync(file, READ_FLAGS);
   try {
     let filled = 0;

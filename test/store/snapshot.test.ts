@@ -192,3 +192,15 @@ test('an unpacked layer carries overlay whiteouts and opaque markers for use as 
   // Re-snapshotting the unpacked layer gives the very same layer back.
   assert.equal((await snapshotDirectory(rootfs, store)).digest, layer.digest);
 });
+
+test('entries are ordered by the bytes of their UTF-8 names, as Go orders strings', async () => {
+  // U+FFFD is EF BF BD and U+1F600 is F0 9F 98 80, so bytewise U+FFFD comes first; JS's `<` on UTF-16
+  // units (FFFD against the surrogate D83D) would order them the other way. "Z" < "a" < "é" either way.
+  const dir = path.join(work, 'order');
+  await fs.mkdir(dir);
+  for (const name of ['\u{1F600}', '\uFFFD', 'a', 'Z', 'é']) await fs.writeFile(path.join(dir, name), name);
+  const layer = await snapshotDirectory(dir, store);
+  const names: string[] = [];
+  for await (const e of readTar(store.openBlob(layer.digest))) names.push(e.header.name);
+  assert.deepEqual(names, ['Z', 'a', 'é', '\uFFFD', '\u{1F600}']);
+});
