@@ -89,6 +89,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       const { values } = args(argv);
       const store = await openStore(values.root as string | undefined);
       const r = await store.prune();
+      await (await import('./builder/parse-cache.js')).clearParseCache(store.root);
       process.stdout.write(`removed ${r.removedBlobs} blobs, freed ${(r.freedBytes / 1e6).toFixed(1)} MB\n`);
       return 0;
     }

@@ -55,8 +55,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   switch (command) {
-    case 'build':
-      return cmdBuild(rest);
+    case 'build': {
+      // Start loading the build modules at once: they load while the arguments are checked.
+      const modules = Promise.all([import('./builder/build.js'), import('./cli-progress.js')]);
+      modules.catch(() => {});
+      return cmdBuild(rest, modules);
+    }
     case 'parse':
       return cmdParse(rest);
     case 'images':
@@ -160,7 +164,10 @@ function csv(spec: string): Record<string, string> {
   return out;
 }
 
-async function cmdBuild(args: string[]): Promise<number> {
+async function cmdBuild(
+  args: string[],
+  modules: Promise<[typeof import('./builder/build.js'), typeof import('./cli-progress.js')]>,
+): Promise<number> {
   const { values, positionals } = parse(args, {
     tag: { type: 'string', short: 't', multiple: true },
     file: { type: 'string', short: 'f' },
@@ -192,32 +199,22 @@ async function cmdBuild(args: string[]): Promise<number> {
   const runtime = v.runtime as string | undefined;
   if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
 
-  const { parseOutputSpec, parseSecretSpec, parseCacheFromSpec, parseCacheToSpec } = await import('./cli-specs.js');
-  const specList = <T,>(flag: string, parseSpec: (f: Record<string, string>) => T): T[] =>
+  // The spec parsers load only when a spec flag was given.
+  const hasSpecs = ['cache-from', 'cache-to', 'output', 'secret'].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
+  const specs = hasSpecs ? await import('./cli-specs.js') : undefined;
+  const specList = <T,>(flag: string, pick: (m: typeof import('./cli-specs.js')) => (f: Record<string, string>) => T): T[] =>
     ((v[flag] as string[] | undefined) ?? []).map((s) => {
       try {
-        return parseSpec(csv(s));
+        return pick(specs!)(csv(s));
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
     });
-  const cacheFrom = specList('cache-from', parseCacheFromSpec);
-  const cacheTo = specList('cache-to', parseCacheToSpec);
-  const outputs = ((v.output as string[] | undefined) ?? []).map((s) => {
-    try {
-      return parseOutputSpec(csv(s));
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-  });
+  const cacheFrom = specList('cache-from', (m) => m.parseCacheFromSpec);
+  const cacheTo = specList('cache-to', (m) => m.parseCacheToSpec);
+  const outputs = specList('output', (m) => m.parseOutputSpec);
   if (v.push) outputs.push({ type: 'registry' });
-  const secrets = ((v.secret as string[] | undefined) ?? []).map((s) => {
-    try {
-      return parseSecretSpec(csv(s));
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-  });
+  const secrets = specList('secret', (m) => m.parseSecretSpec);
 
   const contextArg = positionals[0]!;
   const fileArg = v.file as string | undefined;
@@ -234,11 +231,9 @@ async function cmdBuild(args: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  const { createProgressPrinter } = await import('./cli-progress.js');
+  const [{ build }, { createProgressPrinter }] = await modules;
   const quiet = Boolean(v.quiet) || progress === 'quiet';
   const printer = createProgressPrinter(quiet ? 'quiet' : (progress as 'auto' | 'tty' | 'plain' | 'rawjson'), process.stderr);
-  const { build } = await import('./builder/build.js');
-  const { formatError } = await import('./errors.js');
   const options = {
     context: emptyContext ?? contextArg,
     ...(fileArg && fileArg !== '-' ? { dockerfile: fileArg } : {}),
@@ -269,6 +264,7 @@ async function cmdBuild(args: string[]): Promise<number> {
     return 0;
   } catch (err) {
     printer.done();
+    const { formatError } = await import('./errors.js');
     let source: string | undefined = dockerfileText;
     const file = (err as { file?: string }).file;
     if (source === undefined && file) source = await readFile(file, 'utf8').catch(() => undefined);

@@ -6,13 +6,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
-import { parse } from '../parser/index.js';
 import type { Instruction } from '../parser/instructions.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
+import { parseCacheDir, parseWithCache } from './parse-cache.js';
 import { dispatch, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
 import { resolveBuildOptions, type BuildOptions, type BuildResult, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
@@ -51,7 +51,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       throw new BuildError('DOCKERFILE', `failed to read dockerfile: ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : messageOf(err)}`, { cause: err });
     }
   }
-  const dockerfile = parse(text, { file });
+  // The store opens while the Dockerfile is parsed (or read back from the parse cache).
+  const storePromise = LayerStore.open(opts.root);
+  storePromise.catch(() => {});
+  const dockerfile = await parseWithCache(text, file, parseCacheDir(opts.root));
   checkSyntaxDirective(dockerfile.directives, file);
   const platformArgs = hostPlatformArgs();
   const graph = resolveStages(
@@ -79,7 +82,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   for (const w of dockerfile.warnings) warn(w.short, w.range.start.line);
   for (const w of graph.warnings) warn(w.message, w.range.start.line);
 
-  const store = await LayerStore.open(opts.root);
+  const store = await storePromise;
   // The shared cache (--cache-from / --cache-to): records fetched now, layers only on a hit.
   const remoteCache =
     opts.cacheFrom.length > 0 || opts.cacheTo.length > 0
@@ -166,6 +169,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       const triggers = state.config.config.OnBuild ?? [];
       if (triggers.length > 0) {
         state.config.config.OnBuild = null;
+        const { parse } = await import('../parser/index.js');
         const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
         for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
       }

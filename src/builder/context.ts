@@ -7,7 +7,12 @@
  * change detector around them: each file's digest is remembered with its (size, mtime, ctime, inode)
  * and its xxhash64; an unchanged stat reuses the digest without reading the file, and a changed stat
  * with an unchanged xxhash64 (a touch, a checkout that rewrote the same bytes) reuses it without
- * computing sha256 again.
+ * computing sha256 again. Files of 1 MiB and more skip xxhash: their sha256 is computed in one read.
+ *
+ * A rebuild whose selected files are all unchanged needs none of that: each digest of a whole source is
+ * also remembered under a fingerprint of its entries' stats (name, type, mode, size, mtime, ctime,
+ * inode), kept in a small file of its own, so the per-file cache (large: one record per file) is only
+ * read when something changed.
  */
 import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'node:fs/promises';
 import { createReadStream, lstatSync, readdirSync, type Stats } from 'node:fs';
@@ -51,7 +56,11 @@ export class BuildContext {
   private readonly matcher: PatternMatcher | undefined;
   private readonly statCachePath: string | undefined;
   private statCache: Record<string, StatCacheEntry> = {};
+  private statCacheLoaded: Promise<void> | undefined;
   private statCacheDirty = false;
+  /** Source digests by stat fingerprint (see the file comment); newest last. */
+  private treeCache: Record<string, string> = {};
+  private treeCacheDirty = false;
   private readonly walks = new Map<string, Promise<ContextEntry[]>>();
 
   private constructor(dir: string, matcher: PatternMatcher | undefined, ignoreFile: string | undefined, statCachePath: string | undefined) {
@@ -81,16 +90,32 @@ export class BuildContext {
     const key = createHash('sha256').update(dir).digest('hex').slice(0, 24);
     const ctx = new BuildContext(dir, matcher, ignoreFile, cacheDir ? join(cacheDir, `context-${key}.json`) : undefined);
     if (ctx.statCachePath) {
-      const text = await readFile(ctx.statCachePath, 'utf8').catch(() => undefined);
+      const text = await readFile(treeCachePath(ctx.statCachePath), 'utf8').catch(() => undefined);
       if (text) {
         try {
-          ctx.statCache = JSON.parse(text) as Record<string, StatCacheEntry>;
+          ctx.treeCache = JSON.parse(text) as Record<string, string>;
         } catch {
-          ctx.statCache = {}; // a torn cache file only costs a re-hash
+          ctx.treeCache = {}; // a torn cache file only costs a walk through the per-file cache
         }
       }
     }
     return ctx;
+  }
+
+  /** Reads the per-file digest cache, once, when a digest is first needed. */
+  private loadStatCache(): Promise<void> {
+    this.statCacheLoaded ??= (async () => {
+      if (!this.statCachePath) return;
+      const text = await readFile(this.statCachePath, 'utf8').catch(() => undefined);
+      if (!text) return;
+      try {
+        // Entries added before the load (none today) win over the file's.
+        this.statCache = { ...(JSON.parse(text) as Record<string, StatCacheEntry>), ...this.statCache };
+      } catch {
+        // a torn cache file only costs a re-hash
+      }
+    })();
+    return this.statCacheLoaded;
   }
 
   /** True when .dockerignore excludes `rel` (or one of its parents). */
@@ -161,7 +186,10 @@ export class BuildContext {
     const out: ContextEntry[] = [];
     let sinceYield = 0;
     const walkDir = async (rel: string): Promise<void> => {
-      const names = readdirSync(join(this.dir, rel)).sort();
+      // join() once per directory; the children's paths are plain concatenations of readdir names.
+      const dirAbs = join(this.dir, rel);
+      const prefix = dirAbs.endsWith('/') ? dirAbs : `${dirAbs}/`;
+      const names = readdirSync(dirAbs).sort();
       sinceYield += names.length;
       if (sinceYield > 500) {
         sinceYield = 0;
@@ -169,8 +197,8 @@ export class BuildContext {
       }
       for (const name of names) {
         const childRel = rel ? `${rel}/${name}` : name;
-        if (this.isIgnored(childRel)) continue;
-        const abs = join(this.dir, childRel);
+        if (this.matcher && this.isIgnored(childRel)) continue;
+        const abs = prefix + name;
         const stats = lstatSync(abs);
         const type = typeOf(stats);
         out.push({ rel: childRel, abs, stats, type }); // parents before children, siblings in name order
@@ -183,6 +211,7 @@ export class BuildContext {
 
   /** The sha256 of a file's content (hex), with xxhash64-based change detection (see the file comment). */
   async fileDigest(entry: ContextEntry): Promise<string> {
+    await this.loadStatCache();
     const known = this.knownDigest(entry);
     if (known !== undefined) return known;
     const st = entry.stats;
@@ -195,21 +224,14 @@ export class BuildContext {
       x = hasher.h64Raw(data).toString(16).padStart(16, '0');
       h = cached?.x === x && cached.s === data.length ? cached.h : createHash('sha256').update(data).digest('hex');
     } else {
-      // One read serves both hashes; sha256 is skipped when xxhash shows the bytes are the ones we know.
-      const xs = hasher.create64();
-      const sha = cached ? undefined : createHash('sha256');
-      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) {
-        xs.update(chunk as Buffer);
-        sha?.update(chunk as Buffer);
-      }
-      x = xs.digest().toString(16).padStart(16, '0');
-      if (sha) h = sha.digest('hex');
-      else if (cached?.x === x && cached.s === st.size) h = cached.h;
-      else {
-        const again = createHash('sha256');
-        for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) again.update(chunk as Buffer);
-        h = again.digest('hex');
-      }
+      // A big file with a changed stat is hashed with sha256 straight away, in one read: a changed stat usually
+      // means changed bytes, and then an xxhash pass first (to skip sha256 after a mere touch) costs a second
+      // read plus xxhash-wasm's own copy of every chunk (measured on 200 MB: ~0.3 s more than it can save).
+      // No xxhash is kept for it (`x` empty never matches, so the small-file shortcut cannot misfire).
+      const sha = createHash('sha256');
+      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) sha.update(chunk as Buffer);
+      x = '';
+      h = sha.digest('hex');
     }
     this.statCache[entry.rel] = { s: st.size, m: st.mtimeMs, c: st.ctimeMs, i: st.ino, x, h };
     this.statCacheDirty = true;
@@ -230,6 +252,25 @@ export class BuildContext {
         all.push(...(exclude ? children.filter((c) => !exclude(top, c.rel)) : children));
       }
     }
+    // Every entry's stats unchanged since this selection was last digested: the same digest.
+    // Numbers go in binary: formatting 20,000 doubles as text would cost more than the walk's lstat calls.
+    const names = new Array<string>(all.length);
+    const numbers = new Float64Array(all.length * 5);
+    for (let i = 0; i < all.length; i++) {
+      const e = all[i]!;
+      const st = e.stats;
+      names[i] = `${e.type} ${e.rel}`;
+      numbers[i * 5] = st.mode;
+      numbers[i * 5 + 1] = st.size;
+      numbers[i * 5 + 2] = st.mtimeMs;
+      numbers[i * 5 + 3] = st.ctimeMs;
+      numbers[i * 5 + 4] = st.ino;
+    }
+    const fingerprint = createHash('sha256').update(names.join('\0')).update(numbers).digest('base64');
+    const remembered = this.treeCache[fingerprint];
+    if (remembered !== undefined) return remembered;
+    await this.loadStatCache();
+
     // Lines stay in walk order, so the digest never depends on timing. Unchanged files are answered
     // from the stat cache without a promise each; the rest are read in parallel batches.
     const lines = new Array<string>(all.length);
@@ -253,7 +294,18 @@ export class BuildContext {
         }),
       );
     }
-    return createHash('sha256').update(lines.join('\n')).digest('hex');
+    const digest = createHash('sha256').update(lines.join('\n')).digest('hex');
+    this.rememberTree(fingerprint, digest);
+    return digest;
+  }
+
+  /** Remembers a selection's digest, keeping the newest {@link TREE_CACHE_LIMIT} selections. */
+  private rememberTree(fingerprint: string, digest: string): void {
+    delete this.treeCache[fingerprint];
+    this.treeCache[fingerprint] = digest;
+    const keys = Object.keys(this.treeCache);
+    for (let i = 0; i < keys.length - TREE_CACHE_LIMIT; i++) delete this.treeCache[keys[i]!];
+    this.treeCacheDirty = true;
   }
 
   /** The remembered sha256 of a file whose stat has not changed since it was hashed. */
@@ -267,13 +319,31 @@ export class BuildContext {
 
   /** Persists the digest cache (temp file + rename, so a crash never leaves a torn file in place). */
   async save(): Promise<void> {
-    if (!this.statCachePath || !this.statCacheDirty) return;
+    if (!this.statCachePath || (!this.statCacheDirty && !this.treeCacheDirty)) return;
     await mkdir(dirname(this.statCachePath), { recursive: true });
-    const tmp = `${this.statCachePath}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(this.statCache));
-    await rename(tmp, this.statCachePath);
-    this.statCacheDirty = false;
+    if (this.statCacheDirty) {
+      await writeAtomic(this.statCachePath, JSON.stringify(this.statCache));
+      this.statCacheDirty = false;
+    }
+    if (this.treeCacheDirty) {
+      await writeAtomic(treeCachePath(this.statCachePath), JSON.stringify(this.treeCache));
+      this.treeCacheDirty = false;
+    }
   }
+}
+
+/** How many source selections per context keep their digest in the tree cache. */
+const TREE_CACHE_LIMIT = 256;
+
+function treeCachePath(statCachePath: string): string {
+  return statCachePath.replace(/\.json$/, '.trees.json');
+}
+
+/** Temp file + rename, so a crash never leaves a torn file in place. */
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
 }
 
 function typeOf(stats: Stats): ContextEntry['type'] {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,9 +47,12 @@ test('images, inspect, run, rmi and prune work on what kiln build stored', () =>
     assert.equal(kiln(['rmi', 'cli-test:1'], env).status, 1, 'removing a tag twice fails');
     assert.equal(kiln(['inspect', 'cli-test:1'], env).status, 1);
 
+    const parseCache = path.join(env.KILN_ROOT, 'cache', 'parse');
+    assert.ok(readdirSync(parseCache).length > 0, 'the build stored its parsed Dockerfile');
     const prune = kiln(['prune'], env);
     assert.equal(prune.status, 0, prune.stderr);
     assert.match(prune.stdout, /^removed [1-9]\d* blobs/);
+    assert.ok(!existsSync(parseCache), 'prune removes the parse cache');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
