@@ -740,6 +740,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const text = `${kw} ${[...flags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), dest].join(' ')}`;
   const key = cacheKey({ parent: state.key, instruction: text, inputs });
   const numericChown = chown !== undefined && /^\d+(:\d+)?$/.test(chown);
+  // A direct COPY from the context hard-links the files an earlier build of this step already stored
+  // (store/file-reuse.ts); the merged view is another filesystem, where links cannot reach.
+  let reuse: import('../store/file-reuse.js').CopyReuse | undefined;
   return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
     // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
@@ -747,7 +750,13 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
     const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
       (direct && (await prepareDirectWrite(dirs, dest, true))
-        ? copyWork(dirs.upperDir, dirs)
+        ? (async () => {
+            if (from === undefined && contextEntries.length > 0) {
+              const { CopyReuse } = await import('../store/file-reuse.js');
+              reuse = await CopyReuse.open(ctx.store, `${(await ctx.context()).dir}\0${text}`);
+            }
+            return copyWork(dirs.upperDir, dirs);
+          })()
         : withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs))
       ).catch((err: unknown) => {
         if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
@@ -755,8 +764,19 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
       }),
     );
+    await reuse?.commit(layer.diffId);
     return layer;
   });
+
+  /** The reuse placer for a direct copy into `rootfs` (the upperdir), with the context's digests of `files`. */
+  async function placerFor(rootfs: string, c: BuildContext, tops: readonly ContextEntry[], list: (d: ContextEntry) => Promise<ContextEntry[]>): Promise<{ placer?: NonNullable<CopyRequest['placer']> }> {
+    if (!reuse) return {};
+    const digests = new Map<string, string>();
+    for (const top of tops) {
+      for (const e of top.type === 'dir' ? await list(top) : [top]) if (e.type === 'file') digests.set(e.abs, await c.fileDigest(e));
+    }
+    return { placer: reuse.placer(rootfs, digests) };
+  }
 
   async function copyWork(rootfs: string, dirs: StepDirs): Promise<void> {
     const owner = chown ? (numericChown ? numericOwner(chown) : await resolveChown(rootfs, chown)) : undefined;
@@ -785,16 +805,17 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
       const c = await ctx.context();
       const all = contextEntries.flat();
       const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
+      const placer = await placerFor(rootfs, c, all, list);
       if (ins.kind === 'copy' && ins.parents) {
         const local = sources.filter((s) => !isUrl(s));
         for (let i = 0; i < local.length; i++) {
-          await copyWithParents(rootfs, local[i]!, contextEntries[i] ?? [], dest, { list, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+          await copyWithParents(rootfs, local[i]!, contextEntries[i] ?? [], dest, { list, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
         }
       } else if (ins.kind === 'add') {
         const { addLocalSources } = await import('../runtime/handlers/add.js');
         await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       } else {
-        await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
     if (ins.kind === 'add') {

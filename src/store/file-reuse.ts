@@ -1,0 +1,287 @@
+/**
+ * File reuse for COPY layers: a rebuilt COPY step hard-links each unchanged file from the layer the same
+ * step produced before, and copies only what changed. Creating a small file costs ~0.25 ms of kernel time
+ * on ext4 here (5,000 files: 1.2-1.6 s); linking one costs a few µs, so a one-file-changed rebuild of a
+ * 5,000-file COPY no longer re-creates 4,999 files.
+ *
+ * How a reusable file is found:
+ * - When a COPY layer is made (by the direct-write path: files written straight into the step's upperdir),
+ *   {@link CopyReuse.commit} writes two small records:
+ *   - `layers/<diffID hex>/copy-files.json` beside the layer's `rootfs`: layer path → sha256 of the content
+ *     (the build context's digests, already computed for the cache key: nothing is hashed again). It lives and
+ *     dies with the layer (prune removes the whole `layers/<hex>` directory);
+ *   - `copy-reuse/<sha256 of the step's identity>.json` → the diffID of that layer. The identity is the
+ *     context directory plus the instruction as written after expansion (flags, sources, destination), NOT
+ *     the parent chain: a changed base or an earlier step still finds the files (they are checked one by one
+ *     below, so an unrelated layer found here costs only a few lstats, never a wrong file). One record per
+ *     distinct COPY instruction; the last build wins.
+ * - On a cache miss, {@link CopyReuse.open} follows the step record to that layer's manifest. For each
+ *   regular file to copy, the candidate is the layer's file at the same path, else (a renamed file) any file of
+ *   that layer with the same content digest. It is linked only when ALL of these hold: the recorded digest
+ *   equals the new source's digest; `lstat` of the candidate shows a regular file with the same size,
+ *   permission bits, uid, gid and mtime (to the millisecond, what `utimes` gives a copy) as the copy would
+ *   get; and no other file of this layer is linked to the same inode (two paths sharing an inode would make
+ *   the tar writer emit a hardlink entry, so the layer's digest would differ from a copied layer's).
+ *   Anything else (no record, a pruned layer, ENOENT or EXDEV while linking) falls back to copying.
+ *
+ * Why sharing inodes between layers is safe:
+ * - A stored layer directory is immutable once adopted: it is only ever an overlay lowerdir (read-only) or
+ *   read to regenerate its tar. Overlay never writes a lowerdir (copy-up creates a new inode in the upperdir).
+ * - The new layer's own writes never touch a linked inode: a linked file is never chown'ed, chmod'ed or
+ *   utime'd (it is linked only when its metadata already equals what the copy would set), and a copy that
+ *   lands on a path that already exists with more than one link unlinks it first instead of writing through
+ *   it (see `copyOne` in runtime/handlers/copy.ts). Directories and symlinks are never linked.
+ * - Adoption's xattr pass removes only `trusted.overlay.*` xattrs, which a stored layer no longer has, and
+ *   COPY writes no xattrs (Node's copyFile copies none), so "no xattrs" is the metadata both sides share.
+ *   If COPY ever carries xattrs over, the manifest must record them and the match must compare them.
+ * - A hard link keeps the data alive when the other layer is pruned; prune removing the other layer while we
+ *   link only makes `link` fail (ENOENT) and the file is copied.
+ * - The tar writer (store/snapshot.ts) treats an inode as a hardlink only when it appears twice IN the layer;
+ *   an inode shared with another layer appears once, so it is written as a regular file, byte for byte what
+ *   a copy gives: the diffID does not depend on whether files were linked or copied.
+ * - A recorded digest is trusted: it is the context's digest of the source, recorded only when the source's
+ *   stat (size, mtime, ctime, inode) is the same after the copy as when it was hashed, so a file edited during
+ *   the copy is left out of the manifest (it is copied again next time).
+ * - Crash safety: links are made in the step's scratch upperdir under `tmp/` (removed like any other step
+ *   dir); records are written to a temp file and renamed, and a torn or missing record only disables reuse.
+ *   Concurrent builds at worst overwrite each other's step record.
+ */
+import * as fsSync from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Digest } from '../image/types.js';
+import type { LayerStoreApi } from './types.js';
+
+/** The metadata a copied file gets, which a reused file must already have. */
+export interface WantedFileMetadata {
+  readonly size: number;
+  /** Permission bits (`mode & 0o7777`). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** The mtime the copy sets (milliseconds since the epoch). */
+  readonly mtimeMs: number;
+}
+
+/** A source file as the COPY handler knows it. */
+export interface SourceFile {
+  readonly abs: string;
+  readonly stats: fsSync.Stats;
+}
+
+interface Manifest {
+  readonly v: 1;
+  /** Layer path (relative, `/`-separated) → sha256 hex of the content. */
+  readonly files: Record<string, string>;
+}
+
+interface StepRecord {
+  readonly v: 1;
+  readonly diffId: Digest;
+}
+
+const MANIFEST = 'copy-files.json';
+const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
+
+/** The directory of step records under the store root. */
+export const STEP_RECORD_DIR = 'copy-reuse';
+
+/** What {@link CopyReuse.linkSync} did, for counters and tests. */
+export type LinkOutcome = 'linked' | 'no-candidate' | 'metadata-differs' | 'failed';
+
+/** The reuse state of one COPY step being built: the earlier layer's files, and what this layer holds. */
+export class CopyReuse {
+  private readonly store: LayerStoreApi;
+  private readonly identity: string;
+  /** Rootfs of the earlier layer, when one was found. */
+  private readonly earlierRoot: string | undefined;
+  private readonly earlier: Readonly<Record<string, string>>;
+  private byDigest: Map<string, string[]> | undefined;
+  /** Inodes (`dev:ino`) of the earlier layer already linked into this one. */
+  private readonly usedInodes = new Set<string>();
+  /** Layer path → digest of what this layer holds (no prototype: paths are data, `__proto__` included). */
+  private readonly files: Record<string, string> = Object.create(null) as Record<string, string>;
+  /** How many files were linked (for tests and progress). */
+  linked = 0;
+
+  private constructor(store: LayerStoreApi, identity: string, earlierRoot: string | undefined, earlier: Record<string, string>) {
+    this.store = store;
+    this.identity = identity;
+    this.earlierRoot = earlierRoot;
+    this.earlier = earlier;
+  }
+
+  /**
+   * Looks up the layer this step (by `identity`: anything that names "the same COPY", e.g. context dir and
+   * instruction text) produced last, and loads its manifest. Never fails: without a usable record, nothing
+   * is linked.
+   */
+  static async open(store: LayerStoreApi, identity: string): Promise<CopyReuse> {
+    const id = identityHash(identity);
+    const record = await readJson<StepRecord>(path.join(store.root, STEP_RECORD_DIR, `${id}.json`));
+    const hex = record?.v === 1 && typeof record.diffId === 'string' ? DIGEST_RE.exec(record.diffId)?.[1] : undefined;
+    if (hex !== undefined) {
+      const layerDir = path.join(store.root, 'layers', hex);
+      const manifest = await readJson<Manifest>(path.join(layerDir, MANIFEST));
+      if (manifest?.v === 1 && manifest.files && typeof manifest.files === 'object') {
+        return new CopyReuse(store, identity, path.join(layerDir, 'rootfs'), manifest.files);
+      }
+    }
+    return new CopyReuse(store, identity, undefined, {});
+  }
+
+  /** Whether an earlier layer was found (linking can succeed at all). */
+  get hasCandidates(): boolean {
+    return this.earlierRoot !== undefined;
+  }
+
+  /**
+   * Creates `target` (absent; on the store's filesystem) as a hard link to an identical file of the earlier
+   * layer, when there is one (see the module comment for "identical"). `rel` is the file's path in the new
+   * layer. On success the file is also recorded. Synchronous: one lstat and one link, called in slices.
+   */
+  linkSync(rel: string, target: string, sha256: string, want: WantedFileMetadata): LinkOutcome {
+    const root = this.earlierRoot;
+    if (root === undefined) return 'no-candidate';
+    const candidates: string[] = [];
+    if (Object.hasOwn(this.earlier, rel) && this.earlier[rel] === sha256) candidates.push(rel);
+    for (const other of this.pathsWithDigest(sha256)) if (other !== rel) candidates.push(other);
+    if (candidates.length === 0) return 'no-candidate';
+    let outcome: LinkOutcome = 'metadata-differs';
+    for (const candidate of candidates) {
+      // A record is data read from disk: never let it name a path outside the earlier layer.
+      if (candidate.startsWith('/') || candidate.split('/').includes('..')) continue;
+      const abs = path.join(root, candidate);
+      let st: fsSync.Stats;
+      try {
+        st = fsSync.lstatSync(abs);
+      } catch {
+        outcome = 'failed';
+        continue;
+      }
+      const inode = `${st.dev}:${st.ino}`;
+      if (!st.isFile() || this.usedInodes.has(inode) || !sameMetadata(st, want)) continue;
+      try {
+        fsSync.linkSync(abs, target);
+      } catch {
+        return 'failed'; // EEXIST (the caller copies over it), ENOENT (pruned meanwhile), EXDEV, EMLINK …
+      }
+      this.usedInodes.add(inode);
+      this.files[rel] = sha256;
+      this.linked++;
+      return 'linked';
+    }
+    return outcome;
+  }
+
+  /** Records a file this layer got by copying (its content has digest `sha256`). */
+  record(rel: string, sha256: string): void {
+    this.files[rel] = sha256;
+  }
+
+  /** Forgets a path (it was overwritten by something whose digest is unknown). */
+  forget(rel: string): void {
+    delete this.files[rel];
+  }
+
+  /**
+   * After the layer was adopted as `diffId`: writes its manifest beside its rootfs and points this step's
+   * record at it. Best effort: a failure only costs reuse next time.
+   */
+  async commit(diffId: Digest): Promise<void> {
+    const hex = DIGEST_RE.exec(diffId)?.[1];
+    if (hex === undefined) return;
+    const layerDir = path.join(this.store.root, 'layers', hex);
+    try {
+      // When the layer existed already (the same content built before), its files are as good as ours.
+      const manifest: Manifest = { v: 1, files: this.files };
+      await writeAtomic(path.join(layerDir, MANIFEST), JSON.stringify(manifest));
+      const dir = path.join(this.store.root, STEP_RECORD_DIR);
+      await mkdir(dir, { recursive: true });
+      await writeAtomic(path.join(dir, `${identityHash(this.identity)}.json`), JSON.stringify({ v: 1, diffId } satisfies StepRecord));
+    } catch {
+      // Reuse is an optimisation: a read-only or vanished layer dir is not the build's failure.
+    }
+  }
+
+  /**
+   * The COPY handler's view of this reuse state (runtime/handlers/copy.ts `FilePlacer`), for a layer being
+   * written at `layerRoot`: `digests` maps each source file's absolute path to the sha256 the build context
+   * computed for it (a file without one is always copied and never recorded).
+   */
+  placer(layerRoot: string, digests: ReadonlyMap<string, string>): {
+    placeSync(src: SourceFile, target: string, want: WantedFileMetadata): boolean;
+    copied(src: SourceFile, target: string): void;
+  } {
+    const prefix = `${path.resolve(layerRoot)}/`;
+    const relOf = (target: string): string => (target.startsWith(prefix) ? target.slice(prefix.length) : path.relative(layerRoot, target).split(path.sep).join('/'));
+    return {
+      placeSync: (src, target, want) => {
+        const digest = digests.get(src.abs);
+        return digest !== undefined && this.linkSync(relOf(target), target, digest, want) === 'linked';
+      },
+      copied: (src, target) => {
+        const rel = relOf(target);
+        const digest = digests.get(src.abs);
+        // Recorded only when the source is provably the one that was hashed (unchanged stat after the copy).
+        let now: fsSync.Stats | undefined;
+        try {
+          now = fsSync.lstatSync(src.abs);
+        } catch {
+          now = undefined;
+        }
+        const was = src.stats;
+        if (digest !== undefined && now && now.size === was.size && now.mtimeMs === was.mtimeMs && now.ctimeMs === was.ctimeMs && now.ino === was.ino) {
+          this.record(rel, digest);
+        } else this.forget(rel);
+      },
+    };
+  }
+
+  private pathsWithDigest(sha256: string): readonly string[] {
+    if (this.byDigest === undefined) {
+      this.byDigest = new Map();
+      for (const [p, d] of Object.entries(this.earlier)) {
+        const list = this.byDigest.get(d);
+        if (list) list.push(p);
+        else this.byDigest.set(d, [p]);
+      }
+    }
+    return this.byDigest.get(sha256) ?? [];
+  }
+}
+
+/** Whether an existing inode already has exactly the metadata a copy would give it. */
+export function sameMetadata(st: fsSync.Stats, want: WantedFileMetadata): boolean {
+  return (
+    st.size === want.size &&
+    (st.mode & 0o7777) === want.mode &&
+    st.uid === want.uid &&
+    st.gid === want.gid &&
+    Math.round(st.mtimeMs) === Math.round(want.mtimeMs)
+  );
+}
+
+function identityHash(identity: string): string {
+  return createHash('sha256').update(identity).digest('hex');
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return undefined; // missing or torn: no reuse
+  }
+}
+
+async function writeAtomic(file: string, data: string): Promise<void> {
+  const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (err) {
+    await fsSync.promises.rm(tmp, { force: true });
+    throw err;
+  }
+}
