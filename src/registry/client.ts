@@ -7,6 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
@@ -140,6 +142,53 @@ interface RequestOptions {
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
+/** Redirects followed by a blob download (a registry may send blob GETs on to a CDN). */
+const MAX_REDIRECTS = 10;
+
+/** A blob download gives up when its connection is silent this long (fetch's default body timeout). */
+const BLOB_IDLE_TIMEOUT_MS = 300_000;
+
+/** An answer whose body is a node stream: blob downloads use node:http, whose plain Buffer chunks cost far less than fetch's web streams. */
+interface StreamResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: http.IncomingMessage;
+}
+
+function toHeaders(raw: http.IncomingHttpHeaders): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  return headers;
+}
+
+/** One GET over node:http(s); rejects on a network error, an idle timeout or an abort. */
+function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    const req = send(url, { method: 'GET', headers, ...(signal !== undefined ? { signal } : {}) }, (res) => {
+      res.setTimeout(BLOB_IDLE_TIMEOUT_MS, () => res.destroy(new Error(`no data for ${String(BLOB_IDLE_TIMEOUT_MS / 1000)} s`)));
+      resolve(res);
+    });
+    req.setTimeout(BLOB_IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no answer for ${String(BLOB_IDLE_TIMEOUT_MS / 1000)} s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Reads a (failed) answer's body, for its error message; a body that breaks just ends the text. */
+async function bodyText(body: http.IncomingMessage): Promise<string> {
+  const parts: Buffer[] = [];
+  try {
+    for await (const chunk of body) parts.push(chunk as Buffer);
+  } catch {
+    // what arrived is enough for a message
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
 /** A client of one registry's distribution API. */
 export class RegistryClient {
   /** The registry as named in references (`docker.io`, `127.0.0.1:5000`). */
@@ -218,6 +267,67 @@ export class RegistryClient {
       }
       return response;
     }
+  }
+
+  /**
+   * A GET like {@link RegistryClient.#request} (auth, bounded retries of network errors and 5xx answers,
+   * redirects) whose body is a node stream. The Authorization header is not sent to another origin.
+   */
+  async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>): Promise<StreamResponse> {
+    const auth = await this.#authenticator();
+    const scope = [...(opts.repo !== '' ? [`repository:${opts.repo}:${opts.actions}`] : []), ...(opts.extraScopes ?? [])].join(' ');
+    const retries = opts.retry === false ? 0 : (this.#options.retries ?? 3);
+    const baseDelay = this.#options.retryDelayMs ?? 250;
+    const start = new URL(this.#url(pathOrUrl));
+    let authHeader = auth.cachedHeader(scope);
+    let authTried = false;
+    for (let attempt = 0; ; attempt++) {
+      let url = start;
+      let res: http.IncomingMessage;
+      try {
+        for (let redirects = 0; ; redirects++) {
+          opts.signal?.throwIfAborted();
+          const headers: Record<string, string> = { ...opts.headers };
+          if (authHeader !== undefined && url.origin === start.origin) headers['authorization'] = authHeader;
+          res = await sendGet(url, headers, opts.signal);
+          const location = res.headers.location;
+          if (![301, 302, 303, 307, 308].includes(res.statusCode ?? 0) || location === undefined) break;
+          res.resume();
+          if (redirects >= MAX_REDIRECTS) throw new Error(`more than ${String(MAX_REDIRECTS)} redirects`);
+          url = new URL(location, url);
+        }
+      } catch (cause) {
+        if (opts.signal?.aborted === true) throw opts.signal.reason;
+        if (attempt < retries) {
+          await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
+          continue;
+        }
+        throw new RegistryError(`${opts.what}: cannot reach registry ${this.registry}: ${networkMessage(cause)}`, undefined, { cause });
+      }
+      const status = res.statusCode ?? 0;
+      if (status === 401 && !authTried) {
+        authTried = true;
+        const header = await auth.respond(toHeaders(res.headers).get('www-authenticate'), scope, opts.signal);
+        if (header !== undefined) {
+          res.resume();
+          authHeader = header;
+          attempt--;
+          continue;
+        }
+      }
+      if (RETRYABLE_STATUS.has(status) && attempt < retries) {
+        res.resume();
+        await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
+        continue;
+      }
+      return { status, headers: toHeaders(res.headers), body: res };
+    }
+  }
+
+  /** {@link RegistryClient.#error} for a streamed answer. */
+  async #streamError(r: StreamResponse, what: string): Promise<RegistryError> {
+    const text = await bodyText(r.body);
+    return this.#error(new Response(text, { status: r.status, headers: r.headers }), what);
   }
 
   /** Turns a failed response into a RegistryError naming the status and the registry's error codes. */
@@ -316,9 +426,8 @@ export class RegistryClient {
     let failures = 0;
     for (;;) {
       const headers: Record<string, string> = received > 0 ? { range: `bytes=${String(received)}-` } : {};
-      const r = await this.#request('GET', `/v2/${repo}/blobs/${digest}`, { repo, actions: 'pull', headers, signal, what });
-      if (!r.ok) throw await this.#error(r, what);
-      if (r.body === null) throw new RegistryError(`${what}: empty response`, r.status);
+      const r = await this.#getStream(`/v2/${repo}/blobs/${digest}`, { repo, actions: 'pull', headers, signal, what });
+      if (r.status < 200 || r.status > 299) throw await this.#streamError(r, what);
       let skip = 0;
       if (received > 0) {
         const start = /^bytes (\d+)-/.exec(r.headers.get('content-range') ?? '')?.[1];
@@ -330,7 +439,7 @@ export class RegistryClient {
       let progressed = false;
       try {
         for await (const chunk of r.body) {
-          let c = chunk;
+          let c = chunk as Buffer;
           if (skip > 0) {
             const n = Math.min(skip, c.length);
             skip -= n;

@@ -86,29 +86,6 @@ async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<St
   return image;
 }
 
-/** Size of the buffers handed to the store's blob writes: one write (one threadpool round trip) per MiB, not per network packet. */
-const WRITE_BATCH = 1024 * 1024;
-
-/** Re-chunks a byte stream into buffers of at least `size` bytes (the last may be smaller). */
-async function* batched(source: AsyncIterable<Uint8Array>, size = WRITE_BATCH): AsyncGenerator<Uint8Array> {
-  let parts: Uint8Array[] = [];
-  let bytes = 0;
-  for await (const chunk of source) {
-    if (bytes === 0 && chunk.length >= size) {
-      yield chunk;
-      continue;
-    }
-    parts.push(chunk);
-    bytes += chunk.length;
-    if (bytes >= size) {
-      yield Buffer.concat(parts, bytes);
-      parts = [];
-      bytes = 0;
-    }
-  }
-  if (bytes > 0) yield Buffer.concat(parts, bytes);
-}
-
 /**
  * Downloads a layer blob into the store as sent, verified against `desc.digest` while it streams, and
  * registers it as the layer `diffId`. A compressed blob is not decompressed here: like containerd, the
@@ -137,7 +114,7 @@ export async function pullLayer(
       yield chunk;
     }
   }
-  const written = await wrapVerify(store.writeBlob(batched(counted()), { expectedDigest: desc.digest, ...(signal !== undefined ? { signal } : {}) }), desc.digest);
+  const written = await wrapVerify(store.writeBlob(counted(), { expectedDigest: desc.digest, ...(signal !== undefined ? { signal } : {}) }), desc.digest);
   if (written.size !== desc.size) throw new RegistryError(`blob ${desc.digest} has ${String(written.size)} bytes, its descriptor says ${String(desc.size)}`);
   await store.registerLayer(
     compression === 'none'

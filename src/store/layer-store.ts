@@ -37,6 +37,9 @@ const gzipAsync = promisify(zlib.gzip);
 /** A blob write flushes what it has written so far each time this much more was written (see writeBlob). */
 const EARLY_SYNC_BYTES = 8 * 1024 * 1024;
 
+/** A blob write stops reading its source while this many bytes wait for the disk (see writeBlob). */
+const WRITE_BACKLOG_BYTES = 4 * 1024 * 1024;
+
 /** Size of the independently compressed gzip members; fixed, so the output is deterministic. */
 export const GZIP_CHUNK_SIZE = 4 * 1024 * 1024;
 
@@ -150,41 +153,76 @@ export class LayerStore implements LayerStoreApi {
     let size = 0;
     const fh = await fs.open(tmp, 'wx', 0o644);
     let digest: Digest;
-    const writeAll = async (chunk: Uint8Array): Promise<void> => {
-      let off = 0;
-      while (off < chunk.byteLength) {
-        const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
-        off += bytesWritten;
+    /** Writes buffers in one writev (a short write, rare on a file, is finished chunk by chunk). */
+    const writeAll = async (chunks: Uint8Array[]): Promise<void> => {
+      const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+      let done = (await fh.writev(chunks)).bytesWritten;
+      for (const chunk of chunks) {
+        if (done >= chunk.byteLength) {
+          done -= chunk.byteLength;
+          continue;
+        }
+        let off = done;
+        done = 0;
+        while (off < chunk.byteLength) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off);
+          off += bytesWritten;
+        }
       }
+      written += total;
     };
-    try {
-      // One write in flight while the next chunk is produced and hashed (sources yield fresh buffers).
-      let writing: Promise<void> = Promise.resolve();
-      // Data already written is flushed in the background every EARLY_SYNC_BYTES, so the final fsync has
-      // little left to wait for: disk writeback overlaps the rest of the stream (e.g. the network).
-      let flushing: Promise<void> = Promise.resolve();
-      let flushedAt = 0;
+    let written = 0;
+    // Chunks are hashed as they arrive and gathered while a write is in flight; each write takes all that
+    // gathered in one writev, so small chunks (64 KiB network reads) cost neither copies nor a threadpool
+    // round trip each. The source is awaited only when WRITE_BACKLOG_BYTES wait (sources yield fresh buffers).
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let writing: Promise<void> | undefined;
+    let writeError: { error: unknown } | undefined;
+    // Data already written is flushed in the background every EARLY_SYNC_BYTES, so the final fsync has
+    // little left to wait for: disk writeback overlaps the rest of the stream (e.g. the network).
+    let flushing: Promise<void> = Promise.resolve();
+    let flushedAt = 0;
+    const drain = async (): Promise<void> => {
       try {
-        for await (const chunk of source as AsyncIterable<Uint8Array>) {
-          signal?.throwIfAborted();
-          hash.update(chunk);
-          size += chunk.byteLength;
-          await writing;
-          if (size - flushedAt >= EARLY_SYNC_BYTES) {
-            flushedAt = size;
+        while (pending.length > 0) {
+          const chunks = pending;
+          pending = [];
+          pendingBytes = 0;
+          await writeAll(chunks);
+          if (written - flushedAt >= EARLY_SYNC_BYTES) {
+            flushedAt = written;
             await flushing;
             flushing = fh.datasync();
             flushing.catch(() => undefined);
           }
-          writing = writeAll(chunk);
-          writing.catch(() => undefined);
+        }
+      } catch (error) {
+        writeError = { error };
+      } finally {
+        writing = undefined;
+      }
+    };
+    try {
+      try {
+        for await (const chunk of source as AsyncIterable<Uint8Array>) {
+          signal?.throwIfAborted();
+          if (writeError !== undefined) throw writeError.error;
+          if (chunk.byteLength === 0) continue;
+          hash.update(chunk);
+          size += chunk.byteLength;
+          pending.push(chunk);
+          pendingBytes += chunk.byteLength;
+          writing ??= drain();
+          if (pendingBytes >= WRITE_BACKLOG_BYTES) await writing;
         }
         await writing;
+        if (writeError !== undefined) throw writeError.error;
         await flushing;
         signal?.throwIfAborted();
         await fh.sync();
       } finally {
-        await writing.catch(() => undefined);
+        await writing;
         await flushing.catch(() => undefined);
         await fh.close();
       }
