@@ -55,24 +55,40 @@ export const MNT_DETACH = 2;
 let loaded: { sys: NativeSys | undefined } | undefined;
 
 /**
- * The addon, or undefined when it is not built or `KILN_NATIVE=0` (memoized per process).
- * Looked up from both src/native (tsx) and dist/src/native (compiled) at the repository's build/native/.
+ * The directory scripts/build-native.mjs builds into (`build/native` at the repository or package root), or
+ * undefined when it does not exist or `KILN_NATIVE=0`. Looked up from both src/native (tsx) and
+ * dist/src/native (compiled).
  */
+export function nativeBuildDir(): string | undefined {
+  if (process.env['KILN_NATIVE'] === '0' || process.platform !== 'linux') return undefined;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    const candidate = path.resolve(here, up, 'build', 'native');
+    if (existsSync(path.join(candidate, 'kiln_sys.node'))) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * The small launcher that starts crun without cgroups on hybrid-cgroup hosts (native/crun-launch.c), or
+ * undefined when it is not built (the `unshare`/`sh`/`mount` chain it replaces is used then).
+ */
+export function crunLauncher(): string | undefined {
+  const dir = nativeBuildDir();
+  const launcher = dir === undefined ? undefined : path.join(dir, 'kiln-crun-launch');
+  return launcher !== undefined && existsSync(launcher) ? launcher : undefined;
+}
+
+/** The addon, or undefined when it is not built or `KILN_NATIVE=0` (memoized per process). */
 export function nativeSys(): NativeSys | undefined {
   if (loaded !== undefined) return loaded.sys;
   let sys: NativeSys | undefined;
-  if (process.env['KILN_NATIVE'] !== '0' && process.platform === 'linux') {
-    const here = path.dirname(fileURLToPath(import.meta.url));
-    for (const up of ['../..', '../../..']) {
-      const candidate = path.resolve(here, up, 'build', 'native', 'kiln_sys.node');
-      if (existsSync(candidate)) {
-        try {
-          sys = createRequire(import.meta.url)(candidate) as NativeSys;
-        } catch {
-          // Built for another Node ABI or architecture: behave as if it were absent.
-        }
-        break;
-      }
+  const dir = nativeBuildDir();
+  if (dir !== undefined) {
+    try {
+      sys = createRequire(import.meta.url)(path.join(dir, 'kiln_sys.node')) as NativeSys;
+    } catch {
+      // Built for another architecture: behave as if it were absent.
     }
   }
   loaded = { sys };
