@@ -1,7 +1,8 @@
 /**
  * Finding an OCI runtime (crun or runc) that actually works on this host.
  */
-import { access, constants, mkdir, readFile, rename, rmdir, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { crunLauncher } from '../native/sys.js';
@@ -183,6 +184,30 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
         : [launcher, devices, bin, '--cgroup-manager=disabled'];
     cgroups = false;
   }
+  const version = await runtimeVersion(bin);
+  if (version.problem !== undefined) return version.problem;
+  return { name, path: bin, version: version.version, command, cgroups };
+}
+
+/**
+ * `BIN --version`, remembered across processes in a small file in the temp dir, keyed by the binary's
+ * path, size, mtime and inode: running it costs ~20 ms (crun's start-up), once per build otherwise.
+ * Upgrading the package replaces the binary, which changes the key. A missing or broken file only means
+ * running the binary again.
+ */
+export async function runtimeVersion(bin: string): Promise<{ version: string; problem?: undefined } | { version?: undefined; problem: string }> {
+  const st = await stat(bin).catch(() => undefined);
+  const key = st === undefined ? undefined : `${bin}:${st.size}:${st.mtimeMs}:${st.ino}`;
+  const cacheFile = path.join(os.tmpdir(), `kiln-runtime-versions-${process.getuid?.() ?? 'user'}.json`);
+  let cache: Record<string, string> = {};
+  try {
+    const parsed = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
+    if (parsed !== null && typeof parsed === 'object') cache = parsed as Record<string, string>;
+  } catch {
+    // none yet, or unreadable: ask the binary
+  }
+  const known = key === undefined ? undefined : cache[key];
+  if (typeof known === 'string') return { version: known };
   let version: string;
   try {
     const started = await startProcess(bin, ['--version'], { signal: AbortSignal.timeout(10_000), forceKillAfterMs: 1000 });
@@ -193,12 +218,18 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
     const end = await started.ended;
     if (end.exitCode !== 0) throw new Error(end.error ?? `exit ${end.exitCode ?? end.signal ?? '?'}`);
     const m = /version\s+(\S+)/.exec(stdout);
-    if (m?.[1] === undefined) return `unexpected --version output: ${stdout.split('\n')[0] ?? ''}`;
+    if (m?.[1] === undefined) return { problem: `unexpected --version output: ${stdout.split('\n')[0] ?? ''}` };
     version = m[1];
   } catch (cause) {
-    return `\`${bin} --version\` failed: ${messageOf(cause)}`;
+    return { problem: `\`${bin} --version\` failed: ${messageOf(cause)}` };
   }
-  return { name, path: bin, version, command, cgroups };
+  if (key !== undefined) {
+    const tmp = `${cacheFile}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify({ ...cache, [key]: version }))
+      .then(() => rename(tmp, cacheFile))
+      .catch(() => rm(tmp, { force: true }));
+  }
+  return { version };
 }
 
 /** True on a cgroup v1 host whose extra cgroup2 mount at /sys/fs/cgroup/unified has controllers enabled. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { detectRuntime } from '../../src/runtime/oci-runtime.js';
+import { detectRuntime, runtimeVersion } from '../../src/runtime/oci-runtime.js';
 
 /** crun refuses hosts whose cgroup2 mount at /sys/fs/cgroup/unified holds controllers (hybrid mode). */
 async function crunRefusedHere(): Promise<boolean> {
@@ -68,5 +68,23 @@ test('with no runtime installed the error says how to install one', async () => 
   } finally {
     process.env['PATH'] = savedPath;
     await rm(empty, { recursive: true, force: true });
+  }
+});
+
+test('a runtime’s version is asked once and remembered until the binary changes', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-fake-runtime-'));
+  try {
+    const bin = path.join(dir, 'fakerun');
+    const count = path.join(dir, 'count');
+    const script = (v: string) => `#!/bin/sh\necho x >> ${count}\necho "fakerun version ${v}"\n`;
+    await writeFile(bin, script('1.2.3'), { mode: 0o755 });
+    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.3' });
+    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.3' });
+    assert.equal((await readFile(count, 'utf8')).split('\n').filter(Boolean).length, 1, 'asked once');
+    await writeFile(bin, script('1.2.40'), { mode: 0o755 }); // a new binary: another size
+    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.40' });
+    assert.equal((await readFile(count, 'utf8')).split('\n').filter(Boolean).length, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
