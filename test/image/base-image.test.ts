@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -55,6 +55,15 @@ test('the busybox base image has the shell, applet links, users and fixed metada
   assert.match(texts.get('etc/passwd') ?? '', /^root:x:0:0:/m);
   assert.match(texts.get('etc/passwd') ?? '', /^nobody:x:65534:65534:/m);
   assert.match(texts.get('etc/group') ?? '', /^nobody:x:65534:/m);
+});
+
+test('the base image is unpacked when it is made, so no build pays for it', async (t) => {
+  const store = await freshStore(t);
+  const image = await ensureBusyboxImage(store);
+  const hex = (image.config.rootfs.diff_ids[0] ?? '').replace('sha256:', '');
+  const busybox = await lstat(join(store.root, 'layers', hex, 'rootfs', 'bin', 'busybox'));
+  assert.ok(busybox.isFile() && busybox.size > 100_000);
+  assert.equal(await readlink(join(store.root, 'layers', hex, 'rootfs', 'bin', 'sh')), 'busybox');
 });
 
 test('ensuring the base image twice in one store returns the same image and keeps a custom tag', async (t) => {
