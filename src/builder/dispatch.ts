@@ -22,11 +22,15 @@ import type { BuildContext, ContextEntry } from './context.js';
 import { hasWildcard, globSegmentToRegExp } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
-import { withStepLayer, withMergedRootfs, lowerDirsOf, prepareDirectWrite, type StepDirs } from '../runtime/step-layer.js';
-import { copyIntoRootfs, writeIntoRootfs, type CopyRequest, type CopySource } from '../runtime/handlers/copy.js';
+import type { StepDirs } from '../runtime/step-layer.js';
+import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
-import { resolveInRoot, resolveUser } from '../runtime/user.js';
+// The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
+// module costs start-up time.
+const stepLayer = () => import('../runtime/step-layer.js');
+const copyHandlers = () => import('../runtime/handlers/copy.js');
+const users = () => import('../runtime/user.js');
 import { parseChmod } from './chmod.js';
 
 // The container runtime and overlay mounts (and execa behind them) load only when a step actually
@@ -360,14 +364,14 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   // Docker creates the directory; only when it is missing does that cost a layer.
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
     if (await existsInLayers(ctx, state, resolved)) return null;
-    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
-      if (await prepareDirectWrite(dirs, resolved, false)) {
+      if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
         await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
         return;
       }
-      await withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
-        const host = await resolveInRoot(rootfs, resolved);
+      await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
+        const host = await (await users()).resolveInRoot(rootfs, resolved);
         await mkdir(host, { recursive: true, mode: 0o755 });
       });
     });
@@ -385,7 +389,7 @@ function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceD
 /** Whether a directory exists in the stage's filesystem (overlay rules: the top-most layer that has the path wins). */
 async function existsInLayers(ctx: DispatchContext, state: StageState, containerPath: string): Promise<boolean> {
   if (state.layers.length === 0) return containerPath === '/';
-  const lowers = await lowerDirsOf(ctx.store, diffIds(state), ctx.signal);
+  const lowers = await (await stepLayer()).lowerDirsOf(ctx.store, diffIds(state), ctx.signal);
   for (const dir of lowers) {
     const st = await lstat(path.join(dir, containerPath)).catch(() => undefined);
     if (st) return st.isDirectory();
@@ -438,7 +442,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     inputs: mountKeys,
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
-    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
         const env = [...(cfg.Env ?? []), ...argsEnv];
@@ -554,7 +558,7 @@ async function prepareMounts(
             const from = await ctx.stageResult(m.from, ins);
             const view = await mountStageView(ctx, from, scratch, `bind-${n}`);
             releases.push(view.release);
-            source = await resolveInRoot(view.rootfs, m.source ?? '/');
+            source = await (await users()).resolveInRoot(view.rootfs, m.source ?? '/');
           } else {
             const c = await ctx.context();
             source = path.join(c.dir, path.posix.normalize(`/${m.source ?? '.'}`));
@@ -615,7 +619,7 @@ async function mountStageView(ctx: DispatchContext, stage: StageState, scratch: 
   await mkdir(path.join(base, 'upper'), { recursive: true });
   await mkdir(path.join(base, 'work'));
   await mkdir(path.join(base, 'merged'));
-  const lowers = await lowerDirsOf(ctx.store, diffIds(stage), ctx.signal);
+  const lowers = await (await stepLayer()).lowerDirsOf(ctx.store, diffIds(stage), ctx.signal);
   const { mountOverlay } = await loadOverlay();
   const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(base, 'upper'), workDir: path.join(base, 'work'), target: path.join(base, 'merged') });
   return { rootfs: path.join(base, 'merged'), release: () => mount.unmount() };
@@ -634,14 +638,14 @@ async function resolveStageSource(rootfs: string, source: string): Promise<CopyS
         continue;
       }
       const re = globSegmentToRegExp(seg);
-      const dir = await resolveInRoot(rootfs, base || '/');
+      const dir = await (await users()).resolveInRoot(rootfs, base || '/');
       for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (re.test(name)) next.push(`${base}/${name}`);
     }
     current = next;
   }
   const out: CopySource[] = [];
   for (const rel of current) {
-    const abs = await resolveInRoot(rootfs, rel || '/');
+    const abs = await (await users()).resolveInRoot(rootfs, rel || '/');
     const stats = await lstat(abs).catch(() => undefined);
     if (!stats) continue;
     out.push({ abs, rel: rel.replace(/^\//, ''), stats, type: stats.isDirectory() ? 'dir' : stats.isSymbolicLink() ? 'symlink' : 'file' });
@@ -748,8 +752,8 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
     // heredoc files over existing ones, a destination with lower content) goes through the mount.
     const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
-    const { layer } = await withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
-      (direct && (await prepareDirectWrite(dirs, dest, true))
+    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
+      (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))
         ? (async () => {
             if (from === undefined && contextEntries.length > 0) {
               const { CopyReuse } = await import('../store/file-reuse.js');
@@ -757,7 +761,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
             }
             return copyWork(dirs.upperDir, dirs);
           })()
-        : withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs))
+        : (await stepLayer()).withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs))
       ).catch((err: unknown) => {
         if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
         if ((err as Error)?.name === 'AbortError' || ctx.signal?.aborted) throw err;
@@ -783,7 +787,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     const mtime = new Date((ctx.options.sourceDateEpoch ?? 0) * 1000);
     for (const c of ins.contents) {
       const target = dest.endsWith('/') ? path.posix.join(dest, c.path) : dest;
-      await writeIntoRootfs(rootfs, target, c.expand ? word(c.data) : c.data, { ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), mtime });
+      await (await copyHandlers()).writeIntoRootfs(rootfs, target, c.expand ? word(c.data) : c.data, { ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), mtime });
     }
     if (stage) {
       const view = await mountStageView(ctx, stage, dirs.scratch, 'from');
@@ -797,7 +801,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
         const common = { list, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) };
         if (ins.parents) for (const f of found) await copyWithParents(rootfs, f.source, f.entries, dest, common);
-        else await copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
+        else await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
       } finally {
         await view.release();
       }
@@ -815,7 +819,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         const { addLocalSources } = await import('../runtime/handlers/add.js');
         await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       } else {
-        await copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
     if (ins.kind === 'add') {
@@ -848,13 +852,13 @@ async function copyWithParents(
     let keep = e.rel.replace(/^\/+/, '');
     if (prefix && (keep === prefix || keep.startsWith(`${prefix}/`))) keep = keep.slice(prefix.length + 1);
     const target = keep === '' ? dest : path.posix.join(dest, keep) + (e.type === 'dir' ? '/' : '');
-    await copyIntoRootfs(rootfs, { ...common, sources: [e], dest: target, multiple: false });
+    await (await copyHandlers()).copyIntoRootfs(rootfs, { ...common, sources: [e], dest: target, multiple: false });
   }
 }
 
 /** `--chown=user:group` resolved against the destination image's /etc/passwd and /etc/group. */
 async function resolveChown(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
-  const u = await resolveUser(rootfs, spec);
+  const u = await (await users()).resolveUser(rootfs, spec);
   // docker: `--chown=user` without a group uses the user's primary group.
   return { uid: u.uid, gid: u.gid };
 }

@@ -26,8 +26,9 @@ import * as zlib from 'node:zlib';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
-import { extractLayer } from './extract.js';
-import { layerTarStream, readXattrTree, stripOverlayXattrs } from './snapshot.js';
+// extract.js and snapshot.js are loaded on use (unpacking, adopting, regenerating a layer): a fully cached
+// build needs none of them, and every module costs start-up time.
+const snapshotModule = () => import('./snapshot.js');
 import type { XattrTree } from './snapshot.js';
 import type { AdoptOptions, Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
 
@@ -383,6 +384,7 @@ export class LayerStore implements LayerStoreApi {
         ...(signal ? { signal } : {}),
         ...(typeof meta.sourceDateEpoch === 'number' ? { sourceDateEpoch: meta.sourceDateEpoch } : {}),
       };
+      const { layerTarStream } = await snapshotModule();
       for await (const chunk of layerTarStream(rootfs, options)) {
         hash.update(chunk);
         size += chunk.length;
@@ -450,7 +452,7 @@ export class LayerStore implements LayerStoreApi {
           [Symbol.asyncIterator]: () => ({ next: read, return: async () => ({ done: true, value: undefined }) }),
         };
         try {
-          await extractLayer(hashing, path.join(tmpDir, 'rootfs'), {
+          await (await import('./extract.js')).extractLayer(hashing, path.join(tmpDir, 'rootfs'), {
             mode: 'overlay',
             ...(options.signal ? { signal: options.signal } : {}),
           });
@@ -522,6 +524,7 @@ export class LayerStore implements LayerStoreApi {
       }
       // A former upperdir carries overlay's private xattrs (origin, impure, …); a lowerdir should not.
       const source = path.resolve(dir);
+      const { readXattrTree, stripOverlayXattrs } = await snapshotModule();
       const xattrs = (options.xattrs as XattrTree | undefined) ?? (await readXattrTree(source, undefined, '^trusted\\.overlay\\.'));
       await stripOverlayXattrs(xattrs);
       // layers/<hex> appears complete or not at all: assemble it under a temp name, then rename.
