@@ -323,10 +323,10 @@ async function main(): Promise<void> {
   }
   const seed = path.join(OUT_ROOT, 'seed-store');
   const store = path.join(OUT_ROOT, 'store');
-  if (!existsSync(path.join(seed, 'images.json'))) {
-    await rm(seed, { recursive: true, force: true });
-    await ensureBusyboxImage(await LayerStore.open(seed));
-  }
+  // Made afresh on every run, so the seed always has what the current code keeps for a base image (its
+  // unpacked layer, as a docker pull would), like the peers' kept base image.
+  await rm(seed, { recursive: true, force: true });
+  await ensureBusyboxImage(await LayerStore.open(seed));
   const kilnBuild = (c: string): Command => ({
     file: kilnCmd.file,
     args: [
