@@ -12,8 +12,8 @@
  * process costs 20-50 ms here, paid on every RUN step).
  *
  * Every function is synchronous and throws an Error whose `code` is the errno name (like node:fs).
- * They are all single syscalls except xattrTree, a recursive walk that the snapshotter calls once per
- * layer; it runs on the calling thread (a walk of 5,000 files takes a few milliseconds).
+ * They are all single syscalls except scanTree, a recursive walk that the snapshotter calls once per
+ * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds).
  *
  * Built by scripts/build-native.mjs with plain `cc` against the headers shipped with Node; no
  * node-gyp, so nothing is downloaded.
@@ -303,128 +303,6 @@ static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* Recursion state of xattrTree: the flat result array [path, name, value, path, name, value, ...]. */
-struct walk {
-  napi_env env;
-  napi_value out;
-  uint32_t n;
-  int err;
-  char failed_path[PATH_MAX];
-  const char *failed_call;
-};
-
-static int push(struct walk *w, napi_value v) {
-  return napi_set_element(w->env, w->out, w->n++, v) == napi_ok ? 0 : -1;
-}
-
-static void fail(struct walk *w, const char *call, const char *path) {
-  w->err = errno;
-  w->failed_call = call;
-  snprintf(w->failed_path, sizeof w->failed_path, "%s", path);
-}
-
-/* Adds the xattrs of `path` to the result; recurses into it when it is a directory (not a symlink). */
-static int walk_path(struct walk *w, char *path, size_t len, unsigned char d_type) {
-  ssize_t names_len;
-  char *names = list_names(path, &names_len);
-  if (names_len < 0) {
-    if (errno == ENOTSUP) names_len = 0; /* a filesystem without xattrs: nothing to report */
-    else {
-      fail(w, "llistxattr", path);
-      return -1;
-    }
-  }
-  napi_value js_path = NULL;
-  for (ssize_t off = 0; off < names_len;) {
-    const char *name = names + off;
-    off += (ssize_t)strlen(name) + 1;
-    napi_value value = get_value(w->env, path, name);
-    if (value == NULL) {
-      if (errno == ENODATA) continue; /* removed meanwhile */
-      free(names);
-      fail(w, "lgetxattr", path);
-      return -1;
-    }
-    napi_value js_name;
-    if (js_path == NULL && napi_create_string_utf8(w->env, path, len, &js_path) != napi_ok) break;
-    if (napi_create_string_utf8(w->env, name, NAPI_AUTO_LENGTH, &js_name) != napi_ok) break;
-    if (push(w, js_path) || push(w, js_name) || push(w, value)) break;
-  }
-  free(names);
-
-  if (d_type == DT_UNKNOWN) {
-    struct stat st;
-    if (lstat(path, &st) != 0) {
-      fail(w, "lstat", path);
-      return -1;
-    }
-    d_type = S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
-  }
-  if (d_type != DT_DIR) return 0;
-
-  DIR *dir = opendir(path);
-  if (dir == NULL) {
-    fail(w, "opendir", path);
-    return -1;
-  }
-  int rc = 0;
-  struct dirent *entry;
-  errno = 0;
-  while ((entry = readdir(dir)) != NULL) {
-    const char *name = entry->d_name;
-    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-    size_t name_len = strlen(name);
-    if (len + 1 + name_len >= PATH_MAX) {
-      errno = ENAMETOOLONG;
-      fail(w, "opendir", path);
-      rc = -1;
-      break;
-    }
-    path[len] = '/';
-    memcpy(path + len + 1, name, name_len + 1);
-    rc = walk_path(w, path, len + 1 + name_len, entry->d_type);
-    path[len] = 0;
-    if (rc != 0) break;
-    errno = 0;
-  }
-  if (rc == 0 && errno != 0) {
-    fail(w, "readdir", path);
-    rc = -1;
-  }
-  closedir(dir);
-  return rc;
-}
-
-/*
- * xattrTree(root) -> [path, name, value, ...] for every file, directory, symlink or device under
- * `root` (root included) that has xattrs; values are Buffers. Symlinks are not followed.
- */
-static napi_value js_xattr_tree(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char *root = argc > 0 ? string_arg(env, argv[0]) : NULL;
-  if (root == NULL) {
-    napi_throw_type_error(env, NULL, "xattrTree(root)");
-    return NULL;
-  }
-  char *path = malloc(PATH_MAX);
-  struct walk w = {.env = env, .n = 0, .err = 0, .failed_call = NULL};
-  napi_value result = NULL;
-  size_t len = strlen(root);
-  while (len > 1 && root[len - 1] == '/') root[--len] = 0;
-  if (path == NULL || len >= PATH_MAX) {
-    throw_errno(env, path == NULL ? ENOMEM : ENAMETOOLONG, "xattrTree", root);
-  } else if (napi_create_array(env, &w.out) == napi_ok) {
-    memcpy(path, root, len + 1);
-    if (walk_path(&w, path, len, DT_UNKNOWN) != 0 && w.failed_call != NULL) throw_errno(env, w.err, w.failed_call, w.failed_path);
-    else result = w.out;
-  }
-  free(path);
-  free(root);
-  return result;
-}
-
 /* ---- tree scan for the snapshotter ---- */
 
 /* Fields per entry in scanTree's Float64Array, in this order. */
@@ -432,30 +310,61 @@ static napi_value js_xattr_tree(napi_env env, napi_callback_info info) {
 
 struct scan {
   napi_env env;
-  napi_value names;
+  bool want_xattrs;
+  napi_value names;  /* relative paths */
+  napi_value xattrs; /* [entry index (-1: the root), name, value, ...] */
+  uint32_t xattr_n;
   double *stats;
   size_t count, capacity;
-  char rel[PATH_MAX];
+  /* The root, then "/" and the relative path of the entry being visited. */
+  char path[PATH_MAX];
+  size_t root_len;
   int err;
   const char *failed_call;
+  char failed_path[PATH_MAX];
 };
+
+static int scan_fail(struct scan *sc, int err, const char *call) {
+  sc->err = err;
+  sc->failed_call = call;
+  snprintf(sc->failed_path, sizeof sc->failed_path, "%s", sc->path);
+  return -1;
+}
+
+static int push_xattr(struct scan *sc, napi_value v) {
+  return napi_set_element(sc->env, sc->xattrs, sc->xattr_n++, v) == napi_ok ? 0 : -1;
+}
+
+/* Adds the xattrs of sc->path (not following a symlink) under entry `index`. */
+static int scan_xattrs(struct scan *sc, int32_t index) {
+  ssize_t len;
+  char *names = list_names(sc->path, &len);
+  if (len < 0) return errno == ENOTSUP ? 0 : scan_fail(sc, errno, "llistxattr"); /* ENOTSUP: a filesystem without xattrs */
+  int rc = 0;
+  for (ssize_t off = 0; rc == 0 && off < len;) {
+    const char *name = names + off;
+    off += (ssize_t)strlen(name) + 1;
+    napi_value value = get_value(sc->env, sc->path, name), js_index, js_name;
+    if (value == NULL) {
+      if (errno != ENODATA) rc = scan_fail(sc, errno, "lgetxattr"); /* ENODATA: removed meanwhile */
+      continue;
+    }
+    if (napi_create_int32(sc->env, index, &js_index) != napi_ok || napi_create_string_utf8(sc->env, name, NAPI_AUTO_LENGTH, &js_name) != napi_ok ||
+        push_xattr(sc, js_index) || push_xattr(sc, js_name) || push_xattr(sc, value)) {
+      rc = scan_fail(sc, ENOMEM, "scanTree");
+    }
+  }
+  free(names);
+  return rc;
+}
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Lists directory `dfd` (whose path below the root is scan->rel, length rel_len) in byte order of names,
-   lstat'ing each entry relative to `dfd` and recursing into subdirectories. */
-static int scan_dir(struct scan *sc, int dfd, size_t rel_len) {
-  DIR *dir = fdopendir(dfd);
-  if (dir == NULL) {
-    close(dfd);
-    sc->err = errno;
-    sc->failed_call = "fdopendir";
-    return -1;
-  }
+/* Reads the names in directory `dir`, sorted bytewise; *count of them. NULL with errno set on failure. */
+static char **sorted_names(DIR *dir, size_t *count) {
   char **names = NULL;
   size_t n = 0, cap = 0;
   struct dirent *entry;
-  int rc = 0;
   errno = 0;
   while ((entry = readdir(dir)) != NULL) {
     const char *name = entry->d_name;
@@ -463,56 +372,64 @@ static int scan_dir(struct scan *sc, int dfd, size_t rel_len) {
     if (n == cap) {
       cap = cap ? cap * 2 : 64;
       char **grown = realloc(names, cap * sizeof *names);
-      if (grown == NULL) {
-        rc = -1;
-        errno = ENOMEM;
-        break;
-      }
+      if (grown == NULL) goto oom;
       names = grown;
     }
-    if ((names[n] = strdup(name)) == NULL) {
-      rc = -1;
-      errno = ENOMEM;
-      break;
-    }
+    if ((names[n] = strdup(name)) == NULL) goto oom;
     n++;
     errno = 0;
   }
-  if (rc == 0 && errno != 0) rc = -1;
-  if (rc != 0) {
-    sc->err = errno;
-    sc->failed_call = "readdir";
+  if (errno != 0) {
+    int saved = errno;
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    errno = saved;
+    return NULL;
   }
-  if (rc == 0) qsort(names, n, sizeof *names, by_name);
+  qsort(names, n, sizeof *names, by_name);
+  *count = n;
+  return names != NULL ? names : calloc(1, sizeof *names);
+oom:
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* Visits directory `dfd`, whose path is sc->path (length len): lstat's each entry relative to `dfd`, in
+   byte order of names, records it, reads its xattrs when asked, and recurses into subdirectories. */
+static int scan_dir(struct scan *sc, int dfd, size_t len) {
+  DIR *dir = fdopendir(dfd);
+  if (dir == NULL) {
+    close(dfd);
+    return scan_fail(sc, errno, "fdopendir");
+  }
+  size_t n = 0;
+  char **names = sorted_names(dir, &n);
+  int rc = names == NULL ? scan_fail(sc, errno, "readdir") : 0;
   for (size_t i = 0; rc == 0 && i < n; i++) {
     size_t name_len = strlen(names[i]);
-    size_t len = rel_len == 0 ? name_len : rel_len + 1 + name_len;
-    if (len >= PATH_MAX) {
-      sc->err = ENAMETOOLONG;
-      sc->failed_call = "readdir";
-      rc = -1;
+    if (len + 1 + name_len >= PATH_MAX) {
+      rc = scan_fail(sc, ENAMETOOLONG, "readdir");
       break;
     }
-    if (rel_len > 0) sc->rel[rel_len] = '/';
-    memcpy(sc->rel + (rel_len ? rel_len + 1 : 0), names[i], name_len + 1);
+    sc->path[len] = '/';
+    memcpy(sc->path + len + 1, names[i], name_len + 1);
+    size_t child_len = len + 1 + name_len;
     struct stat st;
     if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      sc->err = errno;
-      sc->failed_call = "lstat";
-      rc = -1;
+      rc = scan_fail(sc, errno, "lstat");
       break;
     }
     if (sc->count == sc->capacity) {
-      size_t cap2 = sc->capacity ? sc->capacity * 2 : 1024;
-      double *grown = realloc(sc->stats, cap2 * SCAN_FIELDS * sizeof(double));
+      size_t cap = sc->capacity ? sc->capacity * 2 : 1024;
+      double *grown = realloc(sc->stats, cap * SCAN_FIELDS * sizeof(double));
       if (grown == NULL) {
-        sc->err = ENOMEM;
-        sc->failed_call = "scanTree";
-        rc = -1;
+        rc = scan_fail(sc, ENOMEM, "scanTree");
         break;
       }
       sc->stats = grown;
-      sc->capacity = cap2;
+      sc->capacity = cap;
     }
     double *f = sc->stats + sc->count * SCAN_FIELDS;
     f[0] = st.st_mode;
@@ -524,26 +441,21 @@ static int scan_dir(struct scan *sc, int dfd, size_t rel_len) {
     f[6] = (double)st.st_dev;
     f[7] = (double)st.st_ino;
     f[8] = (double)st.st_rdev;
+    const char *rel = sc->path + sc->root_len + 1;
     napi_value js_rel;
-    if (napi_create_string_utf8(sc->env, sc->rel, len, &js_rel) != napi_ok || napi_set_element(sc->env, sc->names, (uint32_t)sc->count, js_rel) != napi_ok) {
-      sc->err = ENOMEM;
-      sc->failed_call = "scanTree";
-      rc = -1;
+    if (napi_create_string_utf8(sc->env, rel, child_len - sc->root_len - 1, &js_rel) != napi_ok ||
+        napi_set_element(sc->env, sc->names, (uint32_t)sc->count, js_rel) != napi_ok) {
+      rc = scan_fail(sc, ENOMEM, "scanTree");
       break;
     }
-    sc->count++;
+    int32_t index = (int32_t)sc->count++;
+    if (sc->want_xattrs && (rc = scan_xattrs(sc, index)) != 0) break;
     if (S_ISDIR(st.st_mode)) {
       int child = openat(dirfd(dir), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (child < 0) {
-        sc->err = errno;
-        sc->failed_call = "open";
-        rc = -1;
-        break;
-      }
-      rc = scan_dir(sc, child, len);
+      rc = child < 0 ? scan_fail(sc, errno, "open") : scan_dir(sc, child, child_len);
     }
   }
-  sc->rel[rel_len] = 0;
+  sc->path[len] = 0;
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
   closedir(dir);
@@ -551,45 +463,55 @@ static int scan_dir(struct scan *sc, int dfd, size_t rel_len) {
 }
 
 /*
- * scanTree(root) -> [relPaths: string[], stats: Float64Array]: every entry under `root` (not root itself),
- * depth first, each directory's entries in byte order of their names (Go's order, as Docker's), with
- * SCAN_FIELDS lstat numbers per entry. Symlinks are not followed. mtimeMs loses sub-microsecond digits
- * (a double), as Node's Stats.mtimeMs does.
+ * scanTree(root, withXattrs) -> [relPaths: string[], stats: Float64Array, xattrs: array]: every entry under
+ * `root` (not root itself), depth first, each directory's entries in byte order of their names (Go's
+ * order, as Docker's), with SCAN_FIELDS lstat numbers per entry; with `withXattrs`, the xattrs of the root
+ * and every entry as [entry index (-1 for the root), name, value: Buffer, ...]. Symlinks are not followed.
+ * mtimeMs loses sub-microsecond digits (a double), as Node's Stats.mtimeMs does.
  */
 static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char *root = argc > 0 ? string_arg(env, argv[0]) : NULL;
   if (root == NULL) {
-    napi_throw_type_error(env, NULL, "scanTree(root)");
+    napi_throw_type_error(env, NULL, "scanTree(root, withXattrs)");
     return NULL;
   }
   struct scan *sc = calloc(1, sizeof *sc);
   napi_value result = NULL;
-  if (sc == NULL) {
-    throw_errno(env, ENOMEM, "scanTree", root);
+  size_t root_len = strlen(root);
+  while (root_len > 1 && root[root_len - 1] == '/') root[--root_len] = 0;
+  if (sc == NULL || root_len >= PATH_MAX) {
+    throw_errno(env, sc == NULL ? ENOMEM : ENAMETOOLONG, "scanTree", root);
+    free(sc);
     free(root);
     return NULL;
   }
   sc->env = env;
-  int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
+  if (argc > 1) napi_get_value_bool(env, argv[1], &sc->want_xattrs);
+  memcpy(sc->path, root, root_len + 1);
+  sc->root_len = root_len;
+  int dfd = -1;
+  if (napi_create_array(env, &sc->names) != napi_ok || napi_create_array(env, &sc->xattrs) != napi_ok) {
+    /* an exception is pending */
+  } else if (sc->want_xattrs && scan_xattrs(sc, -1) != 0) {
+    throw_errno(env, sc->err, sc->failed_call, sc->failed_path);
+  } else if ((dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
     throw_errno(env, errno, "open", root);
-  } else if (napi_create_array(env, &sc->names) != napi_ok) {
-    close(dfd);
-  } else if (scan_dir(sc, dfd, 0) != 0) {
-    throw_errno(env, sc->err, sc->failed_call, root);
+  } else if (scan_dir(sc, dfd, root_len) != 0) { /* scan_dir closes dfd */
+    throw_errno(env, sc->err, sc->failed_call, sc->failed_path);
   } else {
     napi_value buffer, stats;
     void *data;
     size_t bytes = sc->count * SCAN_FIELDS * sizeof(double);
     if (napi_create_arraybuffer(env, bytes, &data, &buffer) == napi_ok &&
         napi_create_typedarray(env, napi_float64_array, sc->count * SCAN_FIELDS, buffer, 0, &stats) == napi_ok &&
-        napi_create_array_with_length(env, 2, &result) == napi_ok) {
+        napi_create_array_with_length(env, 3, &result) == napi_ok) {
       if (bytes > 0) memcpy(data, sc->stats, bytes);
       napi_set_element(env, result, 0, sc->names);
       napi_set_element(env, result, 1, stats);
+      napi_set_element(env, result, 2, sc->xattrs);
     } else {
       result = NULL;
     }
@@ -784,7 +706,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lremovexattr", NULL, js_lremovexattr, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xattrTree", NULL, js_xattr_tree, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"scanTree", NULL, js_scan_tree, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readInto", NULL, js_read_into, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -29,11 +29,6 @@ export interface NativeSys {
   /** lremovexattr(2). */
   lremovexattr(file: string, name: string): void;
   /**
-   * Every xattr under `root` (itself included, symlinks not followed) as a flat list
-   * `[path, name, value, path, name, value, …]`; entries without xattrs are absent.
-   */
-  xattrTree(root: string): Array<string | Buffer>;
-  /**
    * posix_spawn(3) of `file` with `argv` (argv[0] included) and our environment; stdin /dev/null.
    * Returns `[pid, stdoutFd, stderrFd, exitFd]`: the read ends of the output pipes, and of a pipe on which
    * a reaper thread writes the wait(2) status as decimal text when the process has exited.
@@ -41,10 +36,11 @@ export interface NativeSys {
   spawn(file: string, argv: readonly string[]): [number, number, number, number];
   /**
    * Every entry below `root` (root excluded), depth first, each directory's entries in byte order of their
-   * names, without following symlinks: the relative paths, and 9 lstat numbers per entry in a Float64Array
-   * (mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev).
+   * names, without following symlinks: the relative paths, 9 lstat numbers per entry in a Float64Array
+   * (mode, uid, gid, size, mtimeMs, nlink, dev, ino, rdev), and with `withXattrs` the xattrs of the root and
+   * of every entry as a flat `[entry index (-1: the root), name, value, …]` (empty otherwise).
    */
-  scanTree(root: string): [string[], Float64Array];
+  scanTree(root: string, withXattrs: boolean): [string[], Float64Array, Array<number | string | Buffer>];
   /** open(O_NOFOLLOW) + read(2) until `length` bytes or EOF + close: the number of bytes read into `buffer` at `offset`. */
   readInto(file: string, buffer: Buffer, offset: number, length: number): number;
 }

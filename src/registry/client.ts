@@ -243,12 +243,8 @@ export class RegistryClient {
           ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
         });
       } catch (cause) {
-        if (opts.signal?.aborted === true) throw opts.signal.reason;
-        if (attempt < retries) {
-          await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
-          continue;
-        }
-        throw new RegistryError(`${opts.what}: cannot reach registry ${this.registry}: ${networkMessage(cause)}`, undefined, { cause });
+        await this.#afterNetworkError(cause, attempt, retries, baseDelay, opts);
+        continue;
       }
       if (response.status === 401 && !authTried) {
         authTried = true;
@@ -273,6 +269,15 @@ export class RegistryClient {
    * A GET like {@link RegistryClient.#request} (auth, bounded retries of network errors and 5xx answers,
    * redirects) whose body is a node stream. The Authorization header is not sent to another origin.
    */
+  /** After a network failure: waits before the next attempt, or throws when none is left (or on abort). */
+  async #afterNetworkError(cause: unknown, attempt: number, retries: number, baseDelay: number, opts: { what: string; signal?: AbortSignal | undefined }): Promise<void> {
+    if (opts.signal?.aborted === true) throw opts.signal.reason;
+    if (attempt >= retries) {
+      throw new RegistryError(`${opts.what}: cannot reach registry ${this.registry}: ${networkMessage(cause)}`, undefined, { cause });
+    }
+    await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
+  }
+
   async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>): Promise<StreamResponse> {
     const auth = await this.#authenticator();
     const scope = [...(opts.repo !== '' ? [`repository:${opts.repo}:${opts.actions}`] : []), ...(opts.extraScopes ?? [])].join(' ');
@@ -297,12 +302,8 @@ export class RegistryClient {
           url = new URL(location, url);
         }
       } catch (cause) {
-        if (opts.signal?.aborted === true) throw opts.signal.reason;
-        if (attempt < retries) {
-          await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
-          continue;
-        }
-        throw new RegistryError(`${opts.what}: cannot reach registry ${this.registry}: ${networkMessage(cause)}`, undefined, { cause });
+        await this.#afterNetworkError(cause, attempt, retries, baseDelay, opts);
+        continue;
       }
       const status = res.statusCode ?? 0;
       if (status === 401 && !authTried) {

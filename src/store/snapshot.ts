@@ -88,18 +88,14 @@ const OVERLAY_PREFIX = 'trusted.overlay.';
  * otherwise with one `getfattr -R` run.
  */
 export async function readXattrTree(dir: string, signal?: AbortSignal, match = '-'): Promise<XattrTree> {
-  const sys = nativeSys();
-  if (sys !== undefined) {
-    signal?.throwIfAborted();
-    const wanted = match === '-' ? undefined : new RegExp(match);
-    const flat = sys.xattrTree(dir);
+  if (nativeSys() !== undefined) {
+    const all = (await scanTree(path.resolve(dir), signal, true)).xattrs ?? new Map<string, Map<string, Buffer>>();
+    if (match === '-') return all;
+    const wanted = new RegExp(match);
     const result: XattrTree = new Map();
-    for (let i = 0; i + 2 < flat.length; i += 3) {
-      const [file, name, value] = [flat[i] as string, flat[i + 1] as string, flat[i + 2] as Buffer];
-      if (wanted !== undefined && !wanted.test(name)) continue;
-      let attrs = result.get(file);
-      if (attrs === undefined) result.set(file, (attrs = new Map()));
-      attrs.set(name, value);
+    for (const [file, attrs] of all) {
+      const kept = new Map([...attrs].filter(([name]) => wanted.test(name)));
+      if (kept.size > 0) result.set(file, kept);
     }
     return result;
   }
@@ -235,13 +231,16 @@ export async function snapshotIntoLayer(
 ): Promise<{ layer: LayerInfo; rootfs: string }> {
   const { signal } = options;
   const root = path.resolve(dir);
-  const xattrs = options.xattrs === 'none' ? new Map() : readXattrTree(root, signal);
-  const { digest, size } = await hashStream(layerTarStream(root, options, xattrs), signal);
+  // The xattrs are needed twice (in the tar, and to strip overlay's own before adoption) but read once: by
+  // the native scan inside layerTarStream, or by getfattr here, in parallel with it.
+  const pending = options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : nativeSys() !== undefined ? undefined : readXattrTree(root, signal);
+  let read: XattrTree | undefined;
+  const { digest, size } = await hashStream(layerTarStream(root, options, pending, (m) => (read = m)), signal);
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   const rootfs = await store.adoptUnpackedLayer(digest, root, {
     size,
     ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
-    xattrs: await xattrs,
+    xattrs: read ?? (await pending) ?? new Map(),
   });
   return { layer, rootfs };
 }
@@ -302,12 +301,13 @@ const breathe = (): Promise<void> => new Promise((resolve) => setImmediate(resol
  * Lists and lstat's the whole tree under `root`, in emission order. Synchronous calls in slices: the tree was
  * just written (page cache), and a threadpool round trip per call costs 2-3× the CPU of the call itself.
  */
-async function scanTree(root: string, signal: AbortSignal | undefined): Promise<Entry[]> {
+async function scanTree(root: string, signal: AbortSignal | undefined, withXattrs: boolean): Promise<{ entries: Entry[]; xattrs?: XattrTree }> {
   const sys = nativeSys();
   if (sys !== undefined) {
-    // One call lists and lstat's the whole tree with directory fds (no path walk per entry, no Stats objects).
+    // One call lists and lstat's the whole tree with directory fds (no path walk per entry, no Stats
+    // objects), reading the xattrs of the root and every entry on the way when asked.
     signal?.throwIfAborted();
-    const [rels, f] = sys.scanTree(root);
+    const [rels, f, flat] = sys.scanTree(root, withXattrs);
     const entries: Entry[] = new Array<Entry>(rels.length);
     for (let i = 0, k = 0; i < rels.length; i++, k += 9) {
       entries[i] = {
@@ -323,7 +323,16 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
         rdev: f[k + 8] as number,
       };
     }
-    return entries;
+    if (!withXattrs) return { entries };
+    const xattrs: XattrTree = new Map();
+    for (let i = 0; i + 2 < flat.length; i += 3) {
+      const index = flat[i] as number;
+      const file = index < 0 ? root : `${root}/${rels[index] as string}`;
+      let attrs = xattrs.get(file);
+      if (attrs === undefined) xattrs.set(file, (attrs = new Map()));
+      attrs.set(flat[i + 1] as string, flat[i + 2] as Buffer);
+    }
+    return { entries, xattrs };
   }
   const out: Entry[] = [];
   let sinceBreak = 0;
@@ -344,7 +353,7 @@ async function scanTree(root: string, signal: AbortSignal | undefined): Promise<
     }
   };
   await scan(root, '');
-  return out;
+  return { entries: out };
 }
 
 /**
@@ -371,20 +380,25 @@ function readSmallFileInto(file: string, size: number, out: Buffer, offset: numb
 
 /**
  * The layer tar of `dir` as a stream of chunks (see the module comment for what goes in). `xattrs` may be given
- * when the caller already started reading them; otherwise they are read here (unless `options.xattrs` is 'none').
+ * when the caller already started reading them; otherwise they are read here (unless `options.xattrs` is 'none')
+ * and handed to `onXattrs` before the first chunk.
  */
 export async function* layerTarStream(
   dir: string,
   options: SnapshotOptions = {},
   xattrs?: Promise<XattrTree> | XattrTree,
+  onXattrs?: (xattrs: XattrTree) => void,
 ): AsyncGenerator<Buffer> {
   const { signal, sourceDateEpoch, onProgress } = options;
   const root = path.resolve(dir);
-  const xattrsPending = xattrs ?? (options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : readXattrTree(root, signal));
-  // getfattr runs in its own process while the tree is listed; both finish before the first entry.
-  if (xattrsPending instanceof Promise) xattrsPending.catch(() => undefined);
-  const entries = await scanTree(root, signal);
-  const xattrMap = await xattrsPending;
+  // Without the native scan (which reads xattrs on its way), getfattr runs in its own process while the
+  // tree is listed; both finish before the first entry.
+  const pending = xattrs ?? (options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : nativeSys() !== undefined ? undefined : readXattrTree(root, signal));
+  if (pending instanceof Promise) pending.catch(() => undefined);
+  const scanned = await scanTree(root, signal, pending === undefined);
+  const entries = scanned.entries;
+  const xattrMap = pending === undefined ? (scanned.xattrs ?? new Map<string, Map<string, Buffer>>()) : await pending;
+  onXattrs?.(xattrMap);
   checkOverlayFeatures(root, xattrMap.get(root));
 
   const seenInodes = new Map<string, string>();
