@@ -335,7 +335,7 @@ async function cachedLayerStep(
   let created: string;
   if (!ctx.noCache) {
     const hit = (await ctx.store.getCache<CacheRecord>(key)) ?? (await ctx.remoteCache?.lookup(key));
-    if (hit && (hit.layer === null || (await ctx.store.hasBlob(hit.layer.digest)) || (hit.layer.digest === hit.layer.diffId && (await ctx.store.hasLayer(hit.layer.diffId))))) {
+    if (hit && (hit.layer === null || (hit.layer.digest === hit.layer.diffId && (await ctx.store.hasLayer(hit.layer.diffId))) || (await ctx.store.hasBlob(hit.layer.digest)))) {
       if (hit.layer) state.layers.push(hit.layer);
       history(state, createdBy, hit.layer === null, hit.created);
       state.lastCreated = hit.created;
