@@ -2,7 +2,8 @@
  * `parseDockerfile`: Dockerfile text → the line-level {@link DockerfileAst}, with BuildKit's
  * rules for directives, continuations, comments, heredocs and argument splitting.
  */
-import nearley from 'nearley';
+import { createRequire } from 'node:module';
+import type * as Nearley from 'nearley';
 import grammar from '../../grammar/dockerfile.generated.js';
 import type { InstructionItem, Item } from '../../grammar/dockerfile.generated.js';
 import { DockerfileTokenSource, TokenSourceError, type DockerfileToken } from '../../grammar/lexer.js';
@@ -11,6 +12,9 @@ import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, Parse
 import { DirectiveParser, escapeTokenOf } from './directives.js';
 import { heredocsFromLine, type HeredocSpec } from './heredoc.js';
 import { canContainHeredoc, parseLine, trimLeftSpace, trimSpace, type LineNode } from './line-parsers.js';
+
+// nearley is CommonJS: required, not imported (see grammar/lexer.ts for why).
+const nearley = createRequire(import.meta.url)('nearley') as typeof Nearley;
 
 /** Options of {@link parseDockerfile}. */
 export interface ParseOptions {
