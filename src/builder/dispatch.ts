@@ -462,6 +462,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
           {
             ...(ctx.signal ? { signal: ctx.signal } : {}),
             onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
+            versionCacheDir: path.join(ctx.store.root, 'cache'),
           },
         );
         ctx.runtimeWarnings(result.warnings);

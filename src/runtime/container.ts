@@ -62,6 +62,8 @@ export interface RunContainerOptions {
   readonly stateRoot?: string;
   /** A runtime found earlier by {@link detectRuntime}; skips detection. */
   readonly runtimeInfo?: RuntimeInfo;
+  /** Where detection may remember the runtime's version across processes (see {@link detectRuntime}). */
+  readonly versionCacheDir?: string;
 }
 
 /** How a container run ended. A nonzero `exitCode` is returned, not thrown. */
@@ -134,7 +136,12 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const startedAt = performance.now();
   const { signal } = options;
   signal?.throwIfAborted();
-  const runtime = options.runtimeInfo ?? (await detectRuntime(spec.runtime ?? 'auto', signal === undefined ? {} : { signal }));
+  const runtime =
+    options.runtimeInfo ??
+    (await detectRuntime(spec.runtime ?? 'auto', {
+      ...(signal === undefined ? {} : { signal }),
+      ...(options.versionCacheDir === undefined ? {} : { versionCacheDir: options.versionCacheDir }),
+    }));
   const id = `kiln-${randomBytes(8).toString('hex')}`;
   const hostname = spec.hostname ?? id.slice(5, 17);
   const bundle = await mkdtemp(path.join(os.tmpdir(), 'kiln-run-'));

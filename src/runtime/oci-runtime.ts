@@ -2,7 +2,6 @@
  * Finding an OCI runtime (crun or runc) that actually works on this host.
  */
 import { access, constants, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { crunLauncher } from '../native/sys.js';
@@ -40,6 +39,11 @@ export interface DetectRuntimeOptions {
   readonly signal?: AbortSignal;
   /** Extra directories searched after PATH. @default ['/usr/local/sbin', '/usr/sbin', '/sbin'] */
   readonly extraPath?: readonly string[];
+  /**
+   * A directory where each runtime binary's `--version` is remembered across processes (the builder passes
+   * its store's cache dir). Without it the binary is asked once per process.
+   */
+  readonly versionCacheDir?: string;
 }
 
 const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'] as const;
@@ -141,7 +145,7 @@ export async function detectRuntime(preferred: RuntimeName | 'auto' = 'auto', op
   const key = `${preferred}\0${(options.extraPath ?? SBIN_DIRS).join(':')}\0${process.env['PATH'] ?? ''}`;
   let found = memo.get(key);
   if (found === undefined) {
-    found = probe(preferred, options.extraPath ?? SBIN_DIRS);
+    found = probe(preferred, options.extraPath ?? SBIN_DIRS, options.versionCacheDir);
     memo.set(key, found);
     // A failed probe (or one cut short) is not remembered: the user may install a runtime and retry.
     found.catch(() => memo.delete(key));
@@ -149,11 +153,11 @@ export async function detectRuntime(preferred: RuntimeName | 'auto' = 'auto', op
   return found;
 }
 
-async function probe(preferred: RuntimeName | 'auto', extraPath: readonly string[]): Promise<RuntimeInfo> {
+async function probe(preferred: RuntimeName | 'auto', extraPath: readonly string[], versionCacheDir: string | undefined): Promise<RuntimeInfo> {
   const order: RuntimeName[] = preferred === 'runc' ? ['runc', 'crun'] : ['crun', 'runc'];
   const problems: string[] = [];
   for (const name of order) {
-    const problem = await check(name, extraPath);
+    const problem = await check(name, extraPath, versionCacheDir);
     if (typeof problem !== 'string') {
       const warnings = preferred !== 'auto' && name !== preferred ? [`${preferred} cannot be used (${problems.join('; ')}); using ${name} instead`] : [];
       return { ...problem, warnings };
@@ -166,7 +170,7 @@ async function probe(preferred: RuntimeName | 'auto', extraPath: readonly string
 }
 
 /** Returns the runtime's info, or a string saying why it cannot be used. */
-async function check(name: RuntimeName, extraPath: readonly string[]): Promise<Omit<RuntimeInfo, 'warnings'> | string> {
+async function check(name: RuntimeName, extraPath: readonly string[], versionCacheDir: string | undefined): Promise<Omit<RuntimeInfo, 'warnings'> | string> {
   const bin = await which(name, extraPath);
   if (bin === undefined) return 'not installed';
   let command: readonly string[] = [bin];
@@ -184,23 +188,24 @@ async function check(name: RuntimeName, extraPath: readonly string[]): Promise<O
         : [launcher, devices, bin, '--cgroup-manager=disabled'];
     cgroups = false;
   }
-  const version = await runtimeVersion(bin);
+  const version = await runtimeVersion(bin, versionCacheDir);
   if (version.problem !== undefined) return version.problem;
   return { name, path: bin, version: version.version, command, cgroups };
 }
 
 /**
- * `BIN --version`, remembered across processes in a small file in the temp dir, keyed by the binary's
- * path, size, mtime and inode: running it costs ~20 ms (crun's start-up), once per build otherwise.
- * Upgrading the package replaces the binary, which changes the key. A missing or broken file only means
- * running the binary again.
+ * `BIN --version`. With `cacheDir`, remembered across processes in `runtime-versions.json` there, keyed by
+ * the binary's path, size, mtime and inode: running it costs ~10-20 ms (crun's start-up), once per build
+ * otherwise. Upgrading the package replaces the binary, which changes the key. A missing or broken file
+ * only means running the binary again.
  */
-export async function runtimeVersion(bin: string): Promise<{ version: string; problem?: undefined } | { version?: undefined; problem: string }> {
+export async function runtimeVersion(bin: string, cacheDir?: string): Promise<{ version: string; problem?: undefined } | { version?: undefined; problem: string }> {
   const st = await stat(bin).catch(() => undefined);
   const key = st === undefined ? undefined : `${bin}:${st.size}:${st.mtimeMs}:${st.ino}`;
-  const cacheFile = path.join(os.tmpdir(), `kiln-runtime-versions-${process.getuid?.() ?? 'user'}.json`);
+  const cacheFile = cacheDir === undefined ? undefined : path.join(cacheDir, 'runtime-versions.json');
   let cache: Record<string, string> = {};
   try {
+    if (cacheFile === undefined) throw new Error('no cache');
     const parsed = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
     if (parsed !== null && typeof parsed === 'object') cache = parsed as Record<string, string>;
   } catch {
@@ -223,7 +228,7 @@ export async function runtimeVersion(bin: string): Promise<{ version: string; pr
   } catch (cause) {
     return { problem: `\`${bin} --version\` failed: ${messageOf(cause)}` };
   }
-  if (key !== undefined) {
+  if (key !== undefined && cacheFile !== undefined) {
     const tmp = `${cacheFile}.${process.pid}.tmp`;
     await writeFile(tmp, JSON.stringify({ ...cache, [key]: version }))
       .then(() => rename(tmp, cacheFile))

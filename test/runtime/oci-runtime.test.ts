@@ -78,12 +78,15 @@ test('a runtime’s version is asked once and remembered until the binary change
     const count = path.join(dir, 'count');
     const script = (v: string) => `#!/bin/sh\necho x >> ${count}\necho "fakerun version ${v}"\n`;
     await writeFile(bin, script('1.2.3'), { mode: 0o755 });
-    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.3' });
-    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.3' });
+    assert.deepEqual(await runtimeVersion(bin, dir), { version: '1.2.3' });
+    assert.deepEqual(await runtimeVersion(bin, dir), { version: '1.2.3' });
     assert.equal((await readFile(count, 'utf8')).split('\n').filter(Boolean).length, 1, 'asked once');
     await writeFile(bin, script('1.2.40'), { mode: 0o755 }); // a new binary: another size
-    assert.deepEqual(await runtimeVersion(bin), { version: '1.2.40' });
+    assert.deepEqual(await runtimeVersion(bin, dir), { version: '1.2.40' });
     assert.equal((await readFile(count, 'utf8')).split('\n').filter(Boolean).length, 2);
+    // Without a cache dir the binary is asked every time.
+    await runtimeVersion(bin);
+    assert.equal((await readFile(count, 'utf8')).split('\n').filter(Boolean).length, 3);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
