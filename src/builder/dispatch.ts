@@ -7,7 +7,7 @@
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
 import type { Digest, ImageConfig, HistoryEntry } from '../image/types.js';
@@ -561,8 +561,8 @@ async function prepareMounts(
             releases.push(view.release);
             source = await (await users()).resolveInRoot(view.rootfs, m.source ?? '/');
           } else {
-            const c = await ctx.context();
-            source = path.join(c.dir, path.posix.normalize(`/${m.source ?? '.'}`));
+            // Resolved inside the context as a path inside an image is: a symlink cannot lead out of it.
+            source = await (await users()).resolveInRoot((await ctx.context()).dir, m.source ?? '/');
           }
           if (!(await lstat(source).catch(() => undefined))) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
           // Binds are read-only unless `rw`: writes must never reach the context or another stage.
@@ -578,6 +578,12 @@ async function prepareMounts(
               const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(rw, 'upper'), workDir: path.join(rw, 'work'), target: path.join(rw, 'merged') });
               releases.push(() => mnt.unmount());
               source = path.join(rw, 'merged');
+            } else {
+              // A single file: the step writes to a private copy (a bind of the file itself would write through).
+              const copy = path.join(rw, 'file');
+              await copyFile(source, copy);
+              await chmodFile(copy, st.mode & 0o7777);
+              source = copy;
             }
           }
           out.push({ type: 'bind', source, target, readonly: m.readOnly });
