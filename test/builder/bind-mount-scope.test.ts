@@ -29,7 +29,7 @@ test('a bind source that is a symlink out of the context resolves inside the con
   // An absolute link target is taken relative to the context root, as BuildKit scopes bind sources.
   await symlink(path.join(host, 'secret.txt'), path.join(context, 'escape'));
   await assert.rejects(sb.build({ context }), (err: unknown) => {
-    assert.match((err as Error).message, /failed to mount escape: not found/);
+    assert.match((err as Error).message, /"?\/?escape"?: not found/);
     return true;
   });
 });
