@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { sandbox, type Sandbox } from './helpers.js';
@@ -35,3 +35,12 @@ for (const [what, dockerfile, make] of [
     await assert.rejects(sb.build({ context }), /not found/);
   });
 }
+
+test('COPY refuses to merge one source’s directory into a symlink another source copies, writing nothing through it', async () => {
+  const target = await sb.tempDir('link-target');
+  const context = await sb.context({ 'b/x/evil': 'evil\n', Dockerfile: 'FROM busybox\nCOPY a/ b/ /dst/\n' });
+  await mkdir(path.join(context, 'a'));
+  await symlink(target, path.join(context, 'a', 'x'));
+  await assert.rejects(sb.build({ context }), /cannot copy b\/x\/evil: \/dst\/x is a symlink copied from a\/x/);
+  assert.deepEqual(await readdir(target), [], 'nothing was written through the link');
+});

@@ -111,11 +111,37 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
       copied++;
     }
   }
+  refuseWritesThroughCopiedSymlinks(rootfs, files, dirsToFinish);
   const jobs = await fileJobs(files, req);
   await runPool(jobs, CONCURRENCY, req.signal);
   // Directory metadata last: writing children would otherwise bump the directories' mtimes again.
   for (const { target, src } of dirsToFinish.reverse()) await finishDir(target, src, req);
   return copied;
+}
+
+/**
+ * Sources can disagree on a path: `COPY a/ b/ /dst/` where a/x is a symlink and b/x a directory with files. The
+ * jobs run concurrently, so a file of b/x could be written through the symlink a/x, which may point anywhere on
+ * the host, or be dropped when the link replaces the directory. kiln does not merge a directory into a symlink;
+ * such a COPY fails with this error instead of doing either.
+ */
+function refuseWritesThroughCopiedSymlinks(
+  rootfs: string,
+  files: ReadonlyArray<{ src: CopySource; target: string }>,
+  dirs: ReadonlyArray<{ target: string; src: CopySource }>,
+): void {
+  const links = new Map<string, CopySource>();
+  for (const f of files) if (f.src.type === 'symlink') links.set(f.target, f.src);
+  if (links.size === 0) return;
+  for (const { target, src } of [...files, ...dirs]) {
+    for (let dir = path.dirname(target); dir.length > rootfs.length && dir.startsWith(rootfs); dir = path.dirname(dir)) {
+      const link = links.get(dir);
+      if (link !== undefined) {
+        const inImage = `/${path.relative(rootfs, dir)}`;
+        throw new Error(`cannot copy ${path.posix.normalize(src.rel)}: ${inImage} is a symlink copied from ${path.posix.normalize(link.rel)}; a directory is not merged into a symlink`);
+      }
+    }
+  }
 }
 
 /**
