@@ -199,7 +199,7 @@ static char *list_names(const char *path, ssize_t *len) {
   }
 }
 
-/* The value of one xattr as a new Buffer, or NULL with errno set (exception not thrown). */
+/* The value of one xattr as a new Buffer, or NULL with errno set (exception not thrown); for scanTree. */
 static napi_value get_value(napi_env env, const char *path, const char *name) {
   for (;;) {
     ssize_t size = lgetxattr(path, name, NULL, 0);
@@ -220,49 +220,6 @@ static napi_value get_value(napi_env env, const char *path, const char *name) {
     }
     if (errno != ERANGE) return NULL;
   }
-}
-
-/* llistxattr(path) -> string[] */
-static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char *path = argc > 0 ? string_arg(env, argv[0]) : NULL;
-  if (path == NULL) {
-    napi_throw_type_error(env, NULL, "llistxattr: path must be a string");
-    return NULL;
-  }
-  ssize_t len;
-  char *names = list_names(path, &len);
-  napi_value array = NULL;
-  if (len < 0) {
-    throw_errno(env, errno, "llistxattr", path);
-  } else if (napi_create_array(env, &array) == napi_ok) {
-    uint32_t i = 0;
-    for (ssize_t off = 0; off < len;) {
-      size_t n = strlen(names + off);
-      napi_value s;
-      if (napi_create_string_utf8(env, names + off, n, &s) == napi_ok) napi_set_element(env, array, i++, s);
-      off += (ssize_t)n + 1;
-    }
-  }
-  free(names);
-  free(path);
-  return array;
-}
-
-/* lgetxattr(path, name) -> Buffer */
-static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char *path = argc > 0 ? string_arg(env, argv[0]) : NULL, *name = argc > 1 ? string_arg(env, argv[1]) : NULL;
-  napi_value result = NULL;
-  if (path == NULL || name == NULL) napi_throw_type_error(env, NULL, "lgetxattr(path, name)");
-  else if ((result = get_value(env, path, name)) == NULL) throw_errno(env, errno, "lgetxattr", path);
-  free(path);
-  free(name);
-  return result;
 }
 
 /* lsetxattr(path, name, value: Buffer) */
@@ -706,8 +663,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
       {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lremovexattr", NULL, js_lremovexattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -20,10 +20,6 @@ export interface NativeSys {
   umount2(target: string, flags: number): void;
   /** mknod(2) with `mode` including the file type bits (S_IFCHR, …). */
   mknod(file: string, mode: number, major: number, minor: number): void;
-  /** llistxattr(2): the names, not following a final symlink. */
-  llistxattr(file: string): string[];
-  /** lgetxattr(2). */
-  lgetxattr(file: string, name: string): Buffer;
   /** lsetxattr(2) (create or replace). */
   lsetxattr(file: string, name: string, value: Buffer): void;
   /** lremovexattr(2). */
