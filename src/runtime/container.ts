@@ -167,7 +167,9 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
-    const [nofile, umountBin] = await Promise.all([openFilesLimit(), findUmount()]);
+    // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
+    const wantsHook = nativeSys() === undefined && runtime.command.length === 1;
+    const [nofile, umountBin] = await Promise.all([openFilesLimit(), wantsHook ? findUmount() : undefined]);
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
     const config = {
       ociVersion: '1.0.2',
@@ -186,7 +188,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
       // gone: a Go fork/exec is much cheaper than one from this (large) Node process, and it happens even
       // if we are killed. runContainer still checks and unmounts whatever is left. (A runtime started in
       // its own mount namespace would only unmount its copy, so it gets no hook.)
-      ...(umountBin === undefined || nativeSys() !== undefined || runtime.command.length > 1
+      ...(umountBin === undefined
         ? {}
         : { hooks: { poststop: [{ path: umountBin, args: ['umount', rootfs] }] } }),
       hostname,
