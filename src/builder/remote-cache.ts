@@ -191,12 +191,7 @@ export class RemoteCache implements StepCacheHook {
 
   async #load(spec: CacheImportSpec): Promise<void> {
     const { signal } = this.#options;
-    let ref: ImageReference;
-    try {
-      ref = parseReference(spec.ref);
-    } catch (cause) {
-      throw new RegistryError(`--cache-from ${spec.ref}: ${messageOf(cause)}`, undefined, { cause });
-    }
+    const ref = parseCacheRef('--cache-from', spec.ref);
     const name = formatReference(ref);
     const client = this.#client(ref);
     const source: Source = { client, repo: ref.repository, name };
@@ -341,12 +336,7 @@ export class RemoteCache implements StepCacheHook {
 
   async #exportRegistry(spec: Extract<CacheExportSpec, { type: 'registry' }>, finalDiffIds: readonly Digest[]): Promise<void> {
     const { signal } = this.#options;
-    let ref: ImageReference;
-    try {
-      ref = parseReference(spec.ref);
-    } catch (cause) {
-      throw new RegistryError(`--cache-to ${spec.ref}: ${messageOf(cause)}`, undefined, { cause });
-    }
+    const ref = parseCacheRef('--cache-to', spec.ref);
     const name = formatReference(ref);
     this.#options.progress?.(`exporting cache to ${name}`);
     const client = this.#client(ref);
@@ -388,5 +378,14 @@ export class RemoteCache implements StepCacheHook {
     };
     await client.putManifest(repo, ref.tag ?? ref.digest ?? 'latest', Buffer.from(JSON.stringify(manifest)), MEDIA_TYPES.ociManifest, signal);
     this.#options.progress?.(`cache exported to ${name}: ${String(records.length)} records`);
+  }
+}
+
+/** A cache image reference from `--cache-from`/`--cache-to`, or a RegistryError naming the flag. */
+function parseCacheRef(flag: '--cache-from' | '--cache-to', ref: string): ImageReference {
+  try {
+    return parseReference(ref);
+  } catch (cause) {
+    throw new RegistryError(`${flag} ${ref}: ${messageOf(cause)}`, undefined, { cause });
   }
 }
