@@ -6,7 +6,11 @@
  *   2. enter a new mount namespace whose mounts do not propagate back to the host;
  *   3. cover the cgroup2 mount at /sys/fs/cgroup/unified with an empty read-only tmpfs, so crun sees a
  *      cgroup v1 host;
- *   4. exec RUNTIME with ARGS.
+ *   4. bind RUNTIME read-only onto itself. crun guards against a container overwriting its binary
+ *      through /proc/self/exe (CVE-2019-5736) by copying itself and re-executing the copy, which loads
+ *      the binary and its libraries twice (about 8 ms of every RUN step here); a binary on a read-only
+ *      mount needs no copy, and crun checks for exactly that. The mount exists only in this namespace;
+ *   5. exec RUNTIME with ARGS.
  * Any failure exits 125 with a message on stderr, before the runtime runs.
  */
 #define _GNU_SOURCE
@@ -44,6 +48,10 @@ int main(int argc, char **argv) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail("making private", "/");
   if (mount("kiln-no-cgroup2", "/sys/fs/cgroup/unified", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k") != 0) {
     return fail("covering", "/sys/fs/cgroup/unified");
+  }
+  if (mount(argv[2], argv[2], NULL, MS_BIND, NULL) != 0) return fail("binding", argv[2]);
+  if (mount(NULL, argv[2], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0) {
+    return fail("making read-only", argv[2]);
   }
   execv(argv[2], argv + 2);
   return fail("exec", argv[2]);

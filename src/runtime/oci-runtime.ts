@@ -71,7 +71,7 @@ const memo = new Map<string, Promise<RuntimeInfo>>();
  * process images per RUN step); this script is the fallback.
  */
 export const CRUN_WITHOUT_CGROUP2 =
-  'echo $$ > "$1/cgroup.procs" && mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k kiln-no-cgroup2 /sys/fs/cgroup/unified && shift && exec "$@"';
+  'echo $$ > "$1/cgroup.procs" && mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k kiln-no-cgroup2 /sys/fs/cgroup/unified && shift && mount --bind "$1" "$1" && mount -o remount,bind,ro,nosuid,nodev "$1" && exec "$@"';
 
 /** Docker's default device rules (moby's defaults; runc's allowed devices): mknod of any node, and use of the standard ones. */
 const DEVICE_RULES = [
