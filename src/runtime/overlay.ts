@@ -51,6 +51,15 @@ const MOUNT_DATA_LIMIT = 4000;
 const FIXED_OPTIONS = 'index=off,redirect_dir=off,metacopy=off,xino=off';
 
 /**
+ * `volatile` (Linux 5.10+): overlayfs skips every sync to the upper filesystem. Without it, unmounting a
+ * step's overlay syncs the whole filesystem under the store (syncfs), which writes back every dirty page
+ * on it, including the 200 MB a previous COPY just wrote: tens to hundreds of ms per step, for a
+ * durability the store does not rely on (an adopted upperdir's tar is checked against its diffID whenever
+ * it is regenerated, and blobs are fsynced when written). Dropped for good when the kernel refuses it.
+ */
+let volatileOption = true;
+
+/**
  * Mounts an overlay at `target`.
  *
  * Many lower directories: the option string must fit one page (see {@link MOUNT_DATA_LIMIT}). When the
@@ -93,18 +102,30 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
       if (data.length > MOUNT_DATA_LIMIT) throw new RuntimeError(`too many layers to mount (${lowerDirs.length})`);
     }
     const sys = cwd === undefined ? nativeSys() : undefined;
-    try {
+    const mount = async (options: string): Promise<void> => {
       if (sys !== undefined) {
-        sys.mount('overlay', path.resolve(target), 'overlay', 0, data);
+        sys.mount('overlay', path.resolve(target), 'overlay', 0, options);
       } else {
         // No cancelSignal: killing `mount` midway would leave us not knowing whether the overlay is
         // mounted. It takes milliseconds; the abort is honoured right after it. (The relative lowerdir
         // form needs this path: mount(2) resolves it against the cwd, which a Node process must not change.)
         const { execa } = await import('execa');
-        await execa('mount', ['-t', 'overlay', 'overlay', '-o', data, path.resolve(target)], {
+        await execa('mount', ['-t', 'overlay', 'overlay', '-o', options, path.resolve(target)], {
           ...(cwd === undefined ? {} : { cwd }),
           stdin: 'ignore',
         });
+      }
+    };
+    try {
+      if (!volatileOption) await mount(data);
+      else {
+        try {
+          await mount(`volatile,${data}`);
+        } catch {
+          // An older kernel: the same mount without the option decides.
+          await mount(data);
+          volatileOption = false;
+        }
       }
     } catch (cause) {
       const stderr = (cause as { stderr?: unknown }).stderr;

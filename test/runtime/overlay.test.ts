@@ -93,3 +93,18 @@ test('a failing mount is reported as a RuntimeError and leaves no helper dir', a
   assert.equal(await isMounted(p.target), false);
   assert.deepEqual(await readdir(path.join(dir, 'tmp')), []);
 });
+
+test('step overlays are mounted volatile, so unmounting one does not sync the store filesystem', async () => {
+  const p = await parts('volatile');
+  const lower = path.join(dir, 'volatile-lower');
+  await mkdir(lower);
+  const m = await mountOverlay({ lowerDirs: [lower], ...p });
+  try {
+    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === p.target);
+    assert.ok(line, 'the overlay is listed in mountinfo');
+    // Super options follow the " - " separator; kernels since 6.x spell the option `fsync=volatile` there.
+    assert.match(line.split(' - ')[1] ?? '', /[ ,](fsync=)?volatile(,|$)/);
+  } finally {
+    await m.unmount();
+  }
+});
