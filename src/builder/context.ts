@@ -15,11 +15,12 @@
  * read when something changed.
  */
 import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'node:fs/promises';
-import { createReadStream, lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
 import { resolveInRoot } from '../runtime/user.js';
+import { reusedChunks } from '../store/file-chunks.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -236,7 +237,8 @@ export class BuildContext {
       // read plus xxhash-wasm's own copy of every chunk (measured on 200 MB: ~0.3 s more than it can save).
       // No xxhash is kept for it (`x` empty never matches, so the small-file shortcut cannot misfire).
       const sha = createHash('sha256');
-      for await (const chunk of createReadStream(entry.abs, { highWaterMark: 1 << 20 })) sha.update(chunk as Buffer);
+      const shrank = () => new Error(`${entry.rel} changed while it was being read`);
+      for await (const chunk of reusedChunks(entry.abs, st.size, shrank)) sha.update(chunk);
       x = '';
       h = sha.digest('hex');
     }

@@ -33,6 +33,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { reusedChunks } from './file-chunks.js';
 import { nativeSys } from '../native/sys.js';
 import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, padding } from './tar.js';
@@ -206,7 +207,7 @@ export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, 
   const { signal } = options;
   const root = path.resolve(upperDir);
   if (options.blob === false) {
-    const { digest, size } = await hashStream(layerTarStream(root, options), signal);
+    const { digest, size } = await hashStream(layerTarStream(root, options, undefined, undefined, true), signal);
     return { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   }
   const { digest, size } = await store.writeBlob(layerTarStream(root, options), signal ? { signal } : {});
@@ -235,7 +236,7 @@ export async function snapshotIntoLayer(
   // the native scan inside layerTarStream, or by getfattr here, in parallel with it.
   const pending = options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : nativeSys() !== undefined ? undefined : readXattrTree(root, signal);
   let read: XattrTree | undefined;
-  const { digest, size } = await hashStream(layerTarStream(root, options, pending, (m) => (read = m)), signal);
+  const { digest, size } = await hashStream(layerTarStream(root, options, pending, (m) => (read = m), true), signal);
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   const rootfs = await store.adoptUnpackedLayer(digest, root, {
     size,
@@ -388,6 +389,11 @@ export async function* layerTarStream(
   options: SnapshotOptions = {},
   xattrs?: Promise<XattrTree> | XattrTree,
   onXattrs?: (xattrs: XattrTree) => void,
+  /**
+   * The consumer is done with each chunk before it asks for the next (it only hashes them): big files are then
+   * read into two reused buffers (see store/file-chunks.ts). Never for a consumer that keeps chunks.
+   */
+  consumedAtOnce = false,
 ): AsyncGenerator<Buffer> {
   const { signal, sourceDateEpoch, onProgress } = options;
   const root = path.resolve(dir);
@@ -501,7 +507,10 @@ export async function* layerTarStream(
           } else {
             room(SLAB);
             yield* ready.splice(0);
-            for await (const chunk of bigFileContent(abs, st.size, rel, signal)) {
+            const content = consumedAtOnce
+              ? reusedChunks(abs, st.size, () => new RuntimeError(`file ${rel} shrank while it was being snapshotted`), signal)
+              : bigFileContent(abs, st.size, rel, signal);
+            for await (const chunk of content) {
               bytes += chunk.length;
               yield chunk;
             }

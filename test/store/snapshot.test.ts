@@ -204,3 +204,23 @@ test('entries are ordered by the bytes of their UTF-8 names, as Go orders string
   for await (const e of readTar(store.openBlob(layer.digest))) names.push(e.header.name);
   assert.deepEqual(names, ['Z', 'a', 'é', '\uFFFD', '\u{1F600}']);
 });
+
+test('a tree with files bigger than a read chunk gives the same diffID hashed alone as written as a blob', async () => {
+  const dir = path.join(work, 'big-files');
+  await fs.mkdir(dir);
+  // Sizes around the 2 MiB chunk: the hash-only path reads them into reused buffers, the blob path does not.
+  const sizes = [2 * 1024 * 1024, 2 * 1024 * 1024 + 1, 5 * 1024 * 1024 + 777];
+  for (const [i, size] of sizes.entries()) await fs.writeFile(path.join(dir, `f${i}`), Buffer.alloc(size, i + 1));
+  const hashed = await snapshotDirectory(dir, store, { blob: false });
+  const written = await snapshotDirectory(dir, store);
+  assert.equal(hashed.diffId, written.diffId);
+  const blob = await fs.readFile(store.blobPath(written.diffId));
+  assert.equal(`sha256:${createHash('sha256').update(blob).digest('hex')}`, hashed.diffId);
+  const fileSizes: number[] = [];
+  for await (const e of readTar(store.openBlob(written.diffId))) {
+    let n = 0;
+    for await (const chunk of e.body) n += chunk.length;
+    if (e.header.type === 'file') fileSizes.push(n);
+  }
+  assert.deepEqual(fileSizes, sizes);
+});
