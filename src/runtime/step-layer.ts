@@ -4,7 +4,8 @@
  * blob, and renamed into the store as that layer's unpacked form (the next step's lowerdir), so
  * nothing is extracted again. Whatever happens, the scratch directory is removed.
  */
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
@@ -46,12 +47,13 @@ export async function withStepLayer<T>(
   work: (dirs: StepDirs) => Promise<T>,
 ): Promise<{ layer: LayerInfo; value: T }> {
   const lowerDirs = await lowerDirsOf(store, parentDiffIds, options.signal);
-  await mkdir(path.join(store.root, 'tmp'), { recursive: true });
-  const scratch = await mkdtemp(path.join(store.root, 'tmp', 'step-'));
+  // Synchronous: four tiny metadata calls, each far cheaper than an awaited threadpool round trip.
+  mkdirSync(path.join(store.root, 'tmp'), { recursive: true });
+  const scratch = mkdtempSync(path.join(store.root, 'tmp', 'step-'));
   try {
     const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
-    await mkdir(dirs.upperDir);
-    await mkdir(dirs.workDir);
+    mkdirSync(dirs.upperDir);
+    mkdirSync(dirs.workDir);
     const value = await work(dirs);
     options.signal?.throwIfAborted();
     // Lazy layer: only the diffID is computed; the upperdir itself becomes the stored layer, and its tar
