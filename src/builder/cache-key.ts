@@ -9,7 +9,7 @@
  * an xxhash-based key could be forged by a crafted collision. (File content digests inside the
  * material are xxhash64 for speed; `sharedKey` replaces them with sha256 ones before export.)
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 
 export interface KeyMaterial {
   /** The previous step's key, or `base:<manifest digest>` / `scratch` for a stage's first step. */
@@ -24,11 +24,10 @@ export interface KeyMaterial {
 
 /** Computes a step key; the same material always gives the same key. */
 export function cacheKey(material: KeyMaterial): string {
-  const h = createHash('sha256');
+  const parts: string[] = [];
   // Length-prefixed fields: no way to shift text from one field into another and keep the key.
   const field = (s: string): void => {
-    h.update(`${Buffer.byteLength(s)}:`);
-    h.update(s);
+    parts.push(`${Buffer.byteLength(s)}:`, s);
   };
   field('kiln-cache-v1');
   field(material.parent);
@@ -36,5 +35,5 @@ export function cacheKey(material: KeyMaterial): string {
   for (const a of [...(material.args ?? [])].sort()) field(a);
   field('|');
   for (const i of material.inputs ?? []) field(i);
-  return h.digest('hex');
+  return sha256Hex(...parts);
 }

@@ -17,7 +17,7 @@
 import { lstat, readdir, readFile, readlink, mkdir, writeFile, rename } from 'node:fs/promises';
 import { lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
-import { createHash } from 'node:crypto';
+import { crypto, sha256Hex } from '../sha256.js';
 import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
 import { resolveInRoot } from '../runtime/user.js';
 import { reusedChunks } from '../store/file-chunks.js';
@@ -89,7 +89,7 @@ export class BuildContext {
       if (patterns.length) matcher = PatternMatcher.compile(patterns);
       break;
     }
-    const key = createHash('sha256').update(dir).digest('hex').slice(0, 24);
+    const key = sha256Hex(dir).slice(0, 24);
     const ctx = new BuildContext(dir, matcher, ignoreFile, cacheDir ? join(cacheDir, `context-${key}.json`) : undefined);
     if (ctx.statCachePath) {
       const text = await readFile(treeCachePath(ctx.statCachePath), 'utf8').catch(() => undefined);
@@ -230,13 +230,13 @@ export class BuildContext {
       // several times the read itself for the tiny files a context is mostly made of.
       const data = st.size < SYNC_READ_LIMIT ? readFileSync(entry.abs) : await readFile(entry.abs);
       x = hasher.h64Raw(data).toString(16).padStart(16, '0');
-      h = cached?.x === x && cached.s === data.length ? cached.h : createHash('sha256').update(data).digest('hex');
+      h = cached?.x === x && cached.s === data.length ? cached.h : sha256Hex(data);
     } else {
       // A big file with a changed stat is hashed with sha256 straight away, in one read: a changed stat usually
       // means changed bytes, and then an xxhash pass first (to skip sha256 after a mere touch) costs a second
       // read plus xxhash-wasm's own copy of every chunk (measured on 200 MB: ~0.3 s more than it can save).
       // No xxhash is kept for it (`x` empty never matches, so the small-file shortcut cannot misfire).
-      const sha = createHash('sha256');
+      const sha = crypto().createHash('sha256');
       const shrank = () => new Error(`${entry.rel} changed while it was being read`);
       for await (const chunk of reusedChunks(entry.abs, st.size, shrank)) sha.update(chunk);
       x = '';
@@ -275,7 +275,7 @@ export class BuildContext {
       numbers[i * 5 + 3] = st.ctimeMs;
       numbers[i * 5 + 4] = st.ino;
     }
-    const fingerprint = createHash('sha256').update(names.join('\0')).update(numbers).digest('base64');
+    const fingerprint = Buffer.from(sha256Hex(names.join('\0'), new Uint8Array(numbers.buffer, numbers.byteOffset, numbers.byteLength)), 'hex').toString('base64');
     const remembered = this.treeCache[fingerprint];
     if (remembered !== undefined) return remembered;
     await this.loadStatCache();
@@ -303,7 +303,7 @@ export class BuildContext {
         }),
       );
     }
-    const digest = createHash('sha256').update(lines.join('\n')).digest('hex');
+    const digest = sha256Hex(lines.join('\n'));
     this.rememberTree(fingerprint, digest);
     return digest;
   }

@@ -6,7 +6,7 @@
  * Words are expanded here, with the stage's environment at that step (ENV wins over ARG, as in
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 import { copyFile, mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
@@ -520,7 +520,7 @@ async function prepareMounts(
           // One directory per cache id (default: the target), persisted in the store across builds.
           // `private` gets a fresh directory per use; `locked` serialises users through a store lock.
           const id = m.id ?? target;
-          const dirName = createHash('sha256').update(`${id}`).digest('hex').slice(0, 32);
+          const dirName = sha256Hex(`${id}`).slice(0, 32);
           let dir = path.join(ctx.store.root, 'cache-mounts', dirName);
           if (m.sharing === 'private') dir = path.join(scratch, `cache-private-${n}`);
           const fresh = !(await lstat(dir).catch(() => undefined));

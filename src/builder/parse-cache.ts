@@ -10,7 +10,7 @@
  * Only successful parses whose result survives a JSON round trip unchanged are stored; errors always
  * come from a real parse.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.js';
 import { readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -58,7 +58,7 @@ function parserFingerprint(): string | null {
       parts.push(`${name}:${st?.size}:${st?.mtimeMs}`);
     }
   }
-  fingerprint = found > 0 ? createHash('sha256').update(parts.join('\n')).digest('hex') : null;
+  fingerprint = found > 0 ? sha256Hex(parts.join('\n')) : null;
   return fingerprint;
 }
 
@@ -70,7 +70,7 @@ function parserFingerprint(): string | null {
 export async function parseWithCache(text: string, file: string, cacheDir: string): Promise<ParsedDockerfile> {
   const parser = parserFingerprint();
   if (parser === null) return parseDirect(text, file);
-  const key = createHash('sha256').update(parser).update('\0').update(file).update('\0').update(text).digest('hex');
+  const key = sha256Hex(parser, '\0', file, '\0', text);
   const entry = path.join(cacheDir, `${key}.json`);
   try {
     const cached = JSON.parse(await readFile(entry, 'utf8')) as ParsedDockerfile & { key?: string };

@@ -2,7 +2,11 @@
  * EXPOSE port specs. Like `docker build`, EXPOSE accepts the `docker run -p` syntax
  * `[ip:][hostPort:]containerPort[/proto]` with port ranges; only the container side is exposed.
  */
-import { isIP } from 'node:net';
+import { createRequire } from 'node:module';
+
+// node:net is required only when a spec names an IP: loading it costs a cached build ~5 ms of start-up.
+let net: typeof import('node:net') | undefined;
+const isIP = (ip: string): number => (net ??= createRequire(import.meta.url)('node:net') as typeof import('node:net')).isIP(ip);
 
 const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
 

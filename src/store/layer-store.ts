@@ -15,14 +15,14 @@
  *   locks/<name>.lock                           cross-process lock files (pid inside)
  *   leases/<pid>                                "this process writes to the store since <time>" (see prune)
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { crypto, randomHex, sha256Hex } from '../sha256.js';
 import { createReadStream, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { availableParallelism, homedir, hostname } from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
+import { createRequire } from 'node:module';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
@@ -33,7 +33,12 @@ import type { XattrTree } from './snapshot.js';
 import type { AdoptOptions, Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
 
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
-const gzipAsync = promisify(zlib.gzip);
+// node:zlib is loaded on first use: a cached build never compresses, and loading it costs ~4 ms of start-up.
+let zlibModule: typeof import('node:zlib') | undefined;
+const zlib = (): typeof import('node:zlib') => (zlibModule ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
+let gzipAsyncFn: ((chunk: Buffer, options: import('node:zlib').ZlibOptions) => Promise<Buffer>) | undefined;
+const gzipAsync = (chunk: Buffer, options: import('node:zlib').ZlibOptions): Promise<Buffer> =>
+  (gzipAsyncFn ??= promisify(zlib().gzip) as (chunk: Buffer, options: import('node:zlib').ZlibOptions) => Promise<Buffer>)(chunk, options);
 
 /** A blob write flushes what it has written so far each time this much more was written (see writeBlob). */
 const EARLY_SYNC_BYTES = 8 * 1024 * 1024;
@@ -76,7 +81,7 @@ function pidAlive(pid: number): boolean {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A unique temp name carrying the owner's pid, so that prune can tell abandoned temp files from live ones. */
-const tempName = (prefix: string): string => `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`;
+const tempName = (prefix: string): string => `${prefix}-${process.pid}-${randomHex(6)}`;
 
 /** The pid a temp name was made by, if it has one. */
 function tempOwner(name: string): number | undefined {
@@ -152,7 +157,7 @@ export class LayerStore implements LayerStoreApi {
     if (expectedDigest !== undefined) digestHex(expectedDigest);
     await this.takeLease();
     const tmp = path.join(this.root, 'tmp', tempName('blob'));
-    const hash = createHash('sha256');
+    const hash = crypto().createHash('sha256');
     let size = 0;
     const fh = await fs.open(tmp, 'wx', 0o644);
     let digest: Digest;
@@ -245,7 +250,7 @@ export class LayerStore implements LayerStoreApi {
 
   async writeBlobBytes(data: Uint8Array | string): Promise<{ digest: Digest; size: number }> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    const digest: Digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest: Digest = `sha256:${sha256Hex(bytes)}`;
     if (await this.hasBlob(digest)) return { digest, size: bytes.byteLength };
     return this.writeBlob((async function* () {
       yield bytes;
@@ -380,7 +385,7 @@ export class LayerStore implements LayerStoreApi {
     const tampered = (detail: string): RuntimeError =>
       new RuntimeError(`layer ${diffId}: its unpacked directory ${rootfs} no longer matches the layer (${detail}); remove it (kiln prune after untagging) and rebuild`);
     return (async function* () {
-      const hash = createHash('sha256');
+      const hash = crypto().createHash('sha256');
       let size = 0;
       const options = {
         ...(signal ? { signal } : {}),
@@ -414,7 +419,7 @@ export class LayerStore implements LayerStoreApi {
     if (compression === 'none') return this.openBlob(info.digest);
     if (compression === 'gzip') {
       const raw = this.openBlob(info.digest);
-      const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+      const gunzip = zlib().createGunzip({ chunkSize: 256 * 1024 });
       raw.on('error', (err) => gunzip.destroy(err));
       gunzip.on('close', () => raw.destroy());
       return raw.pipe(gunzip);
@@ -442,7 +447,7 @@ export class LayerStore implements LayerStoreApi {
         await fs.mkdir(path.join(tmpDir, 'rootfs'), { recursive: true });
         // The whole stream is hashed, also what follows the tar's end marker (extraction stops there), and the
         // diffID checked before the directory is renamed into place: a pulled layer is verified here, on first use.
-        const hash = createHash('sha256');
+        const hash = crypto().createHash('sha256');
         const source = (await this.openLayerTar(diffId, options.signal))[Symbol.asyncIterator]();
         const read = async (): Promise<IteratorResult<Uint8Array>> => {
           const r = await source.next();
@@ -660,7 +665,7 @@ export class LayerStore implements LayerStoreApi {
   // ---------------------------------------------------------------- build cache
 
   private cachePath(key: string): string {
-    const safe = /^[A-Za-z0-9._-]{1,128}$/.test(key) && !key.startsWith('.') ? key : createHash('sha256').update(key).digest('hex');
+    const safe = /^[A-Za-z0-9._-]{1,128}$/.test(key) && !key.startsWith('.') ? key : sha256Hex(key);
     return path.join(this.root, 'cache', `${safe}.json`);
   }
 
@@ -683,7 +688,7 @@ export class LayerStore implements LayerStoreApi {
   async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RuntimeError(`invalid lock name: ${name}`);
     const file = path.join(this.root, 'locks', `${name}.lock`);
-    const token = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+    const token = `${process.pid} ${hostname()} ${randomHex(8)}\n`;
     for (let attempt = 0; ; attempt++) {
       try {
         await fs.writeFile(file, token, { flag: 'wx' });
