@@ -4,7 +4,7 @@
  * blob, and renamed into the store as that layer's unpacked form (the next step's lowerdir), so
  * nothing is extracted again. Whatever happens, the scratch directory is removed.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
@@ -50,6 +50,7 @@ export async function withStepLayer<T>(
   // Synchronous: four tiny metadata calls, each far cheaper than an awaited threadpool round trip.
   mkdirSync(path.join(store.root, 'tmp'), { recursive: true });
   const scratch = mkdtempSync(path.join(store.root, 'tmp', 'step-'));
+  let adopted = false;
   try {
     const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
     mkdirSync(dirs.upperDir);
@@ -62,9 +63,13 @@ export async function withStepLayer<T>(
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
     });
+    adopted = true;
     return { layer, value };
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    // After a snapshot only the overlay's empty workdir is left: removed in place. After a failure the
+    // upperdir may be large, and goes without blocking the event loop.
+    if (adopted) rmSync(scratch, { recursive: true, force: true });
+    else await rm(scratch, { recursive: true, force: true });
   }
 }
 

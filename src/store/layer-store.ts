@@ -16,7 +16,7 @@
  *   leases/<pid>                                "this process writes to the store since <time>" (see prune)
  */
 import { crypto, randomHex, sha256Hex } from '../sha256.js';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { availableParallelism, homedir, hostname } from 'node:os';
 import * as path from 'node:path';
@@ -279,21 +279,24 @@ export class LayerStore implements LayerStoreApi {
   }
 
   /** Writes a small file atomically (temp in tmp/, then rename). */
+  // The store's small files (records, tags, locks) are read and written with synchronous calls: each is a few
+  // µs, where an awaited one costs a threadpool round trip (0.1–0.3 ms), and a build makes hundreds of them.
+
   private async writeFileAtomic(file: string, data: string): Promise<void> {
     const tmp = path.join(this.root, 'tmp', tempName('file'));
     try {
-      await fs.writeFile(tmp, data, { flag: 'wx' });
-      await fs.mkdir(path.dirname(file), { recursive: true });
-      await fs.rename(tmp, file);
+      writeFileSync(tmp, data, { flag: 'wx' });
+      mkdirSync(path.dirname(file), { recursive: true });
+      renameSync(tmp, file);
     } catch (err) {
-      await fs.rm(tmp, { force: true });
+      rmSync(tmp, { force: true });
       throw err;
     }
   }
 
   private async readJson<T>(file: string): Promise<T | undefined> {
     try {
-      return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+      return JSON.parse(readFileSync(file, 'utf8')) as T;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
       throw new RuntimeError(`cannot read ${file}: ${messageOf(err)}`, { cause: err });
@@ -490,9 +493,9 @@ export class LayerStore implements LayerStoreApi {
   private async takeLease(): Promise<void> {
     if (this.leased) return;
     const file = path.join(this.root, 'leases', String(process.pid));
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    mkdirSync(path.dirname(file), { recursive: true });
     try {
-      await fs.writeFile(file, `${process.pid} ${hostname()} ${Date.now()}\n`, { flag: 'wx' });
+      writeFileSync(file, `${process.pid} ${hostname()} ${Date.now()}\n`, { flag: 'wx' });
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
     }
@@ -536,15 +539,15 @@ export class LayerStore implements LayerStoreApi {
       await stripOverlayXattrs(xattrs);
       // layers/<hex> appears complete or not at all: assemble it under a temp name, then rename.
       const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
-      await fs.mkdir(tmpDir);
+      mkdirSync(tmpDir);
       try {
         const meta = {
           ...(options.size !== undefined ? { size: options.size } : {}),
           ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
         };
-        await fs.writeFile(path.join(tmpDir, 'snapshot.json'), JSON.stringify(meta));
-        await fs.rename(dir, path.join(tmpDir, 'rootfs'));
-        await fs.rename(tmpDir, target);
+        writeFileSync(path.join(tmpDir, 'snapshot.json'), JSON.stringify(meta));
+        renameSync(dir, path.join(tmpDir, 'rootfs'));
+        renameSync(tmpDir, target);
       } catch (err) {
         await fs.rm(tmpDir, { recursive: true, force: true });
         throw new RuntimeError(`cannot adopt ${dir} as layer ${diffId}: ${messageOf(err)}`, { cause: err });
@@ -691,7 +694,7 @@ export class LayerStore implements LayerStoreApi {
     const token = `${process.pid} ${hostname()} ${randomHex(8)}\n`;
     for (let attempt = 0; ; attempt++) {
       try {
-        await fs.writeFile(file, token, { flag: 'wx' });
+        writeFileSync(file, token, { flag: 'wx' });
         break;
       } catch (err) {
         if (!isErrno(err, 'EEXIST')) throw err;
@@ -704,7 +707,7 @@ export class LayerStore implements LayerStoreApi {
     } finally {
       // Remove the lock only if it is still ours.
       try {
-        if ((await fs.readFile(file, 'utf8')) === token) await fs.rm(file, { force: true });
+        if (readFileSync(file, 'utf8') === token) rmSync(file, { force: true });
       } catch {
         /* already gone */
       }
