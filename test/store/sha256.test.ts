@@ -9,7 +9,7 @@ const reference = (...parts: Array<string | Uint8Array>): string => {
   return h.digest('hex');
 };
 
-test('the JavaScript SHA-256 gives node:crypto’s digest at every padding boundary and beyond', () => {
+test('sha256Hex gives node:crypto’s digest for inputs of any size', () => {
   for (const n of [0, 1, 54, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096, 65535, 65536, 65537, 100_000]) {
     const data = randomBytes(n);
     assert.equal(sha256Hex(data), reference(data), `${n} bytes`);
