@@ -34,16 +34,16 @@ let fingerprint: string | null | undefined;
 
 /**
  * Name, size and mtime of every source file of the parser and the grammar (`.js` when compiled, `.ts`
- * under tsx, the `.ne` grammar). Computed once per process. nearley and moo are left out: they are
- * pinned by the lockfile, and resolving them costs more than the rest of the fingerprint.
- * Null when the parser's files are not where this module expects them (a bundled build, say): then
- * nothing can tell a stale entry, so the cache is not used.
+ * under tsx, the `.ne` grammar), and of the files next to this module: in the bundled CLI (dist/cli, see
+ * scripts/bundle.mjs) the parser is compiled into those chunks. Computed once per process. nearley and moo
+ * are left out: they are pinned by the lockfile, and resolving them costs more than the rest of the fingerprint.
+ * Null when none of these files are found: then nothing can tell a stale entry, so the cache is not used.
  */
 function parserFingerprint(): string | null {
   if (fingerprint !== undefined) return fingerprint;
   const parts: string[] = [FORMAT];
   let found = 0;
-  for (const rel of ['../parser/', '../../grammar/']) {
+  for (const rel of ['../parser/', '../../grammar/', './']) {
     const dir = fileURLToPath(new URL(rel, import.meta.url));
     let names: string[];
     try {
