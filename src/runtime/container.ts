@@ -4,8 +4,8 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, rmdir, unlink, utimes } from 'node:fs/promises';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { lstat, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -158,7 +158,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    await mkdir(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
+    mkdirSync(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
 
     const files = path.join(bundle, 'files');
     mkdirSync(files);
@@ -358,7 +358,7 @@ async function missingMountPoints(rootfs: string, destinations: readonly string[
   await Promise.all(
     [...candidates].map(async (p) => {
       const hostPath = await resolveInRoot(rootfs, p);
-      const st = await lstat(hostPath, { bigint: true }).catch(() => undefined);
+      const st = lstatSync(hostPath, { bigint: true, throwIfNoEntry: false });
       resolved.set(p, { rel: path.relative(rootfs, hostPath), exists: st !== undefined, atimeNs: st?.atimeNs ?? 0n, mtimeNs: st?.mtimeNs ?? 0n });
     }),
   );
@@ -383,27 +383,28 @@ async function missingMountPoints(rootfs: string, destinations: readonly string[
  * futimens binding would restore the exact nanoseconds.
  */
 async function removeStubs(upperDir: string, stubs: Stubs): Promise<void> {
+  // Synchronous calls: a handful of tiny metadata operations per step.
   const deepestFirst = [...stubs.missing].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a));
   for (const rel of deepestFirst) {
     const hostPath = path.join(upperDir, rel);
     try {
-      const st = await lstat(hostPath);
-      if (st.isDirectory()) {
-        if ((await readdir(hostPath)).length === 0) await rmdir(hostPath);
-      } else if (st.isFile() && st.size === 0) {
-        await unlink(hostPath);
+      const st = lstatSync(hostPath, { throwIfNoEntry: false });
+      if (st?.isDirectory()) {
+        if (readdirSync(hostPath).length === 0) rmdirSync(hostPath);
+      } else if (st?.isFile() && st.size === 0) {
+        unlinkSync(hostPath);
       }
     } catch {
-      // Already gone, or not a stub any more: leave it.
+      // Not a stub any more: leave it.
     }
   }
   for (const [rel, times] of stubs.parents) {
     const hostPath = path.join(upperDir, rel);
     try {
-      const st = await lstat(hostPath);
+      const st = lstatSync(hostPath, { throwIfNoEntry: false });
       // Only where the upperdir copy is empty again: if the step wrote there, its mtime is real.
-      if (st.isDirectory() && (await readdir(hostPath)).length === 0) {
-        await utimes(hostPath, nsToSeconds(times.atimeNs), nsToSeconds(times.mtimeNs));
+      if (st?.isDirectory() && readdirSync(hostPath).length === 0) {
+        utimesSync(hostPath, nsToSeconds(times.atimeNs), nsToSeconds(times.mtimeNs));
       }
     } catch {
       // not copied up: nothing to restore

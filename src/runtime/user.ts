@@ -3,7 +3,8 @@
  * `docker build` do: `name`, `uid`, `name:group`, `uid:gid`, with `/etc/passwd` and `/etc/group` read
  * from the (merged) rootfs, never from the host.
  */
-import { lstat, readFile, readlink } from 'node:fs/promises';
+import { lstatSync, readlinkSync, type Stats } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /** The ids a container process runs as. */
@@ -49,10 +50,15 @@ export async function resolveInRoot(root: string, containerPath: string): Promis
       continue;
     }
     const hostPath = path.join(root, ...done, part);
-    let isLink = false;
+    // Synchronous: one lstat per path component, where an awaited call costs a threadpool round trip.
+    let st: Stats | undefined;
     try {
-      isLink = (await lstat(hostPath)).isSymbolicLink();
+      st = lstatSync(hostPath, { throwIfNoEntry: false });
     } catch {
+      st = undefined;
+    }
+    const isLink = st?.isSymbolicLink() ?? false;
+    if (st === undefined) {
       // Missing: nothing below it exists, so the rest resolves lexically.
       done.push(part);
       for (const rest of pending) {
@@ -66,7 +72,7 @@ export async function resolveInRoot(root: string, containerPath: string): Promis
       continue;
     }
     if (++links > MAX_SYMLINKS) throw new Error(`too many levels of symbolic links resolving ${containerPath}`);
-    const target = await readlink(hostPath);
+    const target = readlinkSync(hostPath);
     if (target.startsWith('/')) done.length = 0;
     pending.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
   }
