@@ -39,6 +39,13 @@ export interface NativeSys {
   scanTree(root: string, withXattrs: boolean): [string[], Float64Array, Array<number | string | Buffer>];
   /** open(O_NOFOLLOW) + read(2) until `length` bytes or EOF + close: the number of bytes read into `buffer` at `offset`. */
   readInto(file: string, buffer: Buffer, offset: number, length: number): number;
+  /**
+   * Reads many small files on a libuv threadpool thread: file `rels[i]` (relative to the directory `root`, a
+   * final symlink not followed) into `buffer` at `plan[2i]`, at most `plan[2i+1]` bytes, like {@link readInto}.
+   * Returns at once; when done, `got[i]` holds the bytes read or -errno, and `done()` is called. The caller
+   * leaves those parts of `buffer`, `plan` and `got` alone until then.
+   */
+  readFiles(root: string, rels: readonly string[], buffer: Buffer, plan: Uint32Array, got: Int32Array, done: () => void): void;
 }
 
 /** umount2(2): detach now, free when the last user goes away. */
