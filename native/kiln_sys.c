@@ -345,9 +345,12 @@ static char **sorted_names(DIR *dir, size_t *count) {
     errno = saved;
     return NULL;
   }
-  qsort(names, n, sizeof *names, by_name);
   *count = n;
-  return names != NULL ? names : calloc(1, sizeof *names);
+  /* An empty directory: no array yet. (Checked before qsort: qsort's pointer is declared nonnull, so after
+     qsort(NULL, 0, …) the compiler may assume names != NULL and drop this branch.) */
+  if (names == NULL) return calloc(1, sizeof *names);
+  qsort(names, n, sizeof *names, by_name);
+  return names;
 oom:
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);

@@ -224,3 +224,16 @@ test('a tree with files bigger than a read chunk gives the same diffID hashed al
   }
   assert.deepEqual(fileSizes, sizes);
 });
+
+test('an empty directory, nested or not, is an entry of its own in the layer', async () => {
+  const dir = path.join(work, 'empty-dirs');
+  await fs.mkdir(path.join(dir, 'a', 'empty'), { recursive: true });
+  await fs.mkdir(path.join(dir, 'top-empty'));
+  const layer = await snapshotDirectory(dir, store);
+  const names: string[] = [];
+  for await (const e of readTar(store.openBlob(layer.digest))) {
+    names.push(`${e.header.type} ${e.header.name}`);
+    for await (const _ of e.body) void _;
+  }
+  assert.deepEqual(names, ['directory a', 'directory a/empty', 'directory top-empty']);
+});
