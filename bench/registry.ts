@@ -8,8 +8,10 @@
  * parallel gzip, which also writes and fsyncs the compressed blobs into the store; skopeo with
  * --dest-compress), each into a fresh registry. The compressed sizes are printed, so that a difference
  * in compression level shows. Pull (like for like): both download the compressed blobs, verify their
- * digests and store them (kiln into its store, fsynced; skopeo into an OCI layout). Neither
- * decompresses: kiln checks a layer's diffID when the layer is first unpacked or exported.
+ * digests and store them (kiln into its store, skopeo into an OCI layout), each blob through a temp file
+ * that is fsynced before it is renamed into place (skopeo 1.9 fsyncs each blob too, as strace shows), all
+ * four layers at once on both sides. Neither decompresses: kiln checks a layer's diffID when the layer is
+ * first unpacked or exported.
  *
  * The machine may be shared, so with `rounds` > 1 both sides run that many times, alternating, each
  * round on fresh registries and stores, and the medians are printed.

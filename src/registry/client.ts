@@ -15,6 +15,8 @@ import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import { Authenticator, findCredentials } from './auth.js';
 import type { Credentials } from './auth.js';
+import { rawGet } from './raw-http.js';
+import type { RawBody, SegmentPool } from './raw-http.js';
 import { isLoopback, registryApiHost } from './reference.js';
 
 /** Options of {@link RegistryClient}. */
@@ -148,11 +150,23 @@ const MAX_REDIRECTS = 10;
 /** A blob download gives up when its connection is silent this long (fetch's default body timeout). */
 const BLOB_IDLE_TIMEOUT_MS = 300_000;
 
-/** An answer whose body is a node stream: blob downloads use node:http, whose plain Buffer chunks cost far less than fetch's web streams. */
+/**
+ * An answer whose body is read as it arrives. Blob downloads use {@link rawGet} over plain http and
+ * node:http over https: both cost far less CPU than fetch's web streams.
+ */
 interface StreamResponse {
   readonly status: number;
   readonly headers: Headers;
-  readonly body: http.IncomingMessage;
+  readonly body: RawBody;
+}
+
+/** A node:http answer as a {@link StreamResponse}. */
+function fromIncoming(res: http.IncomingMessage): StreamResponse {
+  return {
+    status: res.statusCode ?? 0,
+    headers: toHeaders(res.headers),
+    body: { [Symbol.asyncIterator]: () => res[Symbol.asyncIterator]() as AsyncIterator<Buffer>, discard: () => res.resume() },
+  };
 }
 
 function toHeaders(raw: http.IncomingHttpHeaders): Headers {
@@ -164,8 +178,17 @@ function toHeaders(raw: http.IncomingHttpHeaders): Headers {
   return headers;
 }
 
-/** One GET over node:http(s); rejects on a network error, an idle timeout or an abort. */
-function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+/**
+ * One GET; rejects on a network error, an idle timeout or an abort. Plain http goes through {@link rawGet},
+ * https through node:http.
+ */
+async function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, pool: SegmentPool | undefined): Promise<StreamResponse> {
+  if (url.protocol === 'http:') return rawGet(url, headers, { signal, idleTimeoutMs: BLOB_IDLE_TIMEOUT_MS, pool });
+  return fromIncoming(await sendNodeGet(url, headers, signal));
+}
+
+/** One GET over node:http(s). */
+function sendNodeGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? https.request : http.request;
     const req = send(url, { method: 'GET', headers, ...(signal !== undefined ? { signal } : {}) }, (res) => {
@@ -179,10 +202,10 @@ function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal 
 }
 
 /** Reads a (failed) answer's body, for its error message; a body that breaks just ends the text. */
-async function bodyText(body: http.IncomingMessage): Promise<string> {
+async function bodyText(body: RawBody): Promise<string> {
   const parts: Buffer[] = [];
   try {
-    for await (const chunk of body) parts.push(chunk as Buffer);
+    for await (const chunk of body) parts.push(chunk);
   } catch {
     // what arrived is enough for a message
   }
@@ -278,7 +301,7 @@ export class RegistryClient {
     await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
   }
 
-  async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>): Promise<StreamResponse> {
+  async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>, pool?: SegmentPool): Promise<StreamResponse> {
     const auth = await this.#authenticator();
     const scope = [...(opts.repo !== '' ? [`repository:${opts.repo}:${opts.actions}`] : []), ...(opts.extraScopes ?? [])].join(' ');
     const retries = opts.retry === false ? 0 : (this.#options.retries ?? 3);
@@ -288,16 +311,16 @@ export class RegistryClient {
     let authTried = false;
     for (let attempt = 0; ; attempt++) {
       let url = start;
-      let res: http.IncomingMessage;
+      let res: StreamResponse;
       try {
         for (let redirects = 0; ; redirects++) {
           opts.signal?.throwIfAborted();
           const headers: Record<string, string> = { ...opts.headers };
           if (authHeader !== undefined && url.origin === start.origin) headers['authorization'] = authHeader;
-          res = await sendGet(url, headers, opts.signal);
-          const location = res.headers.location;
-          if (![301, 302, 303, 307, 308].includes(res.statusCode ?? 0) || location === undefined) break;
-          res.resume();
+          res = await sendGet(url, headers, opts.signal, pool);
+          const location = res.headers.get('location');
+          if (![301, 302, 303, 307, 308].includes(res.status) || location === null) break;
+          res.body.discard();
           if (redirects >= MAX_REDIRECTS) throw new Error(`more than ${String(MAX_REDIRECTS)} redirects`);
           url = new URL(location, url);
         }
@@ -305,23 +328,23 @@ export class RegistryClient {
         await this.#afterNetworkError(cause, attempt, retries, baseDelay, opts);
         continue;
       }
-      const status = res.statusCode ?? 0;
+      const status = res.status;
       if (status === 401 && !authTried) {
         authTried = true;
-        const header = await auth.respond(toHeaders(res.headers).get('www-authenticate'), scope, opts.signal);
+        const header = await auth.respond(res.headers.get('www-authenticate'), scope, opts.signal);
         if (header !== undefined) {
-          res.resume();
+          res.body.discard();
           authHeader = header;
           attempt--;
           continue;
         }
       }
       if (RETRYABLE_STATUS.has(status) && attempt < retries) {
-        res.resume();
+        res.body.discard();
         await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
         continue;
       }
-      return { status, headers: toHeaders(res.headers), body: res };
+      return res;
     }
   }
 
@@ -417,9 +440,11 @@ export class RegistryClient {
 
   /**
    * Streams a blob. A connection that breaks mid-body is resumed with a Range request (or, when the
-   * server ignores Range, by skipping what was already received), up to the retry bound.
+   * server ignores Range, by skipping what was already received), up to the retry bound. With `pool`,
+   * chunks read over plain http are views of the pool's segments: give each back with
+   * `pool.release(chunk)` once done with it (see {@link SegmentPool}).
    */
-  async *getBlob(repo: string, digest: Digest, signal?: AbortSignal): AsyncGenerator<Uint8Array, void, undefined> {
+  async *getBlob(repo: string, digest: Digest, signal?: AbortSignal, options: { pool?: SegmentPool } = {}): AsyncGenerator<Uint8Array, void, undefined> {
     const what = `get blob ${this.registry}/${repo}@${digest}`;
     const retries = this.#options.retries ?? 3;
     const baseDelay = this.#options.retryDelayMs ?? 250;
@@ -427,7 +452,7 @@ export class RegistryClient {
     let failures = 0;
     for (;;) {
       const headers: Record<string, string> = received > 0 ? { range: `bytes=${String(received)}-` } : {};
-      const r = await this.#getStream(`/v2/${repo}/blobs/${digest}`, { repo, actions: 'pull', headers, signal, what });
+      const r = await this.#getStream(`/v2/${repo}/blobs/${digest}`, { repo, actions: 'pull', headers, signal, what }, options.pool);
       if (r.status < 200 || r.status > 299) throw await this.#streamError(r, what);
       let skip = 0;
       if (received > 0) {
@@ -440,7 +465,7 @@ export class RegistryClient {
       let progressed = false;
       try {
         for await (const chunk of r.body) {
-          let c = chunk as Buffer;
+          let c = chunk;
           if (skip > 0) {
             const n = Math.min(skip, c.length);
             skip -= n;

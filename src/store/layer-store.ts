@@ -257,6 +257,26 @@ export class LayerStore implements LayerStoreApi {
     })());
   }
 
+  /**
+   * A temp file path under tmp/ for a blob that the caller writes itself (a download into reused
+   * buffers), named so that prune removes it if this process dies. Pair with {@link LayerStore.commitBlobTemp}.
+   */
+  async blobTempPath(): Promise<string> {
+    await this.takeLease();
+    return path.join(this.root, 'tmp', tempName('blob'));
+  }
+
+  /**
+   * Moves a temp file from {@link LayerStore.blobTempPath} into place as blob `digest`. The caller must
+   * have fsynced it and computed `digest` over exactly its bytes (as {@link LayerStore.writeBlob} does).
+   */
+  async commitBlobTemp(tmp: string, digest: Digest): Promise<void> {
+    digestHex(digest);
+    if (path.dirname(tmp) !== path.join(this.root, 'tmp')) throw new RuntimeError(`${tmp} is not a temp file of this store`);
+    await fs.rename(tmp, this.blobPath(digest));
+    await this.syncDir(path.dirname(this.blobPath(digest)));
+  }
+
   async readBlob(digest: Digest): Promise<Buffer> {
     try {
       return await fs.readFile(this.blobPath(digest));
