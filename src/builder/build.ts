@@ -13,7 +13,7 @@ import { LayerStore } from '../store/layer-store.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
-import { dispatch, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
+import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
 import { resolveBuildOptions, type BuildOptions, type BuildResult, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { normalizeTag, validateTag } from './tags.js';
@@ -165,29 +165,37 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       emit({ type: 'step-done', step: fromRef, durationMs: Date.now() - t0 });
       reports.push({ step: fromRef, cached: true, durationMs: Date.now() - t0 });
 
-      // ONBUILD triggers of the base image run first, as docker does.
-      const triggers = state.config.config.OnBuild ?? [];
-      if (triggers.length > 0) {
-        state.config.config.OnBuild = null;
-        const { parse } = await import('../parser/index.js');
-        const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
-        for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
-      }
-      const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
-      const ctx = dctx(stage, noCacheStage);
-      for (let n = 0; n < stage.instructions.length; n++) {
-        const ins = stage.instructions[n]!;
-        const step = ref(n + 1, ins);
-        const s0 = Date.now();
-        const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
-        if (isFsStep) emit({ type: 'step-start', step });
-        const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
-        const durationMs = Date.now() - s0;
-        if (isFsStep) {
-          if (outcome.cached) emit({ type: 'step-cached', step });
-          else emit({ type: 'step-done', step, durationMs });
+      try {
+        // ONBUILD triggers of the base image run first, as docker does.
+        const triggers = state.config.config.OnBuild ?? [];
+        if (triggers.length > 0) {
+          state.config.config.OnBuild = null;
+          const { parse } = await import('../parser/index.js');
+          const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
+          for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
         }
-        reports.push({ step, cached: outcome.cached || !isFsStep, durationMs });
+        const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
+        const ctx = dctx(stage, noCacheStage);
+        for (let n = 0; n < stage.instructions.length; n++) {
+          const ins = stage.instructions[n]!;
+          const step = ref(n + 1, ins);
+          const s0 = Date.now();
+          const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
+          if (isFsStep) emit({ type: 'step-start', step });
+          const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
+          const durationMs = Date.now() - s0;
+          if (isFsStep) {
+            if (outcome.cached) emit({ type: 'step-cached', step });
+            else emit({ type: 'step-done', step, durationMs });
+          }
+          reports.push({ step, cached: outcome.cached || !isFsStep, durationMs });
+        }
+        // The last layer step's hash may still run: the stage is done when its layer is recorded.
+        await settlePending(state);
+      } catch (err) {
+        // A failed stage still records the layer step that finished before the failure (it stays cached).
+        await settlePending(state).catch(() => undefined);
+        throw err;
       }
       return state;
     })();

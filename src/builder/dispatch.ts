@@ -22,7 +22,7 @@ import type { BuildContext, ContextEntry } from './context.js';
 import { hasWildcard, globSegmentToRegExp } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
-import type { StepDirs } from '../runtime/step-layer.js';
+import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
 import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
@@ -61,6 +61,24 @@ export interface StageState {
    * steps reuse it, so a fully cached rebuild writes the same history and the same image digest.
    */
   lastCreated: string;
+  /**
+   * The last layer step when its layer is still being hashed (see runtime/step-layer.ts's PendingStepLayer):
+   * its upperdir is the top-most lower of the next RUN or COPY, and `settle()` adds its layer to `layers` and
+   * records it in the cache. Anything that reads `layers` settles it first ({@link settlePending}).
+   */
+  pending?: { readonly dir: string; settle(): Promise<void> } | undefined;
+}
+
+/**
+ * Finishes the stage's pending layer step, if any: its layer joins `state.layers` (in step order: nothing
+ * else is added while one is pending) and its cache record is written. Call it before reading
+ * `state.layers`, and when the stage ends (the build settles it on failure too, so the step stays cached).
+ */
+export async function settlePending(state: StageState): Promise<void> {
+  const pending = state.pending;
+  if (pending === undefined) return;
+  state.pending = undefined;
+  await pending.settle();
 }
 
 /** What a step handler needs from the build. */
@@ -322,20 +340,25 @@ function fmtDur(ns: number | undefined): string {
   return `${ns / 1e9}s`;
 }
 
-/** Looks a step up in the cache; on a miss runs `produce` and records its layer. */
+/**
+ * Looks a step up in the cache; on a miss runs `produce` and records its layer. `produce` may hand back a
+ * still-hashing layer ({@link PendingStepLayer}, from a RUN or COPY that mounted the previous pending upperdir):
+ * it becomes the stage's pending step and is recorded when settled.
+ */
 async function cachedLayerStep(
   ctx: DispatchContext,
   state: StageState,
   key: string,
   _configTime: string,
   createdBy: string,
-  produce: () => Promise<LayerInfo | null>,
+  produce: () => Promise<LayerInfo | null | PendingStepLayer>,
 ): Promise<StepOutcome> {
   state.key = key;
   let created: string;
   if (!ctx.noCache) {
     const hit = (await ctx.store.getCache<CacheRecord>(key)) ?? (await ctx.remoteCache?.lookup(key));
     if (hit && (hit.layer === null || (hit.layer.digest === hit.layer.diffId && (await ctx.store.hasLayer(hit.layer.diffId))) || (await ctx.store.hasBlob(hit.layer.digest)))) {
+      await settlePending(state);
       if (hit.layer) state.layers.push(hit.layer);
       history(state, createdBy, hit.layer === null, hit.created);
       state.lastCreated = hit.created;
@@ -345,7 +368,27 @@ async function cachedLayerStep(
   }
   created = now(ctx);
   state.lastCreated = created;
-  const layer = await produce();
+  const produced = await produce();
+  // The previous pending step goes first; `produce` has unmounted its upperdir by now.
+  try {
+    await settlePending(state);
+  } catch (err) {
+    // Nothing can use this step's layer now, but its directory must not be left behind.
+    if (produced !== null && 'adopt' in produced) await produced.adopt().catch(() => undefined);
+    throw err;
+  }
+  if (produced !== null && 'adopt' in produced) {
+    history(state, createdBy, false, created);
+    const record = async (): Promise<void> => {
+      const layer = await produced.adopt();
+      state.layers.push(layer);
+      await ctx.store.putCache(key, { layer, created } satisfies CacheRecord);
+      ctx.remoteCache?.record(key, { layer, created }, state.layers);
+    };
+    state.pending = { dir: produced.dir, settle: record };
+    return { cached: false };
+  }
+  const layer = produced;
   if (layer) state.layers.push(layer);
   history(state, createdBy, layer === null, created);
   await ctx.store.putCache(key, { layer, created } satisfies CacheRecord);
@@ -363,6 +406,7 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`] });
   // Docker creates the directory; only when it is missing does that cost a layer.
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
+    await settlePending(state);
     if (await existsInLayers(ctx, state, resolved)) return null;
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
@@ -442,7 +486,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     inputs: mountKeys,
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
-    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
         const env = [...(cfg.Env ?? []), ...argsEnv];
@@ -481,7 +525,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
         await extra.release();
       }
     });
-    return layer;
+    return pending;
   });
 }
 
@@ -759,7 +803,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
     // heredoc files over existing ones, a destination with lower content) goes through the mount.
     const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
-    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) =>
+    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) =>
       (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))
         ? (async () => {
             if (from === undefined && contextEntries.length > 0) {
@@ -775,8 +819,17 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
       }),
     );
-    await reuse?.commit(layer.diffId);
-    return layer;
+    // The reuse record names the layer by its diffID: written once the layer is hashed and stored.
+    if (reuse === undefined) return pending;
+    const copyReuse = reuse;
+    return {
+      dir: pending.dir,
+      adopt: async () => {
+        const layer = await pending.adopt();
+        await copyReuse.commit(layer.diffId);
+        return layer;
+      },
+    } satisfies PendingStepLayer;
   });
 
   /** The reuse placer for a direct copy into `rootfs` (the upperdir), with the context's digests of `files`. */

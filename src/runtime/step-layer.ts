@@ -10,7 +10,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
-import { snapshotIntoLayer } from '../store/snapshot.js';
+import { adoptHashedDir, hashDirForAdoption } from '../store/snapshot.js';
 
 export interface StepDirs {
   /** The parent layers' unpacked dirs, top-most first (overlay lowerdir order). */
@@ -46,31 +46,75 @@ export async function withStepLayer<T>(
   options: StepLayerOptions,
   work: (dirs: StepDirs) => Promise<T>,
 ): Promise<{ layer: LayerInfo; value: T }> {
-  const lowerDirs = await lowerDirsOf(store, parentDiffIds, options.signal);
+  const { pending, value } = await runStepLayer(store, parentDiffIds, undefined, options, work);
+  return { layer: await pending.adopt(), value };
+}
+
+/**
+ * A finished step whose layer is still being hashed. Meanwhile its upperdir can already serve the next step
+ * as the top-most lowerdir (read-only), so the hash of one step runs while the next step runs: on two cores
+ * that takes the snapshot off the critical path (a 200 MB COPY's ~0.13 s, a few ms for a small RUN).
+ */
+export interface PendingStepLayer {
+  /** The step's upperdir, read-only from now on. */
+  readonly dir: string;
+  /**
+   * Waits for the hash, moves `dir` into the store as the layer's unpacked form and removes the step's
+   * scratch directory. Only call it once no overlay uses `dir` any more. Later calls return the same promise.
+   */
+  adopt(): Promise<LayerInfo>;
+}
+
+/**
+ * Like {@link withStepLayer}, but returns as soon as `work` is done, with the layer still being hashed (see
+ * {@link PendingStepLayer}). `pendingLower` is the previous step's still-pending upperdir, mounted above
+ * the parent layers. The caller must call `adopt()` in every case (it also cleans up).
+ */
+export async function runStepLayer<T>(
+  store: LayerStoreApi,
+  parentDiffIds: readonly Digest[],
+  pendingLower: string | undefined,
+  options: StepLayerOptions,
+  work: (dirs: StepDirs) => Promise<T>,
+): Promise<{ pending: PendingStepLayer; value: T }> {
+  const parents = await lowerDirsOf(store, parentDiffIds, options.signal);
+  const lowerDirs = pendingLower === undefined ? parents : [pendingLower, ...parents];
   // Synchronous: four tiny metadata calls, each far cheaper than an awaited threadpool round trip.
   mkdirSync(path.join(store.root, 'tmp'), { recursive: true });
   const scratch = mkdtempSync(path.join(store.root, 'tmp', 'step-'));
-  let adopted = false;
+  const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
+  let value: T;
   try {
-    const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
     mkdirSync(dirs.upperDir);
     mkdirSync(dirs.workDir);
-    const value = await work(dirs);
+    value = await work(dirs);
     options.signal?.throwIfAborted();
-    // Lazy layer: only the diffID is computed; the upperdir itself becomes the stored layer, and its tar
-    // is regenerated (verified) only when an export or push needs it.
-    const { layer } = await snapshotIntoLayer(dirs.upperDir, store, {
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
-    });
-    adopted = true;
-    return { layer, value };
-  } finally {
-    // After a snapshot only the overlay's empty workdir is left: removed in place. After a failure the
-    // upperdir may be large, and goes without blocking the event loop.
-    if (adopted) rmSync(scratch, { recursive: true, force: true });
-    else await rm(scratch, { recursive: true, force: true });
+  } catch (err) {
+    // After a failure the upperdir may be large: removed without blocking the event loop.
+    await rm(scratch, { recursive: true, force: true });
+    throw err;
   }
+  // Lazy layer: only the diffID is computed; the upperdir itself becomes the stored layer, and its tar
+  // is regenerated (verified) only when an export or push needs it.
+  const hashing = hashDirForAdoption(dirs.upperDir, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+  });
+  hashing.catch(() => undefined); // reported by adopt()
+  let adopting: Promise<LayerInfo> | undefined;
+  const adopt = async (): Promise<LayerInfo> => {
+    let adopted = false;
+    try {
+      const { layer } = await adoptHashedDir(await hashing, store);
+      adopted = true;
+      return layer;
+    } finally {
+      // After adoption only the overlay's empty workdir is left: removed in place.
+      if (adopted) rmSync(scratch, { recursive: true, force: true });
+      else await rm(scratch, { recursive: true, force: true });
+    }
+  };
+  return { pending: { dir: dirs.upperDir, adopt: () => (adopting ??= adopt()) }, value };
 }
 
 /**

@@ -242,6 +242,22 @@ export async function snapshotIntoLayer(
   store: LayerStoreApi,
   options: Omit<SnapshotOptions, 'blob'> = {},
 ): Promise<{ layer: LayerInfo; rootfs: string }> {
+  return adoptHashedDir(await hashDirForAdoption(dir, options), store);
+}
+
+/** A directory hashed by {@link hashDirForAdoption}, ready for {@link adoptHashedDir}. */
+export interface HashedDir {
+  readonly dir: string;
+  readonly layer: LayerInfo;
+  readonly sourceDateEpoch: number | undefined;
+  readonly xattrs: XattrTree;
+}
+
+/**
+ * The first half of {@link snapshotIntoLayer}: the diffID and size of `dir`'s layer tar, and its xattrs. It
+ * only reads `dir`, so it may run while `dir` serves as a read-only lowerdir of the next step's overlay.
+ */
+export async function hashDirForAdoption(dir: string, options: Omit<SnapshotOptions, 'blob'> = {}): Promise<HashedDir> {
   const { signal } = options;
   const root = path.resolve(dir);
   // The xattrs are needed twice (in the tar, and to strip overlay's own before adoption) but read once: by
@@ -249,13 +265,22 @@ export async function snapshotIntoLayer(
   const pending = options.xattrs === 'none' ? new Map<string, Map<string, Buffer>>() : nativeSys() !== undefined ? undefined : readXattrTree(root, signal);
   let read: XattrTree | undefined;
   const { digest, size } = await hashStream(layerTarStream(root, options, pending, (m) => (read = m), true), signal);
-  const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
-  const rootfs = await store.adoptUnpackedLayer(digest, root, {
-    size,
-    ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+  return {
+    dir: root,
+    layer: { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer },
+    sourceDateEpoch: options.sourceDateEpoch,
     xattrs: read ?? (await pending) ?? new Map(),
+  };
+}
+
+/** The second half of {@link snapshotIntoLayer}: strips overlay's xattrs and moves the directory into the store. */
+export async function adoptHashedDir(hashed: HashedDir, store: LayerStoreApi): Promise<{ layer: LayerInfo; rootfs: string }> {
+  const rootfs = await store.adoptUnpackedLayer(hashed.layer.diffId, hashed.dir, {
+    size: hashed.layer.size,
+    ...(hashed.sourceDateEpoch !== undefined ? { sourceDateEpoch: hashed.sourceDateEpoch } : {}),
+    xattrs: hashed.xattrs,
   });
-  return { layer, rootfs };
+  return { layer: hashed.layer, rootfs };
 }
 
 /** sha256 and size of a stream. */

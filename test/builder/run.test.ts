@@ -110,3 +110,20 @@ test('a locked cache mount is usable and its lock is released when the build ret
   const locks = await readdir(path.join(sb.root, 'locks')).catch(() => [] as string[]);
   assert.ok(!locks.some((l) => l.startsWith('cache-mount-')), locks.join(','));
 });
+
+test('a step runs on the previous step’s files while that layer is still being hashed, and a later failure keeps it cached', async () => {
+  const ctx = await sb.context({ copied: 'from the context\n' });
+  // Each step reads what the one before it wrote (its layer may still be hashing: it is mounted as a lowerdir).
+  const steps = ['FROM busybox:latest', `RUN echo ${process.pid} > /one`, 'RUN cat /one > /two && echo 2 >> /two', 'COPY copied /copied'];
+  const ok = await sb.build({ context: ctx, dockerfileText: `${[...steps, 'RUN cat /two /copied > /three'].join('\n')}\n` });
+  assert.equal(await ok.read('three'), `${process.pid}\n2\nfrom the context\n`);
+  assert.equal(ok.image.manifest.layers.length, 1 + 4);
+
+  // The same first steps, then a failure: the steps before it were recorded in the cache on the way out.
+  const failing = `${[...steps.slice(0, 3), 'RUN echo extra > /extra', 'RUN exit 7'].join('\n')}\n`;
+  await assert.rejects(sb.build({ context: ctx, dockerfileText: failing }), (err: unknown) => err instanceof StepFailedError && err.exitCode === 7);
+  assert.deepEqual(await readdir(path.join(sb.root, 'tmp')).catch(() => []), []);
+  const again = await sb.build({ context: ctx, dockerfileText: `${[...steps.slice(0, 3), 'RUN echo extra > /extra'].join('\n')}\n` });
+  assert.equal(again.ran('RUN echo extra > /extra'), false, 'the step that finished before the failure is cached');
+  assert.equal(again.ran('RUN cat /one > /two && echo 2 >> /two'), false);
+});
