@@ -2,6 +2,7 @@
  * Finding an OCI runtime (crun or runc) that actually works on this host.
  */
 import { access, constants, mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { crunLauncher } from '../native/sys.js';
@@ -188,7 +189,8 @@ async function check(name: RuntimeName, extraPath: readonly string[], versionCac
         : [launcher, devices, bin, '--cgroup-manager=disabled'];
     cgroups = false;
   }
-  const version = await runtimeVersion(bin, versionCacheDir);
+  // As root the answer is kept host-wide (a fresh store does not ask again), else in the caller's store.
+  const version = await runtimeVersion(bin, versionCacheDir === undefined ? undefined : (hostCacheDir() ?? versionCacheDir));
   if (version.problem !== undefined) return version.problem;
   return { name, path: bin, version: version.version, command, cgroups };
 }
@@ -230,12 +232,30 @@ export async function runtimeVersion(bin: string, cacheDir?: string): Promise<{ 
   }
   if (key !== undefined && cacheFile !== undefined) {
     const tmp = `${cacheFile}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify({ ...cache, [key]: version }))
+    // Entries of binaries that are gone (a test's fake runtime, an old package) are dropped on the way.
+    const kept = Object.fromEntries(Object.entries(cache).filter(([k]) => existsSync(k.slice(0, k.indexOf(':')))));
+    await writeFile(tmp, JSON.stringify({ ...kept, [key]: version }))
       .then(() => rename(tmp, cacheFile))
       .catch(() => rm(tmp, { force: true }));
   }
   return { version };
 }
+
+/**
+ * Where facts about the host's binaries are remembered across processes and stores: `/run/kiln` when running as
+ * root (root-only, like the runtimes' own state under /run), so that a build in a fresh store does not pay
+ * for `--version` again; undefined otherwise (the caller's store cache is used).
+ */
+function hostCacheDir(): string | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    mkdirSync(HOST_CACHE_DIR, { recursive: true, mode: 0o700 });
+    return HOST_CACHE_DIR;
+  } catch {
+    return undefined;
+  }
+}
+const HOST_CACHE_DIR = '/run/kiln';
 
 /** True on a cgroup v1 host whose extra cgroup2 mount at /sys/fs/cgroup/unified has controllers enabled. */
 async function hybridCgroupWithControllers(): Promise<boolean> {
