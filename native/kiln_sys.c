@@ -13,7 +13,9 @@
  *
  * Every function is synchronous and throws an Error whose `code` is the errno name (like node:fs).
  * They are all single syscalls except scanTree, a recursive walk that the snapshotter calls once per
- * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds). readFiles
+ * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds), and the
+ * batched calls for COPY: scanDir (one directory's entries with their lstat numbers, for the build context's
+ * walk), lstatPaths and linkPaths (one call for thousands of lstat(2)s or link(2)s). readFiles
  * is the one asynchronous function: it reads a batch of small files on a libuv threadpool thread, so that
  * the snapshotter's open/read/close syscalls overlap with its tar encoding and hashing.
  *
@@ -484,6 +486,181 @@ static napi_value js_scan_tree(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- build-context scan and batched link for COPY (src/builder/context.ts, src/store/file-reuse.ts) ---- */
+
+/* Fields per entry in scanDir's and lstatPaths' Float64Array, in this order (Node's Stats names). */
+#define ENTRY_FIELDS 13 /* mode, uid, gid, size, atimeMs, mtimeMs, ctimeMs, ino, dev, nlink, rdev, blksize, blocks */
+
+/* Milliseconds as Node's Stats computes them (sec * 1e3 + nsec / 1e6, in doubles): equal values compare equal. */
+static double ms_of(struct timespec ts) { return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6; }
+
+static void entry_fields(double *f, const struct stat *st) {
+  f[0] = st->st_mode;
+  f[1] = st->st_uid;
+  f[2] = st->st_gid;
+  f[3] = (double)st->st_size;
+  f[4] = ms_of(st->st_atim);
+  f[5] = ms_of(st->st_mtim);
+  f[6] = ms_of(st->st_ctim);
+  f[7] = (double)st->st_ino;
+  f[8] = (double)st->st_dev;
+  f[9] = (double)st->st_nlink;
+  f[10] = (double)st->st_rdev;
+  f[11] = (double)st->st_blksize;
+  f[12] = (double)st->st_blocks;
+}
+
+/* Makes a Float64Array of `count * ENTRY_FIELDS` numbers copied from `fields`; NULL with an exception pending. */
+static napi_value fields_array(napi_env env, const double *fields, size_t count) {
+  napi_value buffer, array;
+  void *data;
+  size_t bytes = count * ENTRY_FIELDS * sizeof(double);
+  if (napi_create_arraybuffer(env, bytes, &data, &buffer) != napi_ok) return NULL;
+  if (napi_create_typedarray(env, napi_float64_array, count * ENTRY_FIELDS, buffer, 0, &array) != napi_ok) return NULL;
+  if (bytes > 0) memcpy(data, fields, bytes);
+  return array;
+}
+
+/*
+ * scanDir(dir) -> [names: string[], stats: Float64Array]: the entries of ONE directory (not "." and ".."), in
+ * byte order of their names, with ENTRY_FIELDS lstat numbers each (symlinks not followed). An entry that cannot
+ * be lstat'ed (removed since the readdir) gets -errno as its mode and zeros elsewhere: the caller decides whether
+ * that matters (an ignored file does not). The caller also decides which subdirectories to visit next (the build
+ * context skips ignored ones without opening them).
+ */
+static napi_value js_scan_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path = argc > 0 ? string_arg(env, argv[0]) : NULL;
+  if (path == NULL) {
+    napi_throw_type_error(env, NULL, "scanDir(dir)");
+    return NULL;
+  }
+  napi_value result = NULL;
+  int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
+  if (dir == NULL) {
+    int err = errno;
+    if (dfd >= 0) close(dfd);
+    throw_errno(env, err, "scandir", path);
+    free(path);
+    return NULL;
+  }
+  size_t n = 0;
+  char **names = sorted_names(dir, &n);
+  double *fields = names == NULL ? NULL : malloc((n ? n : 1) * ENTRY_FIELDS * sizeof(double));
+  napi_value js_names;
+  if (names == NULL) {
+    throw_errno(env, errno, "scandir", path);
+  } else if (fields == NULL) {
+    throw_errno(env, ENOMEM, "scandir", path);
+  } else if (napi_create_array_with_length(env, n, &js_names) == napi_ok) {
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+      struct stat st;
+      if (fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        entry_fields(fields + i * ENTRY_FIELDS, &st);
+      } else {
+        memset(fields + i * ENTRY_FIELDS, 0, ENTRY_FIELDS * sizeof(double));
+        fields[i * ENTRY_FIELDS] = -errno;
+      }
+      napi_value js_name;
+      ok = napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &js_name) == napi_ok && napi_set_element(env, js_names, (uint32_t)i, js_name) == napi_ok;
+    }
+    napi_value stats;
+    if (ok && (stats = fields_array(env, fields, n)) != NULL && napi_create_array_with_length(env, 2, &result) == napi_ok) {
+      napi_set_element(env, result, 0, js_names);
+      napi_set_element(env, result, 1, stats);
+    } else {
+      result = NULL;
+    }
+  }
+  if (names != NULL) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+  }
+  free(fields);
+  closedir(dir);
+  free(path);
+  return result;
+}
+
+/* Reads element `i` of a JS array of strings into a malloc'd buffer; NULL when it is not a string. */
+static char *string_element(napi_env env, napi_value array, uint32_t i) {
+  napi_value v;
+  if (napi_get_element(env, array, i, &v) != napi_ok) return NULL;
+  return string_arg(env, v);
+}
+
+/*
+ * lstatPaths(paths) -> Float64Array: ENTRY_FIELDS lstat numbers per path (symlinks not followed); a path that
+ * cannot be lstat'ed gets -errno as its mode and zeros elsewhere. Never throws for a path.
+ */
+static napi_value js_lstat_paths(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool is_array = false;
+  uint32_t n = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[0], &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "lstatPaths(paths: string[])");
+    return NULL;
+  }
+  double *fields = calloc(n ? n : 1, ENTRY_FIELDS * sizeof(double));
+  if (fields == NULL) return throw_errno(env, ENOMEM, "lstatPaths", NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    char *path = string_element(env, argv[0], i);
+    if (path == NULL) {
+      free(fields);
+      napi_throw_type_error(env, NULL, "lstatPaths(paths: string[])");
+      return NULL;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) entry_fields(fields + (size_t)i * ENTRY_FIELDS, &st);
+    else fields[(size_t)i * ENTRY_FIELDS] = -errno;
+    free(path);
+  }
+  napi_value result = fields_array(env, fields, n);
+  free(fields);
+  return result;
+}
+
+/*
+ * linkPaths(existing, created) -> Int32Array: link(2) of existing[i] to created[i] for every i (arrays of the
+ * same length), 0 or the errno of each. Never throws for a path.
+ */
+static napi_value js_link_paths(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool a = false, b = false;
+  uint32_t n = 0, m = 0;
+  if (argc < 2 || napi_is_array(env, argv[0], &a) != napi_ok || napi_is_array(env, argv[1], &b) != napi_ok || !a || !b ||
+      napi_get_array_length(env, argv[0], &n) != napi_ok || napi_get_array_length(env, argv[1], &m) != napi_ok || n != m) {
+    napi_throw_type_error(env, NULL, "linkPaths(existing: string[], created: string[]) of the same length");
+    return NULL;
+  }
+  napi_value buffer, result;
+  void *data;
+  CHECK(napi_create_arraybuffer(env, (size_t)n * sizeof(int32_t), &data, &buffer));
+  CHECK(napi_create_typedarray(env, napi_int32_array, n, buffer, 0, &result));
+  int32_t *out = data;
+  for (uint32_t i = 0; i < n; i++) {
+    char *from = string_element(env, argv[0], i);
+    char *to = from == NULL ? NULL : string_element(env, argv[1], i);
+    if (to == NULL) {
+      free(from);
+      napi_throw_type_error(env, NULL, "linkPaths(existing: string[], created: string[]) of the same length");
+      return NULL;
+    }
+    out[i] = link(from, to) == 0 ? 0 : errno;
+    free(from);
+    free(to);
+  }
+  return result;
+}
+
 /* readInto(path, buffer, offset, length) -> bytes read: open (O_NOFOLLOW, O_NOATIME when allowed) + read until `length`,
    a short read or EOF + close. */
 static napi_value js_read_into(napi_env env, napi_callback_info info) {
@@ -812,6 +989,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"scanTree", NULL, js_scan_tree, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readInto", NULL, js_read_into, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFiles", NULL, js_read_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"scanDir", NULL, js_scan_dir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lstatPaths", NULL, js_lstat_paths, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"linkPaths", NULL, js_link_paths, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

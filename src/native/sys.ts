@@ -46,7 +46,38 @@ export interface NativeSys {
    * leaves those parts of `buffer`, `plan` and `got` alone until then.
    */
   readFiles(root: string, rels: readonly string[], buffer: Buffer, plan: Uint32Array, got: Int32Array, done: () => void): void;
+  /**
+   * The entries of one directory (not `.`/`..`), in byte order of their names, without following symlinks: the
+   * names, and {@link ENTRY_FIELDS} lstat numbers per entry in a Float64Array (see {@link EntryField}; times in
+   * milliseconds computed as Node's Stats computes them, so they compare equal to `lstatSync`'s). An entry that
+   * could not be lstat'ed (removed since the listing) has `-errno` as its mode and zeros elsewhere.
+   */
+  scanDir(dir: string): [string[], Float64Array];
+  /** lstat(2) of each path: {@link ENTRY_FIELDS} numbers per path; a failed one has `-errno` as its mode, zeros elsewhere. */
+  lstatPaths(paths: readonly string[]): Float64Array;
+  /** link(2) of `existing[i]` to `created[i]` for each i: 0 or the errno of each (never throws for a path). */
+  linkPaths(existing: readonly string[], created: readonly string[]): Int32Array;
 }
+
+/** Numbers per entry in {@link NativeSys.scanDir} and {@link NativeSys.lstatPaths} results. */
+export const ENTRY_FIELDS = 13;
+
+/** Offsets of the lstat numbers inside one entry's {@link ENTRY_FIELDS} (Node's Stats names). */
+export const EntryField = {
+  mode: 0,
+  uid: 1,
+  gid: 2,
+  size: 3,
+  atimeMs: 4,
+  mtimeMs: 5,
+  ctimeMs: 6,
+  ino: 7,
+  dev: 8,
+  nlink: 9,
+  rdev: 10,
+  blksize: 11,
+  blocks: 12,
+} as const;
 
 /** umount2(2): detach now, free when the last user goes away. */
 export const MNT_DETACH = 2;

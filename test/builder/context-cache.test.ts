@@ -43,10 +43,12 @@ test('a rebuild over unchanged files gets the same source digest without consult
     // Poison the per-file records (same stats, wrong content digests): a rebuild that read them would differ.
     const perFile = readdirSync(sb.cache).find((f) => f.startsWith('context-') && !f.endsWith('.trees.json'));
     assert.ok(perFile);
-    const records = JSON.parse(readFileSync(path.join(sb.cache, perFile), 'utf8')) as Record<string, { h: string }>;
+    // The journal: a header line, then JSON lines of `rel → [size, mtimeMs, ctimeMs, ino, xxhash, sha256]`.
+    const [header, ...lines] = readFileSync(path.join(sb.cache, perFile), 'utf8').split('\n').filter(Boolean);
+    const records = Object.assign({}, ...lines.map((l) => JSON.parse(l) as Record<string, unknown[]>)) as Record<string, unknown[]>;
     assert.ok(Object.keys(records).length >= 2);
-    for (const r of Object.values(records)) r.h = '0'.repeat(64);
-    writeFileSync(path.join(sb.cache, perFile), JSON.stringify(records));
+    for (const r of Object.values(records)) r[5] = '0'.repeat(64);
+    writeFileSync(path.join(sb.cache, perFile), `${header}\n${JSON.stringify(records)}\n`);
     assert.equal(await digestOf(sb), first);
   } finally {
     rmSync(sb.dir, { recursive: true, force: true });
