@@ -7,10 +7,11 @@
 #   buildah             the peer engine of the differential test (same Dockerfiles, compared images)
 #   attr                getfattr/setfattr: xattrs and overlay opaque markers, when the native addon is not built
 #   gcc, libc6-dev      to compile that addon (native/kiln_sys.c: mount and xattr syscalls; Node has neither)
+#   libdeflate-dev      headers of libdeflate, for the gzip addon (native/kiln_deflate.c; node:zlib without it)
 #   zstd, xz-utils, bzip2  layer compression and ADD's archive formats
 #   jq, apache2-utils   htpasswd for the registry auth tests
 set -euo pipefail
-pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev zstd xz-utils bzip2 jq apache2-utils)
+pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // Compiles native/kiln_sys.c (mount, umount2, mknod, xattr, posix_spawn and tree-scan syscalls for Node) into
-// build/native/kiln_sys.node with the system C compiler and the headers that ship with Node, and
-// native/crun-launch.c into build/native/kiln-crun-launch.
+// build/native/kiln_sys.node with the system C compiler and the headers that ship with Node,
+// native/crun-launch.c into build/native/kiln-crun-launch, and, when libdeflate's headers are installed
+// (Debian: libdeflate-dev), native/kiln_deflate.c into build/native/kiln_deflate.node (gzip of layers).
 // No node-gyp: it would download headers, and these machines only reach the npm registry.
 //
 // Runs on `npm ci`/`npm install` (the package's install script), before tests and builds. It never
 // fails the install: without a compiler or headers kiln uses the `mount`/`getfattr`/`setfattr`
-// commands instead (src/native/sys.ts), which is slower but equivalent. `--required` makes a failure
-// fatal (CI uses it so that a broken addon cannot hide behind the fallback).
+// commands instead (src/native/sys.ts), which is slower but equivalent, and without libdeflate it gzips
+// with node:zlib (src/native/deflate.ts). `--required` makes any of these failures fatal (CI uses it so
+// that a broken addon cannot hide behind the fallback).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,32 +20,77 @@ const source = join(root, 'native', 'kiln_sys.c');
 const out = join(root, 'build', 'native', 'kiln_sys.node');
 const launcherSource = join(root, 'native', 'crun-launch.c');
 const launcher = join(root, 'build', 'native', 'kiln-crun-launch');
+const deflateSource = join(root, 'native', 'kiln_deflate.c');
+const deflateOut = join(root, 'build', 'native', 'kiln_deflate.node');
+const libdeflateHeader = '/usr/include/libdeflate.h';
 const required = process.argv.includes('--required');
+const script = fileURLToPath(import.meta.url);
 
-function give_up(why) {
-  const message = `kiln: native helpers not built (${why}); using the mount/getfattr/setfattr commands instead`;
-  console.error(message);
-  process.exit(required ? 1 : 0);
+const SYS_FALLBACK = 'native helpers not built (%s); using the mount/getfattr/setfattr commands instead';
+const DEFLATE_FALLBACK = 'libdeflate addon not built (%s); layers are gzipped with node:zlib instead';
+let failed = false;
+
+/** Prints why an artefact was not built; the process still exits 0 unless `--required`. */
+function skip(template, why) {
+  console.error(`kiln: ${template.replace('%s', why)}`);
+  failed = true;
 }
 
-if (process.platform !== 'linux') give_up('not Linux');
-const newest = Math.max(...[source, launcherSource, fileURLToPath(import.meta.url)].map((f) => statSync(f).mtimeMs));
-if (existsSync(out) && existsSync(launcher) && statSync(out).mtimeMs >= newest) process.exit(0);
-
-const includeDirs = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/include/nodejs'];
-const include = includeDirs.find((d) => existsSync(join(d, 'node_api.h')));
-if (include === undefined) give_up(`node_api.h not found in ${includeDirs.join(', ')}`);
+/** Whether `target` exists and is newer than all of `sources` (and this script). */
+function upToDate(target, sources) {
+  const newest = Math.max(...[...sources, script].map((f) => statSync(f).mtimeMs));
+  return existsSync(target) && statSync(target).mtimeMs >= newest;
+}
 
 const cc = process.env.CC || 'cc';
-mkdirSync(dirname(out), { recursive: true });
-/** Compiles into a temp file and renames it into place, so a half-written binary is never picked up. */
+/**
+ * Compiles into a temp file and renames it into place, so a half-written binary is never picked up.
+ * Returns the reason of a failure, or undefined.
+ */
 function compile(target, args) {
   const tmp = `${target}.${process.pid}.tmp`;
   const r = spawnSync(cc, [...args, '-o', tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.error) give_up(`${cc}: ${r.error.message}`);
-  if (r.status !== 0) give_up(`${cc} exited with ${r.status}`);
+  if (r.error) return `${cc}: ${r.error.message}`;
+  if (r.status !== 0) return `${cc} exited with ${r.status}`;
   renameSync(tmp, target);
+  return undefined;
 }
-// The launcher first: the addon's presence is what says "all built".
-compile(launcher, ['-O2', '-std=gnu11', '-Wall', '-Werror', launcherSource]);
-compile(out, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, source]);
+
+function build() {
+  if (process.platform !== 'linux') {
+    skip(SYS_FALLBACK, 'not Linux');
+    skip(DEFLATE_FALLBACK, 'not Linux');
+    return;
+  }
+  const sysDone = upToDate(out, [source, launcherSource]) && existsSync(launcher);
+  const deflateDone = !existsSync(libdeflateHeader) || upToDate(deflateOut, [deflateSource]);
+  if (sysDone && deflateDone && existsSync(deflateOut)) return;
+
+  const includeDirs = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/include/nodejs'];
+  const include = includeDirs.find((d) => existsSync(join(d, 'node_api.h')));
+  if (include === undefined) {
+    const why = `node_api.h not found in ${includeDirs.join(', ')}`;
+    skip(SYS_FALLBACK, why);
+    skip(DEFLATE_FALLBACK, why);
+    return;
+  }
+  mkdirSync(dirname(out), { recursive: true });
+
+  if (!sysDone) {
+    // The launcher first: the addon's presence is what says "all built".
+    const why =
+      compile(launcher, ['-O2', '-std=gnu11', '-Wall', '-Werror', launcherSource]) ??
+      compile(out, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, source]);
+    if (why !== undefined) skip(SYS_FALLBACK, why);
+  }
+
+  // Separate from kiln_sys.node, so that a machine without libdeflate still gets the syscall addon.
+  if (!existsSync(libdeflateHeader)) skip(DEFLATE_FALLBACK, `${libdeflateHeader} not found; install libdeflate-dev`);
+  else if (!deflateDone || !existsSync(deflateOut)) {
+    const why = compile(deflateOut, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, deflateSource, '-ldeflate']);
+    if (why !== undefined) skip(DEFLATE_FALLBACK, why);
+  }
+}
+
+build();
+process.exit(required && failed ? 1 : 0);
