@@ -7,7 +7,8 @@
  * change detector around them: each file's digest is remembered with its (size, mtime, ctime, inode)
  * and its xxhash64; an unchanged stat reuses the digest without reading the file, and a changed stat
  * with an unchanged xxhash64 (a touch, a checkout that rewrote the same bytes) reuses it without
- * computing sha256 again. Files of 1 MiB and more skip xxhash: their sha256 is computed in one read.
+ * computing sha256 again. Files of 1 MiB and more skip xxhash: their sha256 is computed in one read. So do
+ * the files hashed before xxhash-wasm is loaded, which only happens when many files need hashing.
  *
  * A rebuild whose selected files are all unchanged needs none of that: each digest of a whole source is
  * also remembered under a fingerprint of its entries' stats (name, type, mode, size, mtime, ctime,
@@ -36,14 +37,23 @@ import { ENTRY_FIELDS, EntryField, nativeSys } from '../native/sys.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
+/** The xxhash-wasm instance once loaded. */
+let hasherReady: Hasher | undefined;
 /**
- * xxhash-wasm is loaded and instantiated once per process, on first use (it costs a module load and a
- * WebAssembly compile, which a rebuild whose files are all unchanged never needs).
+ * Starts loading xxhash-wasm, once per process. Nothing waits for it: loading it costs ~17 ms (a module load
+ * and a WebAssembly compile), more than sha256 of all the small files a one-file change rehashes, so files
+ * hashed before it is ready simply get no xxhash in their record ('' never matches, so the touch shortcut
+ * just does not apply to them). Started only when enough files are to be hashed for it to pay off.
  */
-function getHasher(): Promise<Hasher> {
-  hasherPromise ??= import('xxhash-wasm').then((m) => m.default());
-  return hasherPromise;
+function loadHasher(): void {
+  hasherPromise ??= import('xxhash-wasm')
+    .then((m) => m.default())
+    .then((h) => (hasherReady = h));
+  hasherPromise.catch(() => undefined); // without it, files just get no xxhash
 }
+
+/** Files to hash in one selection from which xxhash-wasm is loaded (see {@link loadHasher}). */
+const HASHER_WORTH_IT = 32;
 
 /** A file or directory of the context that a COPY source selected. */
 export interface ContextEntry {
@@ -304,13 +314,13 @@ export class BuildContext {
     let x: string;
     let h: string;
     if (st.size < 1 << 20) {
-      const hasher = await getHasher();
+      const hasher = hasherReady;
       // Small files are read synchronously: the callers hash in batches, so the event loop still turns
       // between them, and an async readFile costs four threadpool round trips (open, fstat, read, close),
       // several times the read itself for the tiny files a context is mostly made of.
       const data = st.size < SYNC_READ_LIMIT ? readFileSync(entry.abs) : await readFile(entry.abs);
-      x = hasher.h64Raw(data).toString(16).padStart(16, '0');
-      h = cached !== undefined && cached[4] === x && cached[0] === data.length ? cached[5] : sha256Hex(data);
+      x = hasher === undefined ? '' : hasher.h64Raw(data).toString(16).padStart(16, '0');
+      h = x !== '' && cached !== undefined && cached[4] === x && cached[0] === data.length ? cached[5] : sha256Hex(data);
     } else {
       // A big file with a changed stat is hashed with sha256 straight away, in one read: a changed stat usually
       // means changed bytes, and then an xxhash pass first (to skip sha256 after a mere touch) costs a second
@@ -382,6 +392,7 @@ export class BuildContext {
         else misses.push(i);
       } else misses.push(i);
     }
+    if (misses.length >= HASHER_WORTH_IT) loadHasher();
     for (let b = 0; b < misses.length; b += 64) {
       await Promise.all(
         misses.slice(b, b + 64).map(async (i) => {
