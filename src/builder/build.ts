@@ -2,7 +2,8 @@
  * `build()`: parse → stage graph → resolve base images → run the needed stages (independent stages
  * in parallel, each step through the cache) → store the image, tag it, write the outputs.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
@@ -46,7 +47,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (opts.dockerfileText !== undefined) text = opts.dockerfileText;
   else {
     try {
-      text = await readFile(opts.dockerfile, 'utf8');
+      text = readFileSync(opts.dockerfile, 'utf8');
     } catch (err) {
       throw new BuildError('DOCKERFILE', `failed to read dockerfile: ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : messageOf(err)}`, { cause: err });
     }

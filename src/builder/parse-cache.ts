@@ -11,8 +11,8 @@
  * come from a real parse.
  */
 import { sha256Hex } from '../sha256.js';
-import { readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
@@ -73,7 +73,7 @@ export async function parseWithCache(text: string, file: string, cacheDir: strin
   const key = sha256Hex(parser, '\0', file, '\0', text);
   const entry = path.join(cacheDir, `${key}.json`);
   try {
-    const cached = JSON.parse(await readFile(entry, 'utf8')) as ParsedDockerfile & { key?: string };
+    const cached = JSON.parse(readFileSync(entry, 'utf8')) as ParsedDockerfile & { key?: string };
     if (cached.key === key) {
       return { instructions: cached.instructions, directives: cached.directives, escapeToken: cached.escapeToken, warnings: cached.warnings };
     }

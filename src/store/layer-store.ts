@@ -127,8 +127,9 @@ export class LayerStore implements LayerStoreApi {
    */
   static async open(root?: string): Promise<LayerStore> {
     const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
+    // Synchronous: seven awaited mkdir calls were seven threadpool round trips at every kiln start.
     for (const sub of ['blobs/sha256', 'layers', 'layerinfo', 'cache', 'tmp', 'locks', 'leases']) {
-      await fs.mkdir(path.join(dir, sub), { recursive: true });
+      mkdirSync(path.join(dir, sub), { recursive: true });
     }
     return new LayerStore(dir);
   }
@@ -336,7 +337,13 @@ export class LayerStore implements LayerStoreApi {
     const text = JSON.stringify({ diffId, digest, size, mediaType });
     // Every build re-registers its image's layers; an unchanged record is left alone (a read is far
     // cheaper than a write and rename, and a fully cached rebuild should write next to nothing).
-    if ((await fs.readFile(file, 'utf8').catch(() => undefined)) === text) return;
+    let stored: string | undefined;
+    try {
+      stored = readFileSync(file, 'utf8');
+    } catch {
+      stored = undefined; // not registered yet
+    }
+    if (stored === text) return;
     await this.writeFileAtomic(file, text);
   }
 
