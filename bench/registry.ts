@@ -15,6 +15,9 @@
  *
  * The machine may be shared, so with `rounds` > 1 both sides run that many times, alternating, each
  * round on fresh registries and stores, and the medians are printed.
+ *
+ * Then the registry cache (issue 5): a build on "machine A" pushes a mode=max cache; the same build on an
+ * empty "machine B" (base image only) with --cache-from is timed against A's local fully cached rebuild.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -27,6 +30,8 @@ import type { ImageManifest } from '../src/image/types.js';
 import { pullImage } from '../src/registry/pull.js';
 import { pushImage } from '../src/registry/push.js';
 import { LayerStore } from '../src/store/layer-store.js';
+import { build } from '../src/builder/build.js';
+import { ensureBusyboxImage } from '../src/image/base-image.js';
 import { makeStoreImage, startRegistry } from '../test/helpers/registry.js';
 
 /** Timings in ms and the kiln/skopeo ratios (below 1 means kiln was faster). */
@@ -117,6 +122,70 @@ export async function runRegistryBench(sizeMb = 200): Promise<RegistryBenchResul
   }
 }
 
+/** A cached build from the local store against the same build on a second, empty store from a registry cache. */
+export interface RegistryCacheBenchResult {
+  /** `build()` again on the store that built it (every step cached locally). */
+  readonly localCachedMs: number;
+  /** `build()` on a store holding only the base image, with `--cache-from` the registry cache. */
+  readonly secondMachineMs: number;
+  /** How many of the steps the second machine took from the cache, of how many. */
+  readonly secondMachineCached: number;
+  readonly steps: number;
+  /** Uncompressed bytes of the image's layers (the base image's included, which B already had). */
+  readonly layerBytes: number;
+}
+
+const CACHE_DOCKERFILE = [
+  'FROM busybox:latest',
+  'COPY input.bin /input.bin',
+  'RUN cat /input.bin /input.bin > /twice.bin',
+  'RUN sha256sum /twice.bin > /twice.sha',
+  'RUN dd if=/dev/zero of=/zeros bs=1M count=8 2>/dev/null',
+  '',
+].join('\n');
+
+/**
+ * Issue 5's second benchmark: machine A builds and pushes a mode=max registry cache; then a local fully cached
+ * rebuild on A, and the same build on machine B (an empty store but for the base image, which is not part of the
+ * cache) with `--cache-from`. Both through the library's `build()` in this process, so neither pays a start-up.
+ */
+export async function runRegistryCacheBench(): Promise<RegistryCacheBenchResult> {
+  const work = await mkdtemp(join(tmpdir(), 'kiln-bench-cache-'));
+  const registry = await startRegistry();
+  try {
+    const ctx = join(work, 'ctx');
+    await mkdir(ctx);
+    await writeFile(join(ctx, 'input.bin'), randomBytes(16 * 1024 * 1024));
+    await writeFile(join(ctx, 'Dockerfile'), CACHE_DOCKERFILE);
+    const ref = `${registry.host}/bench/cache:max`;
+    const machine = async (name: string): Promise<string> => {
+      const root = join(work, name);
+      await ensureBusyboxImage(await LayerStore.open(root));
+      return root;
+    };
+    const a = await machine('machine-a');
+    const opts = { context: ctx, tags: ['bench/cache:1'], insecureRegistries: [registry.host] };
+    await build({ ...opts, root: a, cacheTo: [{ type: 'registry', ref, mode: 'max' }] });
+    let t = performance.now();
+    await build({ ...opts, root: a });
+    const localCachedMs = performance.now() - t;
+    const b = await machine('machine-b');
+    t = performance.now();
+    const second = await build({ ...opts, root: b, cacheFrom: [{ type: 'registry', ref }] });
+    const secondMachineMs = performance.now() - t;
+    return {
+      localCachedMs,
+      secondMachineMs,
+      secondMachineCached: second.steps.filter((x) => x.cached).length,
+      steps: second.steps.length,
+      layerBytes: second.layers.reduce((n, l) => n + l.size, 0),
+    };
+  } finally {
+    await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** The median of some numbers (the mean of the middle two for an even count). */
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -150,4 +219,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   console.log(`pushed gzip layers: kiln ${mb(r.kilnPushedBytes)}  skopeo ${mb(r.skopeoPushedBytes)}`);
   console.log(`push: kiln ${f(r.kilnPushMs)}  skopeo ${f(r.skopeoPushMs)}  ratio kiln/skopeo ${r.pushRatio.toFixed(2)}`);
   console.log(`pull: kiln ${f(r.kilnPullMs)}  skopeo ${f(r.skopeoPullMs)}  ratio kiln/skopeo ${r.pullRatio.toFixed(2)}`);
+  const caches: RegistryCacheBenchResult[] = [];
+  for (let i = 0; i < rounds; i++) caches.push(await runRegistryCacheBench());
+  const c = caches[caches.length - 1]!;
+  const local = median(caches.map((x) => x.localCachedMs));
+  const second = median(caches.map((x) => x.secondMachineMs));
+  console.log(
+    `registry cache: second machine (base image only, --cache-from, ${String(c.secondMachineCached)}/${String(c.steps)} steps cached, ` +
+      `image layers ${mb(c.layerBytes)}) ${f(second)}  local cached build ${f(local)}  (both in-process, no start-up)`,
+  );
 }
