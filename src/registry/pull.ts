@@ -10,7 +10,7 @@ import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
-import { canStoreBlobTemp, downloadBlobToStore } from './blob-file.js';
+import { downloadBlobToStore, wrapVerify } from './blob-file.js';
 import { RegistryClient, checkManifest, hostPlatform, isIndex, parsePlatform, selectPlatform } from './client.js';
 import type { RegistryClientOptions } from './client.js';
 import { recordBlobLocation } from './locations.js';
@@ -106,52 +106,13 @@ export async function pullLayer(
   const compression = compressionOfMediaType(desc.mediaType);
   if (!/^sha256:[0-9a-f]{64}$/.test(diffId)) throw new RegistryError(`layer ${desc.digest}: invalid diffID ${diffId}`);
   if (compression === 'none' && desc.digest !== diffId) throw new RegistryError(`uncompressed layer ${desc.digest} does not match its diffID ${diffId}`);
-  if (canStoreBlobTemp(store)) {
-    // Straight into a store temp file through reused buffers (see blob-file.ts): far less CPU than writeBlob.
-    await downloadBlobToStore(client, store, repo, desc, signal, onBytes);
-  } else {
-    await writeLayerBlob(client, store, repo, desc, signal, onBytes);
-  }
+  // Through reused read buffers into the store's writeBlob (see blob-file.ts).
+  await downloadBlobToStore(client, store, repo, desc, signal, onBytes);
   await store.registerLayer(
     compression === 'none'
       ? { diffId, digest: diffId, size: desc.size, mediaType: MEDIA_TYPES.ociLayer }
       : { diffId, digest: desc.digest, size: desc.size, mediaType: desc.mediaType },
   );
-}
-
-/** Downloads a blob through the store's generic {@link LayerStoreApi.writeBlob}. */
-async function writeLayerBlob(client: RegistryClient, store: LayerStoreApi, repo: string, desc: Descriptor, signal: AbortSignal | undefined, onBytes: (bytes: number) => void): Promise<void> {
-  let received = 0;
-  async function* counted(): AsyncGenerator<Uint8Array> {
-    for await (const chunk of client.getBlob(repo, desc.digest, signal)) {
-      received += chunk.length;
-      if (received > desc.size) throw new RegistryError(`blob ${desc.digest} is larger than its descriptor's ${String(desc.size)} bytes`);
-      onBytes(received);
-      yield chunk;
-    }
-  }
-  const written = await wrapVerify(store.writeBlob(counted(), { expectedDigest: desc.digest, ...(signal !== undefined ? { signal } : {}) }), desc.digest);
-  if (written.size !== desc.size) throw new RegistryError(`blob ${desc.digest} has ${String(written.size)} bytes, its descriptor says ${String(desc.size)}`);
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR');
-}
-
-function toVerifyError(err: unknown, digest: Digest): unknown {
-  if (err instanceof RegistryError || isAbort(err)) return err;
-  const msg = messageOf(err);
-  return /mismatch/i.test(msg)
-    ? new RegistryError(`refused blob ${digest}: content does not match its digest (${msg})`, undefined, { cause: err })
-    : err;
-}
-
-async function wrapVerify<T>(p: Promise<T>, digest: Digest): Promise<T> {
-  try {
-    return await p;
-  } catch (err) {
-    throw toVerifyError(err, digest);
-  }
 }
 
 /**

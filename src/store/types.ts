@@ -37,6 +37,11 @@ export interface WriteBlobOptions {
   /** When given, the write fails (and nothing is stored) if the content's digest differs. */
   readonly expectedDigest?: Digest;
   readonly signal?: AbortSignal;
+  /**
+   * Called with chunks once they are in the file: the store keeps no reference to them after that, so the
+   * caller may reuse their memory (a download into pooled read buffers).
+   */
+  readonly onWritten?: (chunks: readonly Uint8Array[]) => void;
 }
 
 /**
