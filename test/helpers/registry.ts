@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,4 +180,29 @@ export async function makeStoreImage(
     rootfs: { type: 'layers', diff_ids: infos.map((l) => l.diffId) },
   };
   return store.putImage(full, infos);
+}
+
+/**
+ * Throwaway HTTP servers on 127.0.0.1 that misbehave on purpose (tests of the blob download): `serve` starts
+ * one and returns its `host:port`, `closeAll` (for `after`) stops every one it started.
+ */
+export function loopbackHttp(): { serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string>; closeAll(): void } {
+  const servers: HttpServer[] = [];
+  return {
+    async serve(handler) {
+      const server = createHttpServer(handler);
+      servers.push(server);
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const addr = server.address();
+      if (addr === null || typeof addr !== 'object') throw new Error('the test server has no address');
+      return `127.0.0.1:${String(addr.port)}`;
+    },
+    closeAll() {
+      for (const s of servers) {
+        s.closeAllConnections();
+        s.close();
+      }
+    },
+  };
 }

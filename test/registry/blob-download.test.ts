@@ -4,33 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { after, test } from 'node:test';
 import type { Digest } from '../../src/image/types.js';
 import { RegistryClient } from '../../src/registry/client.js';
+import { loopbackHttp } from '../helpers/registry.js';
 
 const blob = randomBytes(3 * 1024 * 1024 + 17);
 const digest: Digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
-const servers: Server[] = [];
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address();
-  assert.ok(addr !== null && typeof addr === 'object');
-  return `127.0.0.1:${String(addr.port)}`;
-}
+const { serve, closeAll } = loopbackHttp();
 
-after(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    s.close();
-  }
-});
+after(() => closeAll());
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];

@@ -8,8 +8,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -21,30 +19,19 @@ import { downloadBlobToStore } from '../../src/registry/blob-file.js';
 import { pullLayer } from '../../src/registry/pull.js';
 import type { LayerStoreApi } from '../../src/store/types.js';
 import { RegistryClient } from '../../src/registry/client.js';
+import { loopbackHttp } from '../helpers/registry.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 
 const blob = randomBytes(5 * 1024 * 1024 + 123);
 const digest: Digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
-const servers: Server[] = [];
 const dirs: string[] = [];
 
 after(async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    s.close();
-  }
+  closeAll();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address();
-  assert.ok(addr !== null && typeof addr === 'object');
-  return `127.0.0.1:${String(addr.port)}`;
-}
+const { serve, closeAll } = loopbackHttp();
 
 async function freshStore(): Promise<LayerStore> {
   const dir = await mkdtemp(path.join(tmpdir(), 'kiln-blob-file-'));
