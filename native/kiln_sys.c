@@ -661,56 +661,6 @@ static napi_value js_link_paths(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* readInto(path, buffer, offset, length) -> bytes read: open (O_NOFOLLOW, O_NOATIME when allowed) + read until `length`,
-   a short read or EOF + close. */
-static napi_value js_read_into(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char *path = argc > 0 ? string_arg(env, argv[0]) : NULL;
-  void *data = NULL;
-  size_t size = 0;
-  bool is_buffer = false;
-  uint32_t offset = 0, length = 0;
-  if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
-  if (argc > 3) {
-    napi_get_value_uint32(env, argv[2], &offset);
-    napi_get_value_uint32(env, argv[3], &length);
-  }
-  if (path == NULL || !is_buffer || napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || (size_t)offset + length > size) {
-    free(path);
-    napi_throw_type_error(env, NULL, "readInto(path, buffer, offset, length) within the buffer");
-    return NULL;
-  }
-  napi_value result = NULL;
-  /* O_NOATIME: the first read of a just-written file would otherwise update its atime (relatime), a
-     metadata write per file; EPERM when we neither own the file nor have CAP_FOWNER, then without it. */
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    throw_errno(env, errno, "open", path);
-  } else {
-    size_t filled = 0;
-    while (filled < length) {
-      ssize_t got = read(fd, (char *)data + offset + filled, length - filled);
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) {
-        throw_errno(env, errno, "read", path);
-        break;
-      }
-      if (got == 0) break;
-      filled += (size_t)got;
-      /* A regular file reads short only at its end: no second read(2) just to see 0 (5,000 of them on a
-         layer of 5,000 small files, whose readers ask for one byte more than they expect). */
-      if ((size_t)got < length - (filled - (size_t)got)) break;
-    }
-    close(fd);
-    if (filled == length || !napi_is_exception_pending_safe(env)) napi_create_uint32(env, (uint32_t)filled, &result);
-  }
-  free(path);
-  return result;
-}
-
 /* ---- batched small-file reads off the main thread, for the snapshotter ---- */
 
 /* One readFiles() call: the files to read (relative to `root`), where each goes in `data`, and what came of it. */
@@ -725,7 +675,12 @@ struct read_batch {
   int32_t *got;           /* bytes read, or -errno, per file (kept alive by got_ref) */
 };
 
-/* Opens (O_NOFOLLOW, O_NOATIME when allowed) and reads one file like js_read_into: bytes read, or -errno. */
+/*
+ * Opens and reads one file: bytes read, or -errno. O_NOFOLLOW; O_NOATIME, because the first read of a just-written
+ * file would otherwise update its atime (relatime), a metadata write per file (EPERM when we neither own the file
+ * nor have CAP_FOWNER: then without it). Stops at `length`, EOF or a short read: a regular file reads short only
+ * at its end, so no second read(2) just to see 0 (the snapshotter asks for one byte more than it expects).
+ */
 static int32_t read_one(int dfd, const char *rel, char *out, uint32_t length) {
   int fd = openat(dfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
   if (fd < 0 && errno == EPERM) fd = openat(dfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -741,7 +696,7 @@ static int32_t read_one(int dfd, const char *rel, char *out, uint32_t length) {
     }
     if (got == 0) break;
     filled += (size_t)got;
-    if ((size_t)got < length - (filled - (size_t)got)) break; /* short read: the file's end (see js_read_into) */
+    if ((size_t)got < length - (filled - (size_t)got)) break; /* short read: the file's end */
   }
   close(fd);
   return result < 0 ? result : (int32_t)filled;
@@ -987,7 +942,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"lremovexattr", NULL, js_lremovexattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawn", NULL, js_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"scanTree", NULL, js_scan_tree, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"readInto", NULL, js_read_into, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFiles", NULL, js_read_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"scanDir", NULL, js_scan_dir, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lstatPaths", NULL, js_lstat_paths, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -32,7 +32,7 @@ import { join, posix, dirname } from 'node:path';
 import { crypto, sha256Hex } from '../sha256.js';
 import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
 import { resolveInRoot } from '../runtime/user.js';
-import { reusedChunks } from '../store/file-chunks.js';
+import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys } from '../native/sys.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
@@ -328,7 +328,7 @@ export class BuildContext {
       // No xxhash is kept for it (`x` empty never matches, so the small-file shortcut cannot misfire).
       const sha = crypto().createHash('sha256');
       const shrank = () => new Error(`${entry.rel} changed while it was being read`);
-      for await (const chunk of reusedChunks(entry.abs, st.size, shrank)) sha.update(chunk);
+      for await (const chunk of fileChunks(entry.abs, st.size, shrank, { reuse: true })) sha.update(chunk);
       x = '';
       h = sha.digest('hex');
     }

@@ -37,11 +37,9 @@ export interface NativeSys {
    * of every entry as a flat `[entry index (-1: the root), name, value, …]` (empty otherwise).
    */
   scanTree(root: string, withXattrs: boolean): [string[], Float64Array, Array<number | string | Buffer>];
-  /** open(O_NOFOLLOW) + read(2) until `length` bytes or EOF + close: the number of bytes read into `buffer` at `offset`. */
-  readInto(file: string, buffer: Buffer, offset: number, length: number): number;
   /**
    * Reads many small files on a libuv threadpool thread: file `rels[i]` (relative to the directory `root`, a
-   * final symlink not followed) into `buffer` at `plan[2i]`, at most `plan[2i+1]` bytes, like {@link readInto}.
+   * final symlink not followed) into `buffer` at `plan[2i]`, at most `plan[2i+1]` bytes (open, read, close).
    * Returns at once; when done, `got[i]` holds the bytes read or -errno, and `done()` is called. The caller
    * leaves those parts of `buffer`, `plan` and `got` alone until then.
    */

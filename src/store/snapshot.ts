@@ -34,13 +34,12 @@
  * - big files are read in 2 MiB pieces on the threadpool, the next read running while a piece is hashed.
  */
 import * as fsCb from 'node:fs';
-import * as fs from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
-import { reusedChunks } from './file-chunks.js';
+import { fileChunks } from './file-chunks.js';
 import { nativeSys } from '../native/sys.js';
 import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto } from './tar.js';
@@ -78,7 +77,6 @@ export interface SnapshotOptions {
 /** Absolute path → xattr name → value. */
 export type XattrTree = Map<string, Map<string, Buffer>>;
 
-const READ_CHUNK = 2 * 1024 * 1024;
 /** Files up to this size are read whole, ahead of the consumer. */
 const SMALL_FILE = 512 * 1024;
 /** Headers, small files and padding are written into slabs of this size, each yielded as one chunk. */
@@ -586,10 +584,8 @@ export async function* layerTarStream(
               yield chunk.buf;
               if (consumedAtOnce && chunk.slab !== undefined) spare.push(chunk.slab);
             }
-            const content = consumedAtOnce
-              ? reusedChunks(abs, st.size, () => new RuntimeError(`file ${rel} shrank while it was being snapshotted`), signal)
-              : bigFileContent(abs, st.size, rel, signal);
-            for await (const chunk of content) {
+            const shrank = () => new RuntimeError(`file ${rel} shrank while it was being snapshotted`);
+            for await (const chunk of fileChunks(abs, st.size, shrank, { reuse: consumedAtOnce, signal })) {
               bytes += chunk.length;
               yield chunk;
             }
@@ -642,36 +638,6 @@ function checkRead(root: string, rel: string, size: number, got: number): void {
   const code = getSystemErrorName(got);
   const file = `${root}/${rel}`;
   throw Object.assign(new Error(`${code}: cannot read ${file}`), { code, errno: got, syscall: 'read', path: file });
-}
-
-/** A big file's content in READ_CHUNK pieces, the next read already running while a piece is consumed. */
-async function* bigFileContent(abs: string, size: number, rel: string, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-  const fh = await fs.open(abs, 'r');
-  try {
-    let position = 0;
-    const readAt = async (pos: number): Promise<Buffer> => {
-      const want = Math.min(READ_CHUNK, size - pos);
-      const buf = Buffer.allocUnsafe(want);
-      let filled = 0;
-      while (filled < want) {
-        const { bytesRead } = await fh.read(buf, filled, want - filled, pos + filled);
-        if (bytesRead === 0) throw new RuntimeError(`file ${rel} shrank while it was being snapshotted`);
-        filled += bytesRead;
-      }
-      return buf;
-    };
-    let next: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
-    while (next) {
-      signal?.throwIfAborted();
-      const buf: Buffer = await next;
-      position += buf.length;
-      next = position < size ? readAt(position) : undefined;
-      next?.catch(() => undefined);
-      yield buf;
-    }
-  } finally {
-    await fh.close();
-  }
 }
 
 function checkOverlayFeatures(abs: string, attrs: Map<string, Buffer> | undefined): void {
