@@ -80,6 +80,23 @@ test('parallelGzip of a multi-chunk input yields one member per chunk that gunzi
   assert.ok(Buffer.concat(await collect(parallelGzip(pieces(input, 65_536), 6))).equals(Buffer.concat(members)));
 });
 
+test('parallelGzip copies a source that reuses one buffer for every piece, and its pooled buffers give the same bytes call after call', async () => {
+  const input = sample(3 * GZIP_CHUNK_SIZE + 777);
+  // A source like the layer tar with reuse: every piece is written into the same buffer, overwritten as soon
+  // as the next piece is asked for.
+  async function* reusing(size: number): AsyncGenerator<Buffer> {
+    const buf = Buffer.alloc(size);
+    for (let i = 0; i < input.length; i += size) {
+      const n = input.copy(buf, 0, i, i + size);
+      yield buf.subarray(0, n);
+    }
+  }
+  const first = Buffer.concat(await collect(parallelGzip(reusing(1_048_573), 1)));
+  assert.ok(gunzipSync(first).equals(input));
+  // The second and third calls run on buffers the first gave back to the pool.
+  for (let i = 0; i < 2; i++) assert.ok(Buffer.concat(await collect(parallelGzip(pieces(input, 3_000_001), 1))).equals(first), `call ${i + 2}`);
+});
+
 test('parallelGzip of an empty input is one valid empty member', async () => {
   const members = await collect(parallelGzip(pieces(Buffer.alloc(0), 1), 6));
   assert.equal(members.length, 1);

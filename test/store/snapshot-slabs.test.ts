@@ -46,6 +46,27 @@ test('every file of a snapshot spanning many slabs is in the layer with its own 
   for (const [name, hash] of seen) assert.equal(hash, sha(await fs.readFile(path.join(tree, name))), name);
 });
 
+test('a blob snapshot of many MiB of small files, its slabs refilled once written, holds every file and matches the hash-only diffID', async () => {
+  const many = path.join(work, 'many');
+  for (let i = 0; i < 2400; i++) {
+    const dir = path.join(many, `d${i % 13}`);
+    if (i < 13) await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(path.join(dir, `f${i}`), Buffer.alloc(5000 + ((i * 977) % 9000), `${i}.`));
+  }
+  const layer = await snapshotDirectory(many, store);
+  assert.ok(layer.size > 16 * 1024 * 1024, 'the tar spans many slabs and blob writes');
+  let files = 0;
+  for await (const e of readTar(store.openBlob(layer.digest))) {
+    const parts: Buffer[] = [];
+    for await (const chunk of e.body) parts.push(chunk);
+    if (e.header.type !== 'file') continue;
+    files++;
+    assert.equal(sha(Buffer.concat(parts)), sha(await fs.readFile(path.join(many, e.header.name))), e.header.name);
+  }
+  assert.equal(files, 2400);
+  assert.equal((await snapshotDirectory(many, store, { blob: false })).diffId, layer.diffId);
+});
+
 test('hashing only gives the digest of the blob written, snapshot after snapshot', async () => {
   const written = await snapshotDirectory(tree, store);
   assert.equal(`sha256:${sha(await fs.readFile(store.blobPath(written.digest)))}`, written.diffId);
