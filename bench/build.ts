@@ -15,8 +15,8 @@
  * Within a rep every engine runs cold → cached → change1 on a case back to back; the engine order
  * rotates per rep; a ratio is the median over reps of (engine / docker-buildkit) in the same rep.
  *
- * kiln runs as users run it: the `kiln` bin, `dist/cli/cli.js` (compiled and bundled here when missing or stale), or
- * through tsx with `--kiln tsx`. Its store is private (`KILN_ROOT`); "cold" starts from a copy of a
+ * kiln runs as users run it: the `kiln` bin, `bin/kiln` starting `dist/cli/cli.js` (compiled and bundled here when
+ * missing or stale), or through tsx with `--kiln tsx`. Its store is private (`KILN_ROOT`); "cold" starts from a copy of a
  * store that holds only the busybox base image.
  *
  * Raw results: /tmp/kiln-bench/<stamp>/results.tsv, per-build logs next to it. Nothing here asserts a time.
@@ -314,7 +314,9 @@ async function main(): Promise<void> {
 
   // kiln: how it is started, and a seed store holding only the busybox base.
   const dist = await ensureDist(log);
-  const viaDist: Command = { file: process.execPath, args: [dist] };
+  // The bin as users start it (bin/kiln: a sh wrapper that starts Node on the bundle; see there for why).
+  const viaDist: Command = { file: path.join(REPO, 'bin', 'kiln'), args: [] };
+  if (!dist.startsWith(REPO)) throw new Error(`unexpected bundle path ${dist}`);
   const viaTsx: Command = { file: process.execPath, args: ['--import', 'tsx', path.join(REPO, 'src', 'cli.ts')] };
   const [distMs, tsxMs] = [await startupMs(viaDist, 5), await startupMs(viaTsx, 5)];
   const startup = `kiln start-up (\`kiln --version\`, median of 5): dist ${distMs.toFixed(0)} ms, tsx ${tsxMs.toFixed(0)} ms; benchmarking via ${values.kiln}`;

@@ -6,6 +6,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { RegistryError, messageOf } from '../errors.js';
+import { extraCaEnv } from '../net/extra-ca.js';
 
 /** A user name and a password (or a registry token used as password). */
 export interface Credentials {
@@ -56,7 +57,8 @@ function keyHost(key: string): string {
 async function runHelper(helper: string, action: 'get' | 'store', input: string): Promise<string> {
   // Loaded lazily: most commands never need a credential helper.
   const { execa } = await import('execa');
-  const r = await execa(`docker-credential-${helper}`, [action], { input, reject: false, timeout: 30_000 });
+  // A helper may be a Node program: it gets NODE_EXTRA_CA_CERTS back if bin/kiln moved it (src/net/extra-ca.ts).
+  const r = await execa(`docker-credential-${helper}`, [action], { input, reject: false, timeout: 30_000, env: extraCaEnv() });
   if (r.exitCode !== 0) {
     const detail = (r.stdout || r.stderr || `exit code ${String(r.exitCode)}`).trim();
     if (action === 'get' && /credentials not found/i.test(detail)) return '';

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { trustExtraCaCerts } from '../net/extra-ca.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
@@ -189,6 +190,7 @@ async function sendGet(url: URL, headers: Record<string, string>, signal: AbortS
 
 /** One GET over node:http(s). */
 function sendNodeGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+  if (url.protocol === 'https:') trustExtraCaCerts(); // e.g. a loopback registry redirecting to https storage
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? https.request : http.request;
     const req = send(url, { method: 'GET', headers, ...(signal !== undefined ? { signal } : {}) }, (res) => {
@@ -227,13 +229,18 @@ export class RegistryClient {
     const host = registryApiHost(registry);
     const insecure = isLoopback(host) || (options.insecureRegistries ?? []).includes(registry) || (options.insecureRegistries ?? []).includes(host);
     this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
+    // Any but a loopback registry may send kiln to https (itself, a token realm, a redirect to blob storage).
+    if (!isLoopback(host)) trustExtraCaCerts();
   }
 
   async #authenticator(): Promise<Authenticator> {
     if (this.#auth === undefined) {
       const opt = this.#options.credentials;
       const credentials = opt === null ? undefined : (opt ?? (await findCredentials(this.registry, this.#options.dockerConfigDir !== undefined ? { configDir: this.#options.dockerConfigDir } : {})));
-      this.#auth ??= new Authenticator(credentials, (url, init) => fetch(url, init));
+      this.#auth ??= new Authenticator(credentials, (url, init) => {
+        if (url.startsWith('https:')) trustExtraCaCerts(); // a loopback registry's token realm may be https
+        return fetch(url, init);
+      });
     }
     return this.#auth;
   }
@@ -536,6 +543,7 @@ export class RegistryClient {
     const auth = (await this.#authenticator()).cachedHeader(`repository:${repo}:pull,push`);
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
+    if (location.startsWith('https:')) trustExtraCaCerts();
     const patch = fetch(location, {
       method: 'PATCH',
       headers: { 'content-type': 'application/octet-stream', ...(auth !== undefined ? { authorization: auth } : {}) },

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
+import { trustExtraCaCerts } from '../../net/extra-ca.js';
+import { messageOf } from '../../errors.js';
 import { extractLayer } from '../../store/extract.js';
 import { resolveInRoot } from '../user.js';
 import { copyIntoRootfs, type CopySource } from './copy.js';
@@ -86,7 +88,16 @@ export async function addUrlSource(
 ): Promise<void> {
   const m = /^sha256:([0-9a-f]{64})$/.exec(options.checksum);
   if (!m) throw new Error(`unsupported checksum ${options.checksum}: expected sha256:<64 hex digits>`);
-  const res = await fetch(url, options.signal ? { signal: options.signal } : {});
+  trustExtraCaCerts(); // before the first connection: an http URL may redirect to https
+  let res: Response;
+  try {
+    res = await fetch(url, options.signal ? { signal: options.signal } : {});
+  } catch (err) {
+    // fetch's own message is just "fetch failed": the reason (DNS, refused, a certificate) is its cause.
+    if (options.signal?.aborted === true) throw err;
+    const cause = (err as { cause?: unknown }).cause;
+    throw new Error(`failed to fetch ${url}: ${cause !== undefined ? messageOf(cause) : messageOf(err)}`, { cause: err });
+  }
   if (!res.ok || !res.body) throw new Error(`failed to fetch ${url}: ${res.status} ${res.statusText}`);
   const name = path.posix.basename(new URL(url).pathname) || 'index.html';
   const target = options.dest.endsWith('/') ? path.posix.join(options.dest, name) : options.dest;
