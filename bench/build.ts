@@ -15,7 +15,7 @@
  * Within a rep every engine runs cold → cached → change1 on a case back to back; the engine order
  * rotates per rep; a ratio is the median over reps of (engine / docker-buildkit) in the same rep.
  *
- * kiln runs as users run it: the `kiln` bin, `bin/kiln` starting `dist/cli/cli.js` (compiled and bundled here when
+ * kiln runs as users run it: the `kiln` bin, `bin/kiln` starting `dist/cli/cli.cjs` (compiled and bundled here when
  * missing or stale), or through tsx with `--kiln tsx`. Its store is private (`KILN_ROOT`); "cold" starts from a copy of a
  * store that holds only the busybox base image.
  *
@@ -160,17 +160,17 @@ async function newestMtime(dir: string): Promise<number> {
 }
 
 /**
- * Makes sure the `kiln` bin (`dist/cli/cli.js`, the bundled CLI) exists and is newer than src/ and grammar/
+ * Makes sure the `kiln` bin (`bin/kiln`, which starts the bundled CLI `dist/cli/cli.cjs`) exists and is newer than src/ and grammar/
  * (compiling and bundling it if not: what `npm run build` does); returns its path.
  */
 async function ensureDist(log: (s: string) => void): Promise<string> {
-  const cli = path.join(REPO, 'dist', 'cli', 'cli.js');
+  const cli = path.join(REPO, 'dist', 'cli', 'cli.cjs');
   const built = existsSync(cli) ? (await stat(cli)).mtimeMs : 0;
   const sources = Math.max(await newestMtime(path.join(REPO, 'src')), await newestMtime(path.join(REPO, 'grammar')));
   if (built > sources) return cli;
   log('compiling dist/ (npm run grammar; tsc -p tsconfig.build.json; scripts/bundle.mjs)');
   await execa('npm', ['run', 'grammar', '--silent'], { cwd: REPO });
-  // tsc still emits when someone's work-in-progress file has a type error; only a missing cli.js is fatal.
+  // tsc still emits when someone's work-in-progress file has a type error; only a missing cli.cjs is fatal.
   const tsc = await execa('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: REPO, reject: false });
   if (tsc.exitCode !== 0) log(`tsc reported errors (emitted anyway):\n${tsc.stdout.split('\n').slice(0, 5).join('\n')}`);
   await execa(process.execPath, [path.join(REPO, 'scripts', 'bundle.mjs')], { cwd: REPO });

@@ -47,7 +47,7 @@ function parserFingerprint(): string | null {
     const dir = fileURLToPath(new URL(rel, import.meta.url));
     let names: string[];
     try {
-      names = readdirSync(dir).filter((n) => /\.(?:js|ts|ne)$/.test(n) && !n.endsWith('.d.ts')).sort();
+      names = readdirSync(dir).filter((n) => /\.(?:c?js|ts|ne)$/.test(n) && !n.endsWith('.d.ts')).sort();
     } catch {
       names = [];
     }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -61,6 +62,15 @@ test('COPY heredocs expand variables unless the delimiter is quoted', async () =
 test('ADD extracts a local tar archive and copies other files as they are', async () => {
   assert.equal(await built.read('extracted/pkg/inside.txt'), 'intar\n');
   assert.equal(await built.read('added.txt'), 'b\n');
+});
+
+test('ADD extracts xz and bzip2 compressed tars too (through the xz and bzip2 tools)', async () => {
+  const ctx = await sb.context({ 'inner/x.txt': 'in xz and bz2\n' });
+  execFileSync('tar', ['-C', ctx, '-cJf', path.join(ctx, 'a.tar.xz'), 'inner']);
+  execFileSync('tar', ['-C', ctx, '-cjf', path.join(ctx, 'a.tar.bz2'), 'inner']);
+  const b = await sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nADD a.tar.xz /xz/\nADD a.tar.bz2 /bz/\n' });
+  assert.equal(await b.read('xz/inner/x.txt'), 'in xz and bz2\n');
+  assert.equal(await b.read('bz/inner/x.txt'), 'in xz and bz2\n');
 });
 
 test('COPY of a missing file fails naming the file and the line', async () => {

@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { execa } from 'execa';
 import { trustExtraCaCerts } from '../../net/extra-ca.js';
 import { messageOf } from '../../errors.js';
 import { extractLayer } from '../../store/extract.js';
@@ -38,9 +37,14 @@ async function archiveKind(file: string): Promise<Compression | undefined> {
 function decompressed(file: string, kind: Compression, signal?: AbortSignal): AsyncIterable<Uint8Array> {
   if (kind === 'none') return createReadStream(file);
   if (kind === 'gzip') return createReadStream(file).pipe(createGunzip());
-  const tool = { bzip2: 'bzip2', xz: 'xz', zstd: 'zstd' }[kind];
+  return viaTool({ bzip2: 'bzip2', xz: 'xz', zstd: 'zstd' }[kind], file, signal);
+}
+
+/** `TOOL -dc FILE`'s output; execa is loaded on first use, like everywhere in kiln (most builds never need it). */
+async function* viaTool(tool: string, file: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  const { execa } = await import('execa');
   const child = execa(tool, ['-dc', file], { stdout: 'pipe', buffer: false, ...(signal ? { cancelSignal: signal } : {}) });
-  return child.stdout as Readable;
+  yield* child.stdout as Readable;
 }
 
 export interface AddOptions {
