@@ -29,12 +29,12 @@
 import { appendFile, lstat, readdir, readFile, readlink, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { constants as fsConstants, lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
-import { getSystemErrorName } from 'node:util';
 import { crypto, sha256Hex } from '../sha256.js';
 import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
 import { resolveInRoot } from '../runtime/user.js';
 import { fileChunks } from '../store/file-chunks.js';
-import { ENTRY_FIELDS, EntryField, nativeSys } from '../native/sys.js';
+import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
+import type { NativeSys } from '../native/sys.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -365,23 +365,22 @@ export class BuildContext {
    * per entry. A file that is no longer the size the walk saw fails, as one that changes during a copy does.
    */
   private async digestSmallFilesBatched(
-    sys: NonNullable<ReturnType<typeof nativeSys>>,
+    sys: NativeSys,
     entries: readonly ContextEntry[],
     done: (i: number, digest: string) => void,
   ): Promise<void> {
-    const batches: Array<{ from: number; to: number; bytes: number }> = [];
+    const batches: Array<{ from: number; to: number }> = [];
     for (let i = 0; i < entries.length; ) {
       const from = i;
       let bytes = 0;
       // One byte more than each file's size, so that a file that grew is noticed.
       while (i < entries.length && (i === from || bytes + entries[i]!.stats.size + 1 <= DIGEST_SLAB)) bytes += entries[i++]!.stats.size + 1;
-      batches.push({ from, to: i, bytes });
+      batches.push({ from, to: i });
     }
     const slabs = [Buffer.allocUnsafe(DIGEST_SLAB), Buffer.allocUnsafe(DIGEST_SLAB)];
     /** Starts reading batch `k` into its slab; resolves to [offset, length] pairs and the bytes read (or -errno). */
     const read = (k: number): Promise<{ plan: Uint32Array; got: Int32Array }> => {
       const { from, to } = batches[k]!;
-      const slab = slabs[k % 2]!;
       const plan = new Uint32Array(2 * (to - from));
       let at = 0;
       for (let j = 0; j < to - from; j++) {
@@ -390,21 +389,9 @@ export class BuildContext {
         plan[2 * j + 1] = size;
         at += size;
       }
-      const got = new Int32Array(to - from);
       // Absolute paths from the root: a path through a context symlink resolves as a readFileSync would.
       const rels = entries.slice(from, to).map((e) => e.abs.replace(/^\/+/, ''));
-      const half = Math.ceil(rels.length / 2);
-      const part = (a: number, b: number): Promise<void> =>
-        a >= b
-          ? Promise.resolve()
-          : new Promise<void>((resolve) => {
-              const g = new Int32Array(b - a);
-              sys.readFiles('/', rels.slice(a, b), slab, plan.slice(2 * a, 2 * b), g, () => {
-                got.set(g, a);
-                resolve();
-              });
-            });
-      return Promise.all([part(0, half), part(half, rels.length)]).then(() => ({ plan, got }));
+      return readFilesSplit(sys, '/', rels, slabs[k % 2]!, plan, 2).then((got) => ({ plan, got }));
     };
     let next = batches.length > 0 ? read(0) : undefined;
     for (let k = 0; k < batches.length; k++) {
@@ -417,10 +404,7 @@ export class BuildContext {
       for (let j = 0; j < got.length; j++) {
         const entry = entries[from + j]!;
         const n = got[j]!;
-        if (n < 0) {
-          const code = getSystemErrorName(n);
-          throw Object.assign(new Error(`${code}: cannot read ${entry.abs}`), { code, errno: n, syscall: 'read', path: entry.abs });
-        }
+        if (n < 0) throw readFileError(entry.abs, n);
         if (n !== entry.stats.size) throw new Error(`${entry.rel} changed while it was being read`);
         done(from + j, this.digestContent(entry, slab.subarray(plan[2 * j]!, plan[2 * j]! + n)));
       }

@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 /** The addon's functions. Each is synchronous and throws an Error with node:fs-style `code`/`syscall`. */
@@ -121,4 +122,34 @@ export function nativeSys(): NativeSys | undefined {
   }
   loaded = { sys };
   return sys;
+}
+
+/**
+ * {@link NativeSys.readFiles} on `threads` threadpool threads at once, the files split between them: file `rels[i]`
+ * (relative to `root`) into `buffer` at `plan[2i]`, at most `plan[2i+1]` bytes. Resolves to the bytes read, or
+ * -errno, per file ({@link readFileError} makes the error). `buffer` is written until then.
+ */
+export function readFilesSplit(sys: NativeSys, root: string, rels: readonly string[], buffer: Buffer, plan: Uint32Array, threads: number): Promise<Int32Array> {
+  const got = new Int32Array(rels.length);
+  const per = Math.max(1, Math.ceil(rels.length / threads));
+  const parts: Array<Promise<void>> = [];
+  for (let from = 0; from < rels.length; from += per) {
+    const to = Math.min(rels.length, from + per);
+    const some = new Int32Array(to - from);
+    parts.push(
+      new Promise<void>((resolve) => {
+        sys.readFiles(root, rels.slice(from, to), buffer, plan.slice(2 * from, 2 * to), some, () => {
+          got.set(some, from);
+          resolve();
+        });
+      }),
+    );
+  }
+  return Promise.all(parts).then(() => got);
+}
+
+/** The error node:fs would throw for a read of `file` that {@link readFilesSplit} reported as `errno` (negative). */
+export function readFileError(file: string, errno: number): Error {
+  const code = getSystemErrorName(errno);
+  return Object.assign(new Error(`${code}: cannot read ${file}`), { code, errno, syscall: 'read', path: file });
 }

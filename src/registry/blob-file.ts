@@ -11,7 +11,8 @@ import { RegistryError, messageOf } from '../errors.js';
 import type { Digest } from '../image/types.js';
 import type { LayerStoreApi } from '../store/types.js';
 import type { RegistryClient } from './client.js';
-import { SegmentPool } from './raw-http.js';
+import { BufferPool } from '../buffer-pool.js';
+import { SEGMENT_SIZE } from './raw-http.js';
 
 /**
  * Downloads blob `expected.digest` of `repo` into the store, refusing it (nothing stored, no temp file
@@ -26,7 +27,7 @@ export async function downloadBlobToStore(
   onBytes: (bytes: number) => void,
 ): Promise<void> {
   if (!/^sha256:[0-9a-f]{64}$/.test(expected.digest)) throw new RegistryError(`unsupported blob digest ${expected.digest}`);
-  const pool = new SegmentPool();
+  const pool = new BufferPool(SEGMENT_SIZE);
   let size = 0;
   // The size is checked in the stream itself, so a wrong size fails before the digest is compared.
   async function* counted(): AsyncGenerator<Uint8Array> {
@@ -43,7 +44,7 @@ export async function downloadBlobToStore(
       expectedDigest: expected.digest,
       ...(signal !== undefined ? { signal } : {}),
       onWritten: (chunks) => {
-        for (const c of chunks) pool.release(c);
+        for (const c of chunks) pool.give(c);
       },
     }),
     expected.digest,

@@ -17,7 +17,8 @@ import type { Descriptor, Digest, ImageIndex, ImageManifest, Platform } from '..
 import { Authenticator, findCredentials } from './auth.js';
 import type { Credentials } from './auth.js';
 import { rawGet } from './raw-http.js';
-import type { RawBody, SegmentPool } from './raw-http.js';
+import type { RawBody } from './raw-http.js';
+import type { BufferPool } from '../buffer-pool.js';
 import { isLoopback, registryApiHost } from './reference.js';
 
 /** Options of {@link RegistryClient}. */
@@ -183,7 +184,7 @@ function toHeaders(raw: http.IncomingHttpHeaders): Headers {
  * One GET; rejects on a network error, an idle timeout or an abort. Plain http goes through {@link rawGet},
  * https through node:http.
  */
-async function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, pool: SegmentPool | undefined): Promise<StreamResponse> {
+async function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<StreamResponse> {
   if (url.protocol === 'http:') return rawGet(url, headers, { signal, idleTimeoutMs: BLOB_IDLE_TIMEOUT_MS, pool });
   return fromIncoming(await sendNodeGet(url, headers, signal));
 }
@@ -308,7 +309,7 @@ export class RegistryClient {
     await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
   }
 
-  async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>, pool?: SegmentPool): Promise<StreamResponse> {
+  async #getStream(pathOrUrl: string, opts: Omit<RequestOptions, 'body'>, pool?: BufferPool): Promise<StreamResponse> {
     const auth = await this.#authenticator();
     const scope = [...(opts.repo !== '' ? [`repository:${opts.repo}:${opts.actions}`] : []), ...(opts.extraScopes ?? [])].join(' ');
     const retries = opts.retry === false ? 0 : (this.#options.retries ?? 3);
@@ -449,9 +450,9 @@ export class RegistryClient {
    * Streams a blob. A connection that breaks mid-body is resumed with a Range request (or, when the
    * server ignores Range, by skipping what was already received), up to the retry bound. With `pool`,
    * chunks read over plain http are views of the pool's segments: give each back with
-   * `pool.release(chunk)` once done with it (see {@link SegmentPool}).
+   * `pool.give(chunk)` once done with it (see {@link BufferPool}).
    */
-  async *getBlob(repo: string, digest: Digest, signal?: AbortSignal, options: { pool?: SegmentPool } = {}): AsyncGenerator<Uint8Array, void, undefined> {
+  async *getBlob(repo: string, digest: Digest, signal?: AbortSignal, options: { pool?: BufferPool } = {}): AsyncGenerator<Uint8Array, void, undefined> {
     const what = `get blob ${this.registry}/${repo}@${digest}`;
     const retries = this.#options.retries ?? 3;
     const baseDelay = this.#options.retryDelayMs ?? 250;

@@ -5,12 +5,13 @@
  * The socket reads straight into 256 KiB segments (net's `onread`), so a read is one syscall of up to
  * 256 KiB into memory that is handed on as is: no 64 KiB buffer per read, no copy, no stream machinery.
  * A segment's body bytes leave as one chunk once the segment is full (chunked encoding's framing is
- * squeezed out in place). With a {@link SegmentPool}, segments are reused once the consumer releases
+ * squeezed out in place). With a {@link BufferPool}, segments are reused once the consumer gives back
  * their chunk: fresh memory costs a page fault per 4 KiB, more than hashing it. The body is framed by Content-Length,
  * chunked transfer encoding, or the end of the connection; a body that ends early is an error, so a
  * caller can resume it with a Range request. One request per connection (`Connection: close`).
  */
 import * as net from 'node:net';
+import type { BufferPool } from '../buffer-pool.js';
 
 /** A response whose body is read as it arrives. */
 export interface RawResponse {
@@ -31,40 +32,12 @@ export interface RawGetOptions {
   /** The connection is given up when silent this long, before or during the body. */
   readonly idleTimeoutMs: number;
   /** Where read segments come from; without one, each segment is fresh memory the consumer may keep. */
-  readonly pool?: SegmentPool | undefined;
+  readonly pool?: BufferPool | undefined;
 }
 
 /** Bytes of a socket read segment; a read gets a new segment when fewer than {@link MIN_READ} are left. */
 export const SEGMENT_SIZE = 256 * 1024;
 
-/**
- * Reusable read segments. A body chunk read with a pool is a view of one of its segments and must be
- * given back with {@link SegmentPool.release} once the consumer is done with its bytes (never before).
- */
-export class SegmentPool {
-  readonly #free: Buffer[] = [];
-  readonly #mine = new WeakSet<ArrayBufferLike>();
-  readonly #isFree = new WeakSet<ArrayBufferLike>();
-
-  /** A free segment, or a new one. */
-  take(): Buffer {
-    const seg = this.#free.pop();
-    if (seg !== undefined) {
-      this.#isFree.delete(seg.buffer);
-      return seg;
-    }
-    const fresh = Buffer.allocUnsafeSlow(SEGMENT_SIZE);
-    this.#mine.add(fresh.buffer);
-    return fresh;
-  }
-
-  /** Gives back the segment a chunk is a view of; chunks that did not come from this pool are ignored. */
-  release(chunk: Uint8Array): void {
-    if (!this.#mine.has(chunk.buffer) || this.#isFree.has(chunk.buffer)) return;
-    this.#isFree.add(chunk.buffer);
-    this.#free.push(Buffer.from(chunk.buffer, 0, SEGMENT_SIZE));
-  }
-}
 const MIN_READ = 64 * 1024;
 /** The socket stops reading while this many body bytes wait for the consumer. */
 const MAX_QUEUED = 2 * 1024 * 1024;
@@ -199,7 +172,7 @@ export async function rawGet(url: URL, headers: Readonly<Record<string, string>>
         queue.push(segment.subarray(bodyStart, bodyEnd));
         queued += bodyEnd - bodyStart;
       } else {
-        pool?.release(segment);
+        pool?.give(segment);
       }
       segment = newSegment();
       filled = bodyStart = bodyEnd = 0;

@@ -15,6 +15,7 @@
  *   locks/<name>.lock                           cross-process lock files (pid inside)
  *   leases/<pid>                                "this process writes to the store since <time>" (see prune)
  */
+import { BufferPool } from '../buffer-pool.js';
 import { crypto, randomHex, sha256Hex } from '../sha256.js';
 import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -913,7 +914,7 @@ async function exists(p: string): Promise<boolean> {
 const GZIP_JOBS = Math.max(1, Math.min(availableParallelism() + 1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
 let gzipRunning = 0;
 /** The input buffers of every {@link parallelGzip} call of the process (see there). */
-let gzipChunkPool: ChunkPool | undefined;
+let gzipChunkPool: BufferPool | undefined;
 const gzipWaiting: Array<() => void> = [];
 
 /** Compresses one chunk into one complete gzip member. */
@@ -966,11 +967,10 @@ async function gzipMember(compress: GzipCompressor, chunk: Buffer, level: number
 export async function* parallelGzip(source: string | AsyncIterable<Uint8Array>, level: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const width = Math.max(2, availableParallelism() + 1);
   const compress = await gzipCompressor();
-  // The input chunks live in pooled buffers that come back once their member is compressed, and the pool
-  // outlives the call: on these VMs the first touch of fresh memory costs ~3.5 ms a MiB (a page fault per
-  // 4 KiB; 32 MiB took 106-122 ms, against 1.6 ms for the second pass), as long as the compression itself on
-  // 5,000 small files (bench/snapshot.ts).
-  const pool = (gzipChunkPool ??= new ChunkPool(GZIP_CHUNK_SIZE, width + 1));
+  // The input chunks live in pooled buffers (see src/buffer-pool.ts) that come back once their member is
+  // compressed, and the pool outlives the call: fresh chunks cost as much as the compression itself on 5,000
+  // small files (bench/snapshot.ts).
+  const pool = (gzipChunkPool ??= new BufferPool(GZIP_CHUNK_SIZE, width + 1));
   const chunks = (typeof source === 'string' ? readFileChunks(source, pool) : rechunk(source, pool))[Symbol.asyncIterator]();
   try {
     const inFlight: Array<Promise<Buffer>> = [];
@@ -1001,30 +1001,8 @@ export async function* parallelGzip(source: string | AsyncIterable<Uint8Array>, 
   }
 }
 
-/**
- * Buffers of one size, taken for a chunk and given back when the chunk is done with. Never more than
- * the most ever out at once are allocated, and at most `keep` are kept between uses.
- */
-class ChunkPool {
-  private readonly free: Buffer[] = [];
-  readonly size: number;
-  private readonly keep: number;
-  constructor(size: number, keep: number) {
-    this.size = size;
-    this.keep = keep;
-  }
-  take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-  }
-  /** Gives back a buffer from {@link take} (or a view of one: the whole buffer comes back). */
-  give(chunk: Buffer): void {
-    // take() allocates each buffer with an ArrayBuffer of its own (allocUnsafeSlow: never a slice of Node's pool).
-    if (chunk.buffer.byteLength === this.size && this.free.length < this.keep) this.free.push(Buffer.from(chunk.buffer, 0, this.size));
-  }
-}
-
 /** A file's content in chunks of the pool's size, each read into a buffer taken from `pool`. */
-async function* readFileChunks(file: string, pool: ChunkPool): AsyncGenerator<Buffer> {
+async function* readFileChunks(file: string, pool: BufferPool): AsyncGenerator<Buffer> {
   const fh = await fs.open(file, 'r');
   try {
     let position = 0;
@@ -1051,7 +1029,7 @@ async function* readFileChunks(file: string, pool: ChunkPool): AsyncGenerator<Bu
  * deterministic. Each piece is copied into a buffer taken from `pool` before the next source chunk is asked
  * for, so the source may reuse its buffers (a layer tar regenerated with `consumedAtOnce`).
  */
-async function* rechunk(source: AsyncIterable<Uint8Array>, pool: ChunkPool): AsyncGenerator<Buffer> {
+async function* rechunk(source: AsyncIterable<Uint8Array>, pool: BufferPool): AsyncGenerator<Buffer> {
   const size = pool.size;
   let piece = pool.take();
   let have = 0;

@@ -36,11 +36,11 @@
 import * as fsCb from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { getSystemErrorName } from 'node:util';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { BufferPool } from '../buffer-pool.js';
 import { fileChunks } from './file-chunks.js';
-import { nativeSys } from '../native/sys.js';
+import { nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto } from './tar.js';
 import type { TarHeader } from './tar.js';
@@ -81,6 +81,8 @@ export type XattrTree = Map<string, Map<string, Buffer>>;
 const SMALL_FILE = 512 * 1024;
 /** Headers, small files and padding are written into slabs of this size, each yielded as one chunk. */
 const SLAB = 1024 * 1024;
+/** Slabs a blob snapshot keeps for reuse (its blob write holds at most 4 MiB at a time). */
+const RETURNED_SLABS = 8;
 const BLOCK = 512;
 /** Entries listed or read synchronously between two turns of the event loop. */
 const SCAN_SLICE = 512;
@@ -220,8 +222,14 @@ export async function snapshotDirectory(upperDir: string, store: LayerStoreApi, 
     const { digest, size } = await hashStream(layerTarStream(root, options, undefined, undefined, true), signal);
     return { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   }
-  const returned = new ReturnedSlabs();
-  const { digest, size } = await store.writeBlob(layerTarStream(root, options, undefined, undefined, returned), { onWritten: returned.give, ...(signal ? { signal } : {}) });
+  // The blob write hands each slab back once it is in the file, to be filled again (src/buffer-pool.ts).
+  const slabs = new BufferPool(SLAB, RETURNED_SLABS);
+  const { digest, size } = await store.writeBlob(layerTarStream(root, options, undefined, undefined, slabs), {
+    onWritten: (chunks) => {
+      for (const chunk of chunks) slabs.give(chunk);
+    },
+    ...(signal ? { signal } : {}),
+  });
   const layer: LayerInfo = { diffId: digest, digest, size, mediaType: MEDIA_TYPES.ociLayer };
   await store.registerLayer(layer);
   return layer;
@@ -427,13 +435,14 @@ export async function* layerTarStream(
   /**
    * `true`: the consumer is done with each chunk before it asks for the next (it only hashes them, or copies
    * them): slabs are reused, and big files are read into two reused buffers (see store/file-chunks.ts). Never
-   * for a consumer that keeps chunks. A {@link ReturnedSlabs}: the consumer keeps chunks for a while (a blob
-   * write) and hands each back through it when done; slabs are then taken from there.
+   * for a consumer that keeps chunks. A {@link BufferPool} of SLAB-sized buffers: the consumer keeps chunks for a
+   * while (a blob write) and gives each back to it when done; slabs are then taken from it.
    */
-  reuse: boolean | ReturnedSlabs = false,
+  reuse: boolean | BufferPool = false,
 ): AsyncGenerator<Buffer> {
   const consumedAtOnce = reuse === true;
-  const returned = typeof reuse === 'object' ? reuse : undefined;
+  const pool = typeof reuse === 'object' ? reuse : undefined;
+  const newSlab = (): Buffer => (pool !== undefined ? pool.take() : Buffer.allocUnsafe(SLAB));
   const { signal, sourceDateEpoch, onProgress } = options;
   const root = path.resolve(dir);
   // Without the native scan (which reads xattrs on its way), getfattr runs in its own process while the
@@ -460,7 +469,7 @@ export async function* layerTarStream(
   // With the addon, a slab's small files are read on threadpool threads once the slab is full (`read`), while
   // this thread encodes the next slab's headers and the consumer hashes the previous one.
   const sys = nativeSys();
-  let slab: Buffer = Buffer.allocUnsafe(SLAB);
+  let slab: Buffer = newSlab();
   let used = 0;
   const ready: Queued[] = [];
   /** Slabs the consumer is done with, when it is done with each chunk before asking for the next. */
@@ -472,22 +481,12 @@ export async function* layerTarStream(
   const readSlab = (): Promise<void> | undefined => {
     if (sys === undefined || toRead.length === 0) return undefined;
     const rels = toRead;
-    const buf = slab;
-    const parts: Array<Promise<void>> = [];
-    const per = Math.ceil(rels.length / READ_THREADS);
-    for (let from = 0; from < rels.length; from += per) {
-      const some = rels.slice(from, from + per);
-      const where = Uint32Array.from(plan.slice(2 * from, 2 * (from + per)));
-      const got = new Int32Array(some.length);
-      parts.push(
-        new Promise<void>((resolve) => sys.readFiles(root, some, buf, where, got, resolve)).then(() => {
-          for (let j = 0; j < some.length; j++) checkRead(root, some[j] as string, (where[2 * j + 1] as number) - 1, got[j] as number);
-        }),
-      );
-    }
+    const where = Uint32Array.from(plan);
     toRead = [];
     plan = [];
-    const all = parts.length === 1 ? (parts[0] as Promise<void>) : Promise.all(parts).then(() => undefined);
+    const all = readFilesSplit(sys, root, rels, slab, where, READ_THREADS).then((got) => {
+      for (let j = 0; j < rels.length; j++) checkRead(root, rels[j] as string, (where[2 * j + 1] as number) - 1, got[j] as number);
+    });
     all.catch(() => undefined);
     return all;
   };
@@ -496,7 +495,7 @@ export async function* layerTarStream(
     const read = readSlab();
     ready.push(read === undefined ? { buf: slab.subarray(0, used), slab } : { buf: slab.subarray(0, used), slab, read });
     // A reused slab saves the page faults of fresh memory (a quarter of a small-file snapshot's kernel time).
-    slab = spare.pop() ?? returned?.take() ?? Buffer.allocUnsafe(SLAB);
+    slab = spare.pop() ?? newSlab();
     used = 0;
   };
   /** Makes room for `n` bytes in the slab, queueing the filled part when needed. */
@@ -625,28 +624,6 @@ export async function* layerTarStream(
   }
 }
 
-/**
- * Slabs of {@link layerTarStream} that its consumer is done with, handed back to be filled again: fresh memory
- * costs a page fault per 4 KiB on first touch (~3.5 ms a MiB on these VMs, as long as reading the small files).
- * `give` takes the chunks as a blob write reports them written (WriteBlobOptions.onWritten); only whole slabs
- * (an ArrayBuffer of SLAB bytes, which no other chunk has: big-file chunks of exactly that size are free too) are
- * kept, a few at most.
- */
-export class ReturnedSlabs {
-  private readonly free: Buffer[] = [];
-  readonly give = (chunks: readonly Uint8Array[]): void => {
-    for (const chunk of chunks) {
-      if (chunk.buffer.byteLength === SLAB && this.free.length < RETURNED_SLABS) this.free.push(Buffer.from(chunk.buffer, 0, SLAB));
-    }
-  };
-  take(): Buffer | undefined {
-    return this.free.pop();
-  }
-}
-
-/** Returned slabs kept for reuse (the blob write's backlog is at most 4 MiB). */
-const RETURNED_SLABS = 8;
-
 /** A chunk of the layer tar waiting to be yielded: part of a slab whose small files may still be being read. */
 interface Queued {
   readonly buf: Buffer;
@@ -662,9 +639,7 @@ interface Queued {
 function checkRead(root: string, rel: string, size: number, got: number): void {
   if (got === size) return;
   if (got >= 0) throw new RuntimeError(`file ${rel} changed while it was being snapshotted`);
-  const code = getSystemErrorName(got);
-  const file = `${root}/${rel}`;
-  throw Object.assign(new Error(`${code}: cannot read ${file}`), { code, errno: got, syscall: 'read', path: file });
+  throw readFileError(`${root}/${rel}`, got);
 }
 
 function checkOverlayFeatures(abs: string, attrs: Map<string, Buffer> | undefined): void {
