@@ -15,9 +15,10 @@
  * They are all single syscalls except scanTree, a recursive walk that the snapshotter calls once per
  * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds), and the
  * batched calls for COPY: scanDir (one directory's entries with their lstat numbers, for the build context's
- * walk), lstatPaths and linkPaths (one call for thousands of lstat(2)s or link(2)s). readFiles
- * is the one asynchronous function: it reads a batch of small files on a libuv threadpool thread, so that
- * the snapshotter's open/read/close syscalls overlap with its tar encoding and hashing.
+ * walk), lstatPaths and linkPaths (one call for thousands of lstat(2)s or link(2)s). readFiles and copyFiles
+ * are asynchronous: they read (the snapshotter, the context digest) or copy (COPY) a batch of small files on
+ * a libuv threadpool thread, so that their open/read/write/close syscalls run off the main thread, two
+ * batches at once on two cores.
  *
  * Built by scripts/build-native.mjs with plain `cc` against the headers shipped with Node; no
  * node-gyp, so nothing is downloaded.
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -804,6 +806,223 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* One batch of copyFiles: the same shape as a read_batch (see there for who owns what). */
+struct copy_batch {
+  napi_async_work work;
+  napi_ref meta_ref, got_ref, done_ref;
+  char **srcs, **targets;
+  uint32_t count;
+  const double *meta;     /* COPY_META numbers per file (kept alive by meta_ref) */
+  int32_t *got;           /* 0, COPY_FALLBACK or -errno per file (kept alive by got_ref) */
+};
+
+/* Numbers per file in copyFiles' `meta`: size, permission bits, uid, gid, atime and mtime in milliseconds. */
+#define COPY_META 6
+/* copyFiles' answer for a file it left to the caller: the target exists, or the source is not what was listed. */
+#define COPY_FALLBACK 1
+/* copyFiles copies files up to this size (what fits its buffer); bigger ones are left to the caller. */
+#define COPY_MAX (64 * 1024)
+
+static struct timespec timespec_of_ms(double ms) {
+  /* Whole milliseconds, as node's utimes gives a copy (and as file-reuse compares them). */
+  long long whole = (long long)ms;
+  if ((double)whole > ms) whole--; /* floor for times before 1970 */
+  struct timespec ts = {.tv_sec = (time_t)(whole / 1000), .tv_nsec = (long)(whole % 1000) * 1000000L};
+  if (ts.tv_nsec < 0) {
+    ts.tv_sec -= 1;
+    ts.tv_nsec += 1000000000L;
+  }
+  return ts;
+}
+
+/*
+ * Copies one small regular file: read it whole, create the target (O_EXCL, never through a symlink), write,
+ * set owner and mode only when the new inode does not have them already, then both times. Returns 0, COPY_FALLBACK
+ * (nothing written: the target exists, or the source is now a symlink or not `size` bytes), or -errno.
+ */
+static int32_t copy_one(const char *src, const char *target, const double *m, char *buf) {
+  size_t size = (size_t)m[0];
+  mode_t mode = (mode_t)m[1];
+  uid_t uid = (uid_t)m[2];
+  gid_t gid = (gid_t)m[3];
+  if (size > COPY_MAX) return COPY_FALLBACK;
+  int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (in < 0 && errno == EPERM) in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) return errno == ELOOP ? COPY_FALLBACK : -errno;
+  size_t filled = 0;
+  for (;;) {
+    /* One byte more than expected: a file that grew reads long, and is left to the caller. */
+    ssize_t got = read(in, buf + filled, size + 1 - filled);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int err = errno;
+      close(in);
+      return err == EISDIR ? COPY_FALLBACK : -err;
+    }
+    filled += (size_t)got;
+    if (got == 0 || filled > size) break;
+  }
+  close(in);
+  if (filled != size) return COPY_FALLBACK;
+  int out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 0777);
+  if (out < 0) return errno == EEXIST ? COPY_FALLBACK : -errno;
+  int32_t result = 0;
+  for (size_t done = 0; done < size;) {
+    ssize_t wrote = write(out, buf + done, size - done);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) {
+      result = -errno;
+      break;
+    }
+    done += (size_t)wrote;
+  }
+  struct stat st;
+  if (result == 0 && fstat(out, &st) != 0) result = -errno;
+  bool owner_differs = result == 0 && (st.st_uid != uid || st.st_gid != gid);
+  if (owner_differs && fchown(out, uid, gid) != 0) result = -errno;
+  /* chown clears set-id bits, so the mode is set again after it. */
+  if (result == 0 && (owner_differs || (st.st_mode & 07777) != (mode & 07777)) && fchmod(out, mode & 07777) != 0) result = -errno;
+  struct timespec times[2] = {timespec_of_ms(m[4]), timespec_of_ms(m[5])};
+  if (result == 0 && futimens(out, times) != 0) result = -errno;
+  if (close(out) != 0 && result == 0) result = -errno;
+  return result;
+}
+
+/* Runs on a libuv threadpool thread, like read_batch_execute. */
+static void copy_batch_execute(napi_env env, void *arg) {
+  (void)env;
+  struct copy_batch *b = arg;
+  char *buf = malloc(COPY_MAX + 1);
+  for (uint32_t i = 0; i < b->count; i++) {
+    b->got[i] = buf == NULL ? -ENOMEM : copy_one(b->srcs[i], b->targets[i], b->meta + (size_t)COPY_META * i, buf);
+  }
+  free(buf);
+}
+
+static void copy_batch_free(napi_env env, struct copy_batch *b) {
+  if (b->meta_ref) napi_delete_reference(env, b->meta_ref);
+  if (b->got_ref) napi_delete_reference(env, b->got_ref);
+  if (b->done_ref) napi_delete_reference(env, b->done_ref);
+  if (b->work) napi_delete_async_work(env, b->work);
+  for (uint32_t i = 0; i < b->count; i++) {
+    if (b->srcs != NULL) free(b->srcs[i]);
+    if (b->targets != NULL) free(b->targets[i]);
+  }
+  free(b->srcs);
+  free(b->targets);
+  free(b);
+}
+
+static void copy_batch_complete(napi_env env, napi_status status, void *arg) {
+  struct copy_batch *b = arg;
+  napi_value done, global, ignored;
+  if (status == napi_ok && napi_get_reference_value(env, b->done_ref, &done) == napi_ok && napi_get_global(env, &global) == napi_ok) {
+    napi_call_function(env, global, done, 0, NULL, &ignored);
+  }
+  copy_batch_free(env, b);
+}
+
+/*
+ * copyFiles(srcs: string[], targets: string[], meta: Float64Array, got: Int32Array, done: () => void): copies each
+ * small regular file srcs[i] to the new file targets[i] with the metadata meta[6i..6i+5] (size, mode, uid, gid,
+ * atimeMs, mtimeMs) on a threadpool thread; got[i] is then 0, 1 (left to the caller: see copy_one) or -errno, and
+ * done() is called. The caller leaves `meta` and `got` alone until then.
+ */
+static napi_value js_copy_files(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct copy_batch *b = calloc(1, sizeof *b);
+  bool srcs_array = false, targets_array = false;
+  napi_valuetype done_type = napi_undefined;
+  napi_typedarray_type meta_type = napi_int8_array, got_type = napi_int8_array;
+  size_t meta_len = 0, got_len = 0;
+  void *meta_data = NULL, *got_data = NULL;
+  uint32_t count = 0, target_count = 0;
+  if (argc == 5) {
+    napi_is_array(env, argv[0], &srcs_array);
+    napi_is_array(env, argv[1], &targets_array);
+    napi_typeof(env, argv[4], &done_type);
+  }
+  if (b == NULL || argc < 5 || !srcs_array || !targets_array || done_type != napi_function ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || napi_get_array_length(env, argv[1], &target_count) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &meta_type, &meta_len, &meta_data, NULL, NULL) != napi_ok ||
+      napi_get_typedarray_info(env, argv[3], &got_type, &got_len, &got_data, NULL, NULL) != napi_ok || meta_type != napi_float64_array ||
+      got_type != napi_int32_array || target_count != count || meta_len < (size_t)COPY_META * count || got_len < count) {
+    free(b);
+    napi_throw_type_error(env, NULL, "copyFiles(srcs, targets, meta: Float64Array, got: Int32Array, done)");
+    return NULL;
+  }
+  b->meta = meta_data;
+  b->got = got_data;
+  if ((b->srcs = calloc(count > 0 ? count : 1, sizeof *b->srcs)) == NULL || (b->targets = calloc(count > 0 ? count : 1, sizeof *b->targets)) == NULL) {
+    copy_batch_free(env, b);
+    return throw_errno(env, ENOMEM, "copyFiles", "");
+  }
+  for (; b->count < count; b->count++) {
+    napi_value src, target;
+    /* count grows before the strings are checked, so a failure frees whatever was taken. */
+    if (napi_get_element(env, argv[0], b->count, &src) != napi_ok || napi_get_element(env, argv[1], b->count, &target) != napi_ok ||
+        (b->srcs[b->count] = string_arg(env, src)) == NULL || (b->targets[b->count] = string_arg(env, target)) == NULL) {
+      b->count++;
+      copy_batch_free(env, b);
+      napi_throw_type_error(env, NULL, "copyFiles: srcs and targets must hold strings");
+      return NULL;
+    }
+  }
+  napi_value name;
+  if (napi_create_reference(env, argv[2], 1, &b->meta_ref) != napi_ok || napi_create_reference(env, argv[3], 1, &b->got_ref) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &b->done_ref) != napi_ok ||
+      napi_create_string_utf8(env, "kiln:copyFiles", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, copy_batch_execute, copy_batch_complete, b, &b->work) != napi_ok ||
+      napi_queue_async_work(env, b->work) != napi_ok) {
+    copy_batch_free(env, b);
+    if (!napi_is_exception_pending_safe(env)) throw_errno(env, ENOMEM, "copyFiles", "");
+    return NULL;
+  }
+  return undefined(env);
+}
+
+/* From <linux/fs.h>, which clashes with <sys/mount.h> in glibc 2.36. */
+#ifndef FS_IOC_GETFLAGS
+#define FS_IOC_GETFLAGS _IOR('f', 1, long)
+#define FS_IOC_SETFLAGS _IOW('f', 2, long)
+#endif
+#ifndef FS_TOPDIR_FL
+#define FS_TOPDIR_FL 0x00020000
+#endif
+
+/*
+ * spreadSubdirs(dir): sets the ext2/3/4 "top of directory hierarchy" flag (chattr +T) on `dir`, so the Orlov
+ * allocator places each new subdirectory (and the files created in it) in a block group of its own choosing, as it
+ * does for directories at the filesystem's root, instead of next to `dir`. Returns 0, or the errno when the flag
+ * could not be read or set (ENOTTY, EOPNOTSUPP: not an ext filesystem; EPERM): it is only a placement hint.
+ */
+static napi_value js_spread_subdirs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *dir = argc == 1 ? string_arg(env, argv[0]) : NULL;
+  if (dir == NULL) {
+    napi_throw_type_error(env, NULL, "spreadSubdirs(dir: string)");
+    return NULL;
+  }
+  int err = 0, flags = 0;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  free(dir);
+  if (fd < 0) err = errno;
+  else {
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) err = errno;
+    else if ((flags & FS_TOPDIR_FL) == 0) {
+      flags |= FS_TOPDIR_FL;
+      if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) err = errno;
+    }
+    close(fd);
+  }
+  CHECK(napi_create_int32(env, err, &result));
+  return result;
+}
+
 extern char **environ;
 
 /* The reaper of one spawned child: waits for it, then writes its wait status ("%d\n") to the exit pipe. */
@@ -946,6 +1165,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"scanDir", NULL, js_scan_dir, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lstatPaths", NULL, js_lstat_paths, NULL, NULL, NULL, napi_enumerable, NULL},
       {"linkPaths", NULL, js_link_paths, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyFiles", NULL, js_copy_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spreadSubdirs", NULL, js_spread_subdirs, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -4,6 +4,7 @@
  * Used by `kiln run` (the README demo) and by tests that show a built image works.
  */
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { spreadSubdirs } from '../native/sys.js';
 import path from 'node:path';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { runContainer } from './container.js';
@@ -25,6 +26,7 @@ export async function runImage(image: StoredImage, store: LayerStoreApi, options
   const lowerDirs: string[] = [];
   for (const diffId of [...image.config.rootfs.diff_ids].reverse()) lowerDirs.push(await store.unpackedLayer(diffId, options.signal ? { signal: options.signal } : {}));
   await mkdir(path.join(store.root, 'tmp'), { recursive: true });
+  spreadSubdirs(path.join(store.root, 'tmp'));
   const scratch = await mkdtemp(path.join(store.root, 'tmp', 'run-'));
   try {
     await mkdir(path.join(scratch, 'upper'));

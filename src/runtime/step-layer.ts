@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { adoptHashedDir, hashDirForAdoption } from '../store/snapshot.js';
+import { spreadSubdirs } from '../native/sys.js';
 
 export interface StepDirs {
   /** The parent layers' unpacked dirs, top-most first (overlay lowerdir order). */
@@ -81,6 +82,7 @@ export async function runStepLayer<T>(
   const lowerDirs = pendingLower === undefined ? parents : [pendingLower, ...parents];
   // Synchronous: four tiny metadata calls, each far cheaper than an awaited threadpool round trip.
   mkdirSync(path.join(store.root, 'tmp'), { recursive: true });
+  spreadSubdirs(path.join(store.root, 'tmp'));
   const scratch = mkdtempSync(path.join(store.root, 'tmp', 'step-'));
   const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
   let value: T;

@@ -25,6 +25,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import { RuntimeError, messageOf } from '../errors.js';
+import { spreadSubdirs } from '../native/sys.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
 // extract.js and snapshot.js are loaded on use (unpacking, adopting, regenerating a layer): a fully cached
@@ -465,6 +466,7 @@ export class LayerStore implements LayerStoreApi {
     return this.withLock(`layer-${hex}`, async () => {
       if (await exists(rootfs)) return rootfs;
       const tmpDir = path.join(this.root, 'layers', tempName(`${hex}.tmp`));
+      spreadSubdirs(path.join(this.root, 'layers'));
       try {
         await fs.mkdir(path.join(tmpDir, 'rootfs'), { recursive: true });
         // The whole stream is hashed, also what follows the tar's end marker (extraction stops there), and the

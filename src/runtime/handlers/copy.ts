@@ -17,7 +17,10 @@
 import { chmod, chown, copyFile, lchown, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, mkdirSync, utimesSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import { availableParallelism } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { resolveInRoot } from '../user.js';
+import { COPY_FALLBACK, COPY_MAX, COPY_META, copyFilesSplit, nativeSys, type NativeSys } from '../../native/sys.js';
 
 /** A file, directory or symlink to copy; `list` yields a directory's descendants (ignore rules applied). */
 export interface CopySource {
@@ -218,8 +221,10 @@ async function fileJobs(files: ReadonlyArray<{ src: CopySource; target: string }
  * one (up to {@link SMALL_FILE}) is then written synchronously: read, `open(O_CREAT|O_EXCL)`, write, fchown and
  * fchmod when needed, futimes, close. Creating a file costs ~0.1-0.25 ms of kernel time, and four threadpool round trips
  * per file (copyFile, chown, chmod, utimes) cost more CPU than that on 2 cores, while sync calls in slices of
- * a few milliseconds keep the event loop responsive. Returns copy jobs for the rest (big files are copied by
- * the kernel, copy_file_range; a target that already exists goes through {@link copyOne}).
+ * a few milliseconds keep the event loop responsive. With the addon, a COPY of many files does those same steps in
+ * native batches on two threadpool threads instead ({@link copySmallFilesNative}): a 5,000-file COPY then costs the
+ * main thread almost nothing, and its kernel work uses both cores. Returns copy jobs for the rest (big files are
+ * copied by the kernel, copy_file_range; a target that already exists goes through {@link copyOne}).
  */
 async function placeFiles(placer: FilePlacer | undefined, files: ReadonlyArray<{ src: CopySource; target: string }>, req: CopyRequest): Promise<Array<() => Promise<void>>> {
   const rest: Array<() => Promise<void>> = [];
@@ -231,6 +236,10 @@ async function placeFiles(placer: FilePlacer | undefined, files: ReadonlyArray<{
       sliceStart = performance.now();
     }
   };
+  // With the addon and enough of them, small files are copied in native batches on two threadpool threads at the
+  // end; else one by one here, synchronously.
+  const sys = files.length >= NATIVE_WORTH_IT ? nativeSys() : undefined;
+  const small: Array<{ src: CopySource; target: string; want: CopiedFileMetadata }> = [];
   for (let b = 0; b < files.length; b += PLACE_BATCH) {
     const batch = files.slice(b, b + PLACE_BATCH).map(({ src, target }) => {
       const { uid, gid } = ownerOf(src, req);
@@ -239,8 +248,13 @@ async function placeFiles(placer: FilePlacer | undefined, files: ReadonlyArray<{
     await turn();
     const placed = placer?.placeBatchSync?.(batch);
     for (let i = 0; i < batch.length; i++) {
-      const { src, target, want } = batch[i]!;
+      const file = batch[i]!;
+      const { src, target, want } = file;
       if (placed !== undefined ? placed[i] : placer?.placeSync(src, target, want)) continue;
+      if (sys !== undefined && want.size <= COPY_MAX) {
+        small.push(file);
+        continue;
+      }
       await turn();
       if (want.size <= SMALL_FILE && writeSmallFileSync(src, target, want)) {
         placer?.copied(src, target);
@@ -249,8 +263,43 @@ async function placeFiles(placer: FilePlacer | undefined, files: ReadonlyArray<{
       rest.push(() => copyOne(src, target, req));
     }
   }
+  if (sys !== undefined && small.length > 0) rest.push(...(await copySmallFilesNative(sys, small, req)));
   return rest;
 }
+
+/** Files in one COPY from which the native batch copy is used (below it, a threadpool round trip is not worth it). */
+const NATIVE_WORTH_IT = 32;
+
+/**
+ * Copies `files` (none bigger than {@link COPY_MAX}, all targets absent so far) through the addon's `copyFiles`, the
+ * same steps as {@link writeSmallFileSync}, on two threadpool threads. Returns copy jobs for the files it left
+ * (a target that exists, a source that changed since it was listed).
+ */
+async function copySmallFilesNative(
+  sys: NativeSys,
+  files: ReadonlyArray<{ src: CopySource; target: string; want: CopiedFileMetadata }>,
+  req: CopyRequest,
+): Promise<Array<() => Promise<void>>> {
+  const meta = new Float64Array(COPY_META * files.length);
+  files.forEach(({ src, want }, i) => {
+    meta.set([want.size, want.mode, want.uid, want.gid, src.stats.atime.getTime(), want.mtimeMs], COPY_META * i);
+  });
+  const got = await copyFilesSplit(sys, files.map((f) => f.src.abs), files.map((f) => f.target), meta, COPY_THREADS, req.signal);
+  const rest: Array<() => Promise<void>> = [];
+  files.forEach(({ src, target }, i) => {
+    const result = got[i]!;
+    if (result === 0) req.placer?.copied(src, target);
+    else if (result === COPY_FALLBACK) rest.push(() => copyOne(src, target, req));
+    else {
+      const code = getSystemErrorName(result);
+      throw Object.assign(new Error(`${code}: cannot copy ${src.rel || src.abs} to ${target}`), { code, errno: result, syscall: 'copyfile', path: src.abs, dest: target });
+    }
+  });
+  return rest;
+}
+
+/** Threadpool threads the native copy uses at once: one per core, at most libuv's default pool of 4. */
+const COPY_THREADS = Math.min(4, availableParallelism());
 
 /** Files offered to {@link FilePlacer.placeBatchSync} at once (a few milliseconds of links). */
 const PLACE_BATCH = 256;
