@@ -15,8 +15,8 @@
  * They are all single syscalls except scanTree, a recursive walk that the snapshotter calls once per
  * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds), and the
  * batched calls for COPY: scanDir (one directory's entries with their lstat numbers, for the build context's
- * walk), lstatPaths and linkPaths (one call for thousands of lstat(2)s or link(2)s). readFiles and copyFiles
- * are asynchronous: they read (the snapshotter, the context digest) or copy (COPY) a batch of small files on
+ * walk) and lstatPaths (one call for thousands of lstat(2)s). readFiles, copyFiles and linkFiles are
+ * asynchronous: they read (the snapshotter, the context digest), copy or hard-link (COPY) a batch of small files on
  * a libuv threadpool thread, so that their open/read/write/close syscalls run off the main thread, two
  * batches at once on two cores.
  *
@@ -628,41 +628,6 @@ static napi_value js_lstat_paths(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/*
- * linkPaths(existing, created) -> Int32Array: link(2) of existing[i] to created[i] for every i (arrays of the
- * same length), 0 or the errno of each. Never throws for a path.
- */
-static napi_value js_link_paths(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  bool a = false, b = false;
-  uint32_t n = 0, m = 0;
-  if (argc < 2 || napi_is_array(env, argv[0], &a) != napi_ok || napi_is_array(env, argv[1], &b) != napi_ok || !a || !b ||
-      napi_get_array_length(env, argv[0], &n) != napi_ok || napi_get_array_length(env, argv[1], &m) != napi_ok || n != m) {
-    napi_throw_type_error(env, NULL, "linkPaths(existing: string[], created: string[]) of the same length");
-    return NULL;
-  }
-  napi_value buffer, result;
-  void *data;
-  CHECK(napi_create_arraybuffer(env, (size_t)n * sizeof(int32_t), &data, &buffer));
-  CHECK(napi_create_typedarray(env, napi_int32_array, n, buffer, 0, &result));
-  int32_t *out = data;
-  for (uint32_t i = 0; i < n; i++) {
-    char *from = string_element(env, argv[0], i);
-    char *to = from == NULL ? NULL : string_element(env, argv[1], i);
-    if (to == NULL) {
-      free(from);
-      napi_throw_type_error(env, NULL, "linkPaths(existing: string[], created: string[]) of the same length");
-      return NULL;
-    }
-    out[i] = link(from, to) == 0 ? 0 : errno;
-    free(from);
-    free(to);
-  }
-  return result;
-}
-
 /* ---- batched small-file reads off the main thread, for the snapshotter ---- */
 
 /* One readFiles() call: the files to read (relative to `root`), where each goes in `data`, and what came of it. */
@@ -727,13 +692,26 @@ static void read_batch_free(napi_env env, struct read_batch *b) {
   free(b);
 }
 
+/* Back on the main thread after a batch (readFiles, copyFiles): calls its done() when the work ran. */
+static void call_done(napi_env env, napi_status status, napi_ref done_ref) {
+  napi_value done, global, ignored;
+  if (status == napi_ok && napi_get_reference_value(env, done_ref, &done) == napi_ok && napi_get_global(env, &global) == napi_ok) {
+    napi_call_function(env, global, done, 0, NULL, &ignored);
+  }
+}
+
+/* Queues a batch's work on the libuv threadpool under the async resource name `name`. */
+static bool queue_batch(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete, void *batch,
+                        napi_async_work *work) {
+  napi_value resource_name;
+  return napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
+         napi_create_async_work(env, NULL, resource_name, execute, complete, batch, work) == napi_ok && napi_queue_async_work(env, *work) == napi_ok;
+}
+
 /* Back on the main thread: calls done() (the results are in `got`), then releases the batch. */
 static void read_batch_complete(napi_env env, napi_status status, void *arg) {
   struct read_batch *b = arg;
-  napi_value done, global, ignored;
-  if (status == napi_ok && napi_get_reference_value(env, b->done_ref, &done) == napi_ok && napi_get_global(env, &global) == napi_ok) {
-    napi_call_function(env, global, done, 0, NULL, &ignored);
-  }
+  call_done(env, status, b->done_ref);
   read_batch_free(env, b);
 }
 
@@ -793,12 +771,9 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  napi_value name;
   if (napi_create_reference(env, argv[2], 1, &b->buffer_ref) != napi_ok || napi_create_reference(env, argv[3], 1, &b->plan_ref) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &b->got_ref) != napi_ok || napi_create_reference(env, argv[5], 1, &b->done_ref) != napi_ok ||
-      napi_create_string_utf8(env, "kiln:readFiles", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, read_batch_execute, read_batch_complete, b, &b->work) != napi_ok ||
-      napi_queue_async_work(env, b->work) != napi_ok) {
+      !queue_batch(env, "kiln:readFiles", read_batch_execute, read_batch_complete, b, &b->work)) {
     read_batch_free(env, b);
     if (!napi_is_exception_pending_safe(env)) throw_errno(env, ENOMEM, "readFiles", "");
     return NULL;
@@ -806,10 +781,15 @@ static napi_value js_read_files(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* One batch of copyFiles: the same shape as a read_batch (see there for who owns what). */
-struct copy_batch {
+/*
+ * One batch of copyFiles or linkFiles: pairs of paths, the same shape as a read_batch (see there for who owns what).
+ * `meta` is NULL for links.
+ */
+enum path_op { OP_COPY, OP_LINK };
+struct path_batch {
   napi_async_work work;
   napi_ref meta_ref, got_ref, done_ref;
+  enum path_op op;
   char **srcs, **targets;
   uint32_t count;
   const double *meta;     /* COPY_META numbers per file (kept alive by meta_ref) */
@@ -889,9 +869,13 @@ static int32_t copy_one(const char *src, const char *target, const double *m, ch
 }
 
 /* Runs on a libuv threadpool thread, like read_batch_execute. */
-static void copy_batch_execute(napi_env env, void *arg) {
+static void path_batch_execute(napi_env env, void *arg) {
   (void)env;
-  struct copy_batch *b = arg;
+  struct path_batch *b = arg;
+  if (b->op == OP_LINK) {
+    for (uint32_t i = 0; i < b->count; i++) b->got[i] = link(b->srcs[i], b->targets[i]) == 0 ? 0 : -errno;
+    return;
+  }
   char *buf = malloc(COPY_MAX + 1);
   for (uint32_t i = 0; i < b->count; i++) {
     b->got[i] = buf == NULL ? -ENOMEM : copy_one(b->srcs[i], b->targets[i], b->meta + (size_t)COPY_META * i, buf);
@@ -899,7 +883,7 @@ static void copy_batch_execute(napi_env env, void *arg) {
   free(buf);
 }
 
-static void copy_batch_free(napi_env env, struct copy_batch *b) {
+static void path_batch_free(napi_env env, struct path_batch *b) {
   if (b->meta_ref) napi_delete_reference(env, b->meta_ref);
   if (b->got_ref) napi_delete_reference(env, b->got_ref);
   if (b->done_ref) napi_delete_reference(env, b->done_ref);
@@ -913,13 +897,68 @@ static void copy_batch_free(napi_env env, struct copy_batch *b) {
   free(b);
 }
 
-static void copy_batch_complete(napi_env env, napi_status status, void *arg) {
-  struct copy_batch *b = arg;
-  napi_value done, global, ignored;
-  if (status == napi_ok && napi_get_reference_value(env, b->done_ref, &done) == napi_ok && napi_get_global(env, &global) == napi_ok) {
-    napi_call_function(env, global, done, 0, NULL, &ignored);
+static void path_batch_complete(napi_env env, napi_status status, void *arg) {
+  struct path_batch *b = arg;
+  call_done(env, status, b->done_ref);
+  path_batch_free(env, b);
+}
+
+/*
+ * Takes the arguments (srcs: string[], targets: string[], [meta: Float64Array,] got: Int32Array, done) of copyFiles
+ * (op OP_COPY, with meta) or linkFiles, and queues the batch. Throws a TypeError with `usage` when they are wrong.
+ */
+static napi_value queue_path_batch(napi_env env, napi_callback_info info, enum path_op op, const char *usage) {
+  size_t want = op == OP_COPY ? 5 : 4, argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_value *got_arg = &argv[want - 2], *done_arg = &argv[want - 1];
+  struct path_batch *b = calloc(1, sizeof *b);
+  bool srcs_array = false, targets_array = false;
+  napi_valuetype done_type = napi_undefined;
+  napi_typedarray_type meta_type = napi_float64_array, got_type = napi_int8_array;
+  size_t meta_len = 0, got_len = 0;
+  void *meta_data = NULL, *got_data = NULL;
+  uint32_t count = 0, target_count = 0;
+  if (argc == want) {
+    napi_is_array(env, argv[0], &srcs_array);
+    napi_is_array(env, argv[1], &targets_array);
+    napi_typeof(env, *done_arg, &done_type);
   }
-  copy_batch_free(env, b);
+  if (b == NULL || argc != want || !srcs_array || !targets_array || done_type != napi_function ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || napi_get_array_length(env, argv[1], &target_count) != napi_ok ||
+      (op == OP_COPY && napi_get_typedarray_info(env, argv[2], &meta_type, &meta_len, &meta_data, NULL, NULL) != napi_ok) ||
+      napi_get_typedarray_info(env, *got_arg, &got_type, &got_len, &got_data, NULL, NULL) != napi_ok || meta_type != napi_float64_array ||
+      got_type != napi_int32_array || target_count != count || (op == OP_COPY && meta_len < (size_t)COPY_META * count) || got_len < count) {
+    free(b);
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  b->op = op;
+  b->meta = meta_data;
+  b->got = got_data;
+  if ((b->srcs = calloc(count > 0 ? count : 1, sizeof *b->srcs)) == NULL || (b->targets = calloc(count > 0 ? count : 1, sizeof *b->targets)) == NULL) {
+    path_batch_free(env, b);
+    return throw_errno(env, ENOMEM, usage, "");
+  }
+  for (; b->count < count; b->count++) {
+    napi_value src, target;
+    /* count grows before the strings are checked, so a failure frees whatever was taken. */
+    if (napi_get_element(env, argv[0], b->count, &src) != napi_ok || napi_get_element(env, argv[1], b->count, &target) != napi_ok ||
+        (b->srcs[b->count] = string_arg(env, src)) == NULL || (b->targets[b->count] = string_arg(env, target)) == NULL) {
+      b->count++;
+      path_batch_free(env, b);
+      napi_throw_type_error(env, NULL, usage);
+      return NULL;
+    }
+  }
+  if ((op == OP_COPY && napi_create_reference(env, argv[2], 1, &b->meta_ref) != napi_ok) || napi_create_reference(env, *got_arg, 1, &b->got_ref) != napi_ok ||
+      napi_create_reference(env, *done_arg, 1, &b->done_ref) != napi_ok ||
+      !queue_batch(env, op == OP_COPY ? "kiln:copyFiles" : "kiln:linkFiles", path_batch_execute, path_batch_complete, b, &b->work)) {
+    path_batch_free(env, b);
+    if (!napi_is_exception_pending_safe(env)) throw_errno(env, ENOMEM, usage, "");
+    return NULL;
+  }
+  return undefined(env);
 }
 
 /*
@@ -929,58 +968,15 @@ static void copy_batch_complete(napi_env env, napi_status status, void *arg) {
  * done() is called. The caller leaves `meta` and `got` alone until then.
  */
 static napi_value js_copy_files(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct copy_batch *b = calloc(1, sizeof *b);
-  bool srcs_array = false, targets_array = false;
-  napi_valuetype done_type = napi_undefined;
-  napi_typedarray_type meta_type = napi_int8_array, got_type = napi_int8_array;
-  size_t meta_len = 0, got_len = 0;
-  void *meta_data = NULL, *got_data = NULL;
-  uint32_t count = 0, target_count = 0;
-  if (argc == 5) {
-    napi_is_array(env, argv[0], &srcs_array);
-    napi_is_array(env, argv[1], &targets_array);
-    napi_typeof(env, argv[4], &done_type);
-  }
-  if (b == NULL || argc < 5 || !srcs_array || !targets_array || done_type != napi_function ||
-      napi_get_array_length(env, argv[0], &count) != napi_ok || napi_get_array_length(env, argv[1], &target_count) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &meta_type, &meta_len, &meta_data, NULL, NULL) != napi_ok ||
-      napi_get_typedarray_info(env, argv[3], &got_type, &got_len, &got_data, NULL, NULL) != napi_ok || meta_type != napi_float64_array ||
-      got_type != napi_int32_array || target_count != count || meta_len < (size_t)COPY_META * count || got_len < count) {
-    free(b);
-    napi_throw_type_error(env, NULL, "copyFiles(srcs, targets, meta: Float64Array, got: Int32Array, done)");
-    return NULL;
-  }
-  b->meta = meta_data;
-  b->got = got_data;
-  if ((b->srcs = calloc(count > 0 ? count : 1, sizeof *b->srcs)) == NULL || (b->targets = calloc(count > 0 ? count : 1, sizeof *b->targets)) == NULL) {
-    copy_batch_free(env, b);
-    return throw_errno(env, ENOMEM, "copyFiles", "");
-  }
-  for (; b->count < count; b->count++) {
-    napi_value src, target;
-    /* count grows before the strings are checked, so a failure frees whatever was taken. */
-    if (napi_get_element(env, argv[0], b->count, &src) != napi_ok || napi_get_element(env, argv[1], b->count, &target) != napi_ok ||
-        (b->srcs[b->count] = string_arg(env, src)) == NULL || (b->targets[b->count] = string_arg(env, target)) == NULL) {
-      b->count++;
-      copy_batch_free(env, b);
-      napi_throw_type_error(env, NULL, "copyFiles: srcs and targets must hold strings");
-      return NULL;
-    }
-  }
-  napi_value name;
-  if (napi_create_reference(env, argv[2], 1, &b->meta_ref) != napi_ok || napi_create_reference(env, argv[3], 1, &b->got_ref) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &b->done_ref) != napi_ok ||
-      napi_create_string_utf8(env, "kiln:copyFiles", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, copy_batch_execute, copy_batch_complete, b, &b->work) != napi_ok ||
-      napi_queue_async_work(env, b->work) != napi_ok) {
-    copy_batch_free(env, b);
-    if (!napi_is_exception_pending_safe(env)) throw_errno(env, ENOMEM, "copyFiles", "");
-    return NULL;
-  }
-  return undefined(env);
+  return queue_path_batch(env, info, OP_COPY, "copyFiles(srcs: string[], targets: string[], meta: Float64Array, got: Int32Array, done)");
+}
+
+/*
+ * linkFiles(existing: string[], created: string[], got: Int32Array, done: () => void): link(2) of each existing[i] to
+ * created[i] on a threadpool thread; got[i] is then 0 or -errno, and done() is called.
+ */
+static napi_value js_link_files(napi_env env, napi_callback_info info) {
+  return queue_path_batch(env, info, OP_LINK, "linkFiles(existing: string[], created: string[], got: Int32Array, done)");
 }
 
 /* From <linux/fs.h>, which clashes with <sys/mount.h> in glibc 2.36. */
@@ -1164,8 +1160,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"readFiles", NULL, js_read_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"scanDir", NULL, js_scan_dir, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lstatPaths", NULL, js_lstat_paths, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"linkPaths", NULL, js_link_paths, NULL, NULL, NULL, napi_enumerable, NULL},
       {"copyFiles", NULL, js_copy_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"linkFiles", NULL, js_link_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spreadSubdirs", NULL, js_spread_subdirs, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

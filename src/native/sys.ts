@@ -54,8 +54,11 @@ export interface NativeSys {
   scanDir(dir: string): [string[], Float64Array];
   /** lstat(2) of each path: {@link ENTRY_FIELDS} numbers per path; a failed one has `-errno` as its mode, zeros elsewhere. */
   lstatPaths(paths: readonly string[]): Float64Array;
-  /** link(2) of `existing[i]` to `created[i]` for each i: 0 or the errno of each (never throws for a path). */
-  linkPaths(existing: readonly string[], created: readonly string[]): Int32Array;
+  /**
+   * link(2) of `existing[i]` to `created[i]` for each i, on a libuv threadpool thread. Returns at once; when done,
+   * `got[i]` is 0 or -errno, and `done()` is called.
+   */
+  linkFiles(existing: readonly string[], created: readonly string[], got: Int32Array, done: () => void): void;
   /**
    * Copies small regular files on a libuv threadpool thread: `srcs[i]` to the new file `targets[i]` with the
    * {@link COPY_META} numbers `meta[6i..]` (size, permission bits, uid, gid, atimeMs, mtimeMs): read whole, create
@@ -168,9 +171,8 @@ export function readFilesSplit(sys: NativeSys, root: string, rels: readonly stri
 }
 
 /**
- * {@link NativeSys.copyFiles} over `srcs`, in chunks of {@link COPY_CHUNK} files, `threads` chunks in flight at
- * once (each on its own threadpool thread), so the copy's syscalls use both cores while the main thread stays free.
- * Resolves to the result per file (0, {@link COPY_FALLBACK} or -errno). `signal` stops new chunks from starting.
+ * {@link NativeSys.copyFiles} over `srcs`, in chunks, `threads` chunks in flight at once (see {@link inLanes}).
+ * Resolves to the result per file (0, {@link COPY_FALLBACK} or -errno).
  */
 export async function copyFilesSplit(
   sys: NativeSys,
@@ -181,28 +183,46 @@ export async function copyFilesSplit(
   signal?: AbortSignal,
 ): Promise<Int32Array> {
   const got = new Int32Array(srcs.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < srcs.length) {
-      signal?.throwIfAborted();
-      const from = next;
-      const to = Math.min(srcs.length, from + COPY_CHUNK);
-      next = to;
-      await new Promise<void>((resolve) => {
-        // Views, not copies: the addon holds a reference to each until its done().
-        sys.copyFiles(srcs.slice(from, to), targets.slice(from, to), meta.subarray(COPY_META * from, COPY_META * to), got.subarray(from, to), resolve);
-      });
-    }
-  };
-  // allSettled: a lane that stops on the signal must not leave the other's chunk writing after we return.
-  const lanes = await Promise.allSettled(Array.from({ length: Math.max(1, threads) }, lane));
-  const failed = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
-  if (failed) throw failed.reason;
+  await inLanes(srcs.length, threads, signal, (from, to, done) => {
+    // Views, not copies: the addon holds a reference to each until its done().
+    sys.copyFiles(srcs.slice(from, to), targets.slice(from, to), meta.subarray(COPY_META * from, COPY_META * to), got.subarray(from, to), done);
+  });
   return got;
 }
 
-/** Files per {@link NativeSys.copyFiles} call in {@link copyFilesSplit}: a few milliseconds of syscalls. */
-const COPY_CHUNK = 64;
+/** {@link NativeSys.linkFiles} over the pairs, like {@link copyFilesSplit}: 0 or -errno per pair. */
+export async function linkFilesSplit(sys: NativeSys, existing: readonly string[], created: readonly string[], threads: number, signal?: AbortSignal): Promise<Int32Array> {
+  const got = new Int32Array(existing.length);
+  await inLanes(existing.length, threads, signal, (from, to, done) => {
+    sys.linkFiles(existing.slice(from, to), created.slice(from, to), got.subarray(from, to), done);
+  });
+  return got;
+}
+
+/**
+ * Runs `batch` over the items [0, count) in chunks of {@link LANE_CHUNK}, `lanes` chunks in flight at once (each on
+ * its own threadpool thread), so many small syscalls use every core while the main thread stays free. `signal`
+ * stops new chunks from starting; the ones in flight are waited for either way.
+ */
+async function inLanes(count: number, lanes: number, signal: AbortSignal | undefined, batch: (from: number, to: number, done: () => void) => void): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count) {
+      signal?.throwIfAborted();
+      const from = next;
+      const to = Math.min(count, from + LANE_CHUNK);
+      next = to;
+      await new Promise<void>((resolve) => batch(from, to, resolve));
+    }
+  };
+  // allSettled: a lane that stops on the signal must not leave the other's chunk running after we return.
+  const settled = await Promise.allSettled(Array.from({ length: Math.max(1, lanes) }, lane));
+  const failed = settled.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** Items per native call in {@link inLanes}: a few milliseconds of syscalls. */
+const LANE_CHUNK = 64;
 
 const spreadDirs = new Set<string>();
 

@@ -47,8 +47,9 @@
  *   Concurrent builds at worst overwrite each other's step record.
  *
  * Speed: a rebuild of a 5,000-file COPY links nearly every file, so the checks and links are batched
- * ({@link CopyReuse.linkBatchSync}): with the native addon, one `lstatPaths` call checks a slice of candidates and
- * one `linkPaths` call links the accepted ones (no Stats object and no Node call per file); without it each file
+ * ({@link CopyReuse.linkBatch}): with the native addon, one `lstatPaths` call checks a slice of candidates and
+ * `linkFiles` links the accepted ones on two threadpool threads (no Stats object and no Node call per file, and the
+ * main thread free meanwhile); without it each file
  * goes through {@link CopyReuse.linkSync}. Both apply the same rules in the same order.
  */
 import * as fsSync from 'node:fs';
@@ -57,7 +58,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerStoreApi } from './types.js';
-import { ENTRY_FIELDS, EntryField, nativeSys } from '../native/sys.js';
+import { availableParallelism } from 'node:os';
+import { ENTRY_FIELDS, EntryField, linkFilesSplit, nativeSys } from '../native/sys.js';
 
 /** The metadata a copied file gets, which a reused file must already have. */
 export interface WantedFileMetadata {
@@ -96,7 +98,10 @@ export const STEP_RECORD_DIR = 'copy-reuse';
 /** What {@link CopyReuse.linkSync} did, for counters and tests. */
 export type LinkOutcome = 'linked' | 'no-candidate' | 'metadata-differs' | 'failed';
 
-/** One file for {@link CopyReuse.linkBatchSync}: the arguments of {@link CopyReuse.linkSync}. */
+/** Threadpool threads linking at once: one per core, at most libuv's default pool of 4. */
+const LINK_THREADS = Math.min(4, availableParallelism());
+
+/** One file for {@link CopyReuse.linkBatch}: the arguments of {@link CopyReuse.linkSync}. */
 export interface LinkRequest {
   readonly rel: string;
   readonly target: string;
@@ -200,11 +205,11 @@ export class CopyReuse {
    * lstat batch and the accepted ones linked with one link batch; a file whose first candidate does not do goes
    * through linkSync (which tries its other candidates).
    */
-  linkBatchSync(requests: readonly LinkRequest[]): LinkOutcome[] {
+  async linkBatch(requests: readonly LinkRequest[]): Promise<LinkOutcome[]> {
     const sys = nativeSys();
     const root = this.earlierRoot;
     if (root === undefined) return requests.map(() => 'no-candidate');
-    if (typeof sys?.lstatPaths !== 'function' || typeof sys.linkPaths !== 'function') {
+    if (typeof sys?.lstatPaths !== 'function' || typeof sys.linkFiles !== 'function') {
       return requests.map((r) => this.linkSync(r.rel, r.target, r.sha256, r.want));
     }
     const outcomes = new Array<LinkOutcome | undefined>(requests.length);
@@ -237,9 +242,11 @@ export class CopyReuse {
       accepted.push(i);
       inodes.push(inode);
     }
-    const errors = sys.linkPaths(
+    const errors = await linkFilesSplit(
+      sys,
       accepted.map((i) => prefix + first[i]!),
       accepted.map((i) => requests[i]!.target),
+      LINK_THREADS,
     );
     for (let k = 0; k < accepted.length; k++) {
       const i = accepted[k]!;
@@ -306,7 +313,7 @@ export class CopyReuse {
    */
   placer(layerRoot: string, digests: ReadonlyMap<string, string>): {
     placeSync(src: SourceFile, target: string, want: WantedFileMetadata): boolean;
-    placeBatchSync(files: readonly PlaceRequest[]): boolean[];
+    placeBatch(files: readonly PlaceRequest[]): Promise<boolean[]>;
     copied(src: SourceFile, target: string): void;
   } {
     const prefix = `${path.resolve(layerRoot)}/`;
@@ -316,7 +323,7 @@ export class CopyReuse {
         const digest = digests.get(src.abs);
         return digest !== undefined && this.linkSync(relOf(target), target, digest, want) === 'linked';
       },
-      placeBatchSync: (files) => {
+      placeBatch: async (files) => {
         const placed = new Array<boolean>(files.length).fill(false);
         const requests: LinkRequest[] = [];
         const index: number[] = [];
@@ -327,7 +334,7 @@ export class CopyReuse {
           requests.push({ rel: relOf(f.target), target: f.target, sha256: digest, want: f.want });
           index.push(i);
         }
-        const outcomes = this.linkBatchSync(requests);
+        const outcomes = await this.linkBatch(requests);
         for (let k = 0; k < outcomes.length; k++) placed[index[k]!] = outcomes[k] === 'linked';
         return placed;
       },

@@ -195,7 +195,7 @@ test('linking in a batch follows the per-file rules: metadata, one link per inod
       { rel: 'gone', target: path.join(out, 'gone'), sha256: gone, want: { size: 11, mode: 0o644, uid: 0, gid: 0, mtimeMs: 0 } },
       { rel: 'new', target: path.join(out, 'new'), sha256: '0'.repeat(64), want: want('same') },
     ];
-    const outcomes = reuse.linkBatchSync(requests);
+    const outcomes = await reuse.linkBatch(requests);
     assert.deepEqual(outcomes, ['linked', 'metadata-differs', 'linked', 'metadata-differs', 'failed', 'no-candidate']);
     assert.equal(lstatSync(path.join(out, 'same')).ino, lstatSync(path.join(layerRoot, 'same')).ino);
     assert.equal(lstatSync(path.join(out, 'copy1')).ino, lstatSync(path.join(layerRoot, 'dup')).ino);

@@ -68,9 +68,9 @@ export interface FilePlacer {
   placeSync(src: CopySource, target: string, want: CopiedFileMetadata): boolean;
   /**
    * {@link placeSync} for many files at once (whether each was placed), when the placer can do a batch cheaper
-   * than one call per file.
+   * than one call per file (off the main thread).
    */
-  placeBatchSync?(files: ReadonlyArray<{ readonly src: CopySource; readonly target: string; readonly want: CopiedFileMetadata }>): boolean[];
+  placeBatch?(files: ReadonlyArray<{ readonly src: CopySource; readonly target: string; readonly want: CopiedFileMetadata }>): Promise<boolean[]>;
   /** Told after `src` was copied to `target` the ordinary way. */
   copied(src: CopySource, target: string): void;
 }
@@ -246,7 +246,7 @@ async function placeFiles(placer: FilePlacer | undefined, files: ReadonlyArray<{
       return { src, target, want: { size: src.stats.size, mode: req.mode ?? src.stats.mode & 0o7777, uid, gid, mtimeMs: src.stats.mtime.getTime() } };
     });
     await turn();
-    const placed = placer?.placeBatchSync?.(batch);
+    const placed = await placer?.placeBatch?.(batch);
     for (let i = 0; i < batch.length; i++) {
       const file = batch[i]!;
       const { src, target, want } = file;
@@ -301,7 +301,7 @@ async function copySmallFilesNative(
 /** Threadpool threads the native copy uses at once: one per core, at most libuv's default pool of 4. */
 const COPY_THREADS = Math.min(4, availableParallelism());
 
-/** Files offered to {@link FilePlacer.placeBatchSync} at once (a few milliseconds of links). */
+/** Files offered to {@link FilePlacer.placeBatch} at once (a few milliseconds of links). */
 const PLACE_BATCH = 256;
 
 /** Regular files up to this size are copied synchronously through memory (see {@link placeFiles}). */
