@@ -66,7 +66,7 @@ export interface StageState {
    * its upperdir is the top-most lower of the next RUN or COPY, and `settle()` adds its layer to `layers` and
    * records it in the cache. Anything that reads `layers` settles it first ({@link settlePending}).
    */
-  pending?: { readonly dir: string; settle(): Promise<void> } | undefined;
+  pending?: { readonly dir: string; startHashing(): void; settle(): Promise<void> } | undefined;
 }
 
 /**
@@ -385,7 +385,7 @@ async function cachedLayerStep(
       await ctx.store.putCache(key, { layer, created } satisfies CacheRecord);
       ctx.remoteCache?.record(key, { layer, created }, state.layers);
     };
-    state.pending = { dir: produced.dir, settle: record };
+    state.pending = { dir: produced.dir, startHashing: () => produced.startHashing(), settle: record };
     return { cached: false };
   }
   const layer = produced;
@@ -486,7 +486,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     inputs: mountKeys,
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
-    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) => {
+    // The step below, if still pending, is hashed once this container runs (see PendingStepLayer).
+    const below = state.pending;
+    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
         const env = [...(cfg.Env ?? []), ...argsEnv];
@@ -506,6 +508,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
           {
             ...(ctx.signal ? { signal: ctx.signal } : {}),
             onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
+            onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
           },
         );
@@ -799,6 +802,8 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   // (store/file-reuse.ts); the merged view is another filesystem, where links cannot reach.
   let reuse: import('../store/file-reuse.js').CopyReuse | undefined;
   return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
+    // A COPY mostly waits for threadpool work: the step below, if still pending, is hashed meanwhile.
+    state.pending?.startHashing();
     // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
     // heredoc files over existing ones, a destination with lower content) goes through the mount.
@@ -824,6 +829,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     const copyReuse = reuse;
     return {
       dir: pending.dir,
+      startHashing: () => pending.startHashing(),
       adopt: async () => {
         const layer = await pending.adopt();
         await copyReuse.commit(layer.diffId);

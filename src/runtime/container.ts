@@ -59,6 +59,8 @@ export interface RunContainerOptions {
   readonly signal?: AbortSignal;
   /** Called with each chunk of output as it arrives (decoded as UTF-8). */
   readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** Called once the runtime process has been started (the set-up on kiln's side is done). */
+  readonly onStarted?: () => void;
   /** The runtime's state directory (`--root`). @default a fresh directory inside the bundle, removed afterwards */
   readonly stateRoot?: string;
   /** A runtime found earlier by {@link detectRuntime}; skips detection. */
@@ -442,6 +444,7 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   } catch (cause) {
     throw new RuntimeError(`cannot start ${runtime.name}: ${messageOf(cause)}`, { cause });
   }
+  options.onStarted?.();
   const collect = (stream: 'stdout' | 'stderr') => (chunk: string) => {
     tail += chunk;
     if (tail.length > 4 * OUTPUT_TAIL_BYTES) tail = tail.slice(-OUTPUT_TAIL_BYTES);

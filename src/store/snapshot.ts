@@ -42,7 +42,7 @@ import { BufferPool } from '../buffer-pool.js';
 import { fileChunks } from './file-chunks.js';
 import { nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { Digest } from '../image/types.js';
-import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto } from './tar.js';
+import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, zeroFill } from './tar.js';
 import type { TarHeader } from './tar.js';
 import type { LayerInfo, LayerStoreApi } from './types.js';
 
@@ -521,7 +521,7 @@ export async function* layerTarStream(
   };
   /** Zero bytes (padding, end of archive); the caller made room. */
   const zeros = (n: number): void => {
-    slab.fill(0, used, used + n);
+    zeroFill.call(slab, 0, used, used + n);
     used += n;
     bytes += n;
   };

@@ -167,7 +167,7 @@ function plainUstarInto(h: TarHeader, out: Buffer, offset: number): boolean {
   const devmajor = h.devmajor ?? 0;
   const devminor = h.devminor ?? 0;
   if (!fitsOctal(devmajor, 7) || !fitsOctal(devminor, 7)) return false;
-  out.fill(0, offset, offset + BLOCK);
+  zeroFill.call(out, 0, offset, offset + BLOCK);
   if (!asciiInto(name, out, offset) || !asciiInto(link, out, offset + 157)) return false;
   octalInto(out, offset + 100, 8, mode);
   octalInto(out, offset + 108, 8, h.uid);
@@ -193,6 +193,12 @@ function plainUstarInto(h: TarHeader, out: Buffer, offset: number): boolean {
   out[offset + 155] = 0x20;
   return true;
 }
+
+/**
+ * The typed-array fill, without Buffer.fill's argument checks: ~5x cheaper per 512-byte header, which counts before
+ * the JIT has warmed up (a snapshot's first few thousand headers).
+ */
+export const zeroFill = Uint8Array.prototype.fill;
 
 /** Whether `value` is a non-negative integer of at most `digits` octal digits. */
 function fitsOctal(value: number, digits: number): boolean {
