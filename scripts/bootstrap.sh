@@ -10,8 +10,9 @@
 #   libdeflate-dev      headers of libdeflate, for the gzip addon (native/kiln_deflate.c; node:zlib without it)
 #   zstd, xz-utils, bzip2  layer compression and ADD's archive formats
 #   jq, apache2-utils   htpasswd for the registry auth tests
+#   openssh-client      ssh-agent, ssh-add and ssh-keygen for the RUN --mount=type=ssh tests (a real agent)
 set -euo pipefail
-pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils)
+pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then

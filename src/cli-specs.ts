@@ -1,5 +1,5 @@
-/** Parsing of the CLI's `--output`, `--secret`, `--cache-from` and `--cache-to` specs (buildx syntax) into API options. */
-import type { CacheExportSpec, CacheImportSpec, OutputSpec, SecretSource } from './builder/options.js';
+/** Parsing of the CLI's `--output`, `--secret`, `--ssh`, `--cache-from` and `--cache-to` specs (buildx syntax) into API options. */
+import type { CacheExportSpec, CacheImportSpec, OutputSpec, SecretSource, SshAgentSource } from './builder/options.js';
 
 /** `type=oci,dest=out.tar` → an {@link OutputSpec}; throws a one-line message on a bad spec. */
 export function parseOutputSpec(fields: Record<string, string>): OutputSpec {
@@ -34,6 +34,21 @@ export function parseSecretSpec(fields: Record<string, string>): SecretSource {
   if (fields.env) return { id, env: fields.env };
   // docker build: without src/env, the secret comes from the environment variable named like the id.
   return { id, env: id };
+}
+
+/**
+ * `default`, `ID` or `ID=SOCKET` → an {@link SshAgentSource}; without a socket, the agent of `$SSH_AUTH_SOCK` (as docker
+ * build). buildx also takes key files (`ID=KEY[,KEY]`) and runs an agent for them; kiln forwards agents only.
+ */
+export function parseSshSpec(fields: Record<string, string>, env: NodeJS.ProcessEnv = process.env): SshAgentSource {
+  const entries = Object.entries(fields);
+  const [id, socket] = entries[0] ?? ['', ''];
+  if (!id) throw new Error('--ssh needs an id (default, or ID=SOCKET)');
+  if (entries.length > 1) throw new Error(`--ssh ${id}: one agent socket per id; kiln does not load key files (add them to an agent with ssh-add and pass its socket)`);
+  if (socket) return { id, socket };
+  const fromEnv = env.SSH_AUTH_SOCK;
+  if (!fromEnv) throw new Error(`--ssh ${id}: no socket given and SSH_AUTH_SOCK is not set (start ssh-agent, or pass ${id}=SOCKET)`);
+  return { id, socket: fromEnv };
 }
 
 /** `type=registry,ref=HOST/REPO:TAG` (or a bare `REF`, as docker build accepts) → a {@link CacheImportSpec}. */

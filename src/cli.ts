@@ -33,6 +33,7 @@ build options (as docker build):
   --progress auto|tty|plain|rawjson
   --build-context NAME=VALUE    a named context: DIR, oci-layout://DIR[:TAG], docker-image://REF
   --secret id=ID,src=PATH|env=VAR
+  --ssh default|ID[=SOCKET]     give RUN --mount=type=ssh an SSH agent (default: $SSH_AUTH_SOCK) (repeatable)
   --label K=V                   add a label (repeatable)
   --iidfile FILE                write the image ID (config digest) to FILE
   --network none|host           network of RUN steps (default none)
@@ -179,6 +180,7 @@ async function cmdBuild(
     progress: { type: 'string', default: 'auto' },
     'build-context': { type: 'string', multiple: true },
     secret: { type: 'string', multiple: true },
+    ssh: { type: 'string', multiple: true },
     label: { type: 'string', multiple: true },
     iidfile: { type: 'string' },
     network: { type: 'string' },
@@ -200,7 +202,7 @@ async function cmdBuild(
   if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
 
   // The spec parsers load only when a spec flag was given.
-  const hasSpecs = ['cache-from', 'cache-to', 'output', 'secret'].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
+  const hasSpecs = ['cache-from', 'cache-to', 'output', 'secret', 'ssh'].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
   const specs = hasSpecs ? await import('./cli-specs.js') : undefined;
   const specList = <T,>(flag: string, pick: (m: typeof import('./cli-specs.js')) => (f: Record<string, string>) => T): T[] =>
     ((v[flag] as string[] | undefined) ?? []).map((s) => {
@@ -215,6 +217,7 @@ async function cmdBuild(
   const outputs = specList('output', (m) => m.parseOutputSpec);
   if (v.push) outputs.push({ type: 'registry' });
   const secrets = specList('secret', (m) => m.parseSecretSpec);
+  const ssh = specList('ssh', (m) => (f) => m.parseSshSpec(f));
 
   const contextArg = positionals[0]!;
   const fileArg = v.file as string | undefined;
@@ -246,6 +249,7 @@ async function cmdBuild(
     outputs,
     buildContexts: keyValues(v['build-context'] as string[] | undefined, '--build-context'),
     secrets,
+    ssh,
     labels: keyValues(v.label as string[] | undefined, '--label'),
     ...(v.iidfile ? { iidfile: v.iidfile as string } : {}),
     ...(network && network !== 'default' ? { network: network as 'none' | 'host' } : {}),

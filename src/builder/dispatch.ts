@@ -468,13 +468,15 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   if (ins.security === 'insecure') fail(ctx, ins, 'RUN --security=insecure is not allowed: kiln runs every step sandboxed');
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
-  for (const m of mounts) if (m.type === 'ssh') fail(ctx, ins, 'RUN --mount=type=ssh is not supported by kiln: no SSH agent forwarding');
   const mountKeys: string[] = [];
   for (const m of mounts) {
     if (m.type === 'bind') {
       const from = m.from ? await ctx.stageResult(m.from, ins) : undefined;
       mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(ctx, m.source ?? '.')} ${m.readOnly}`);
-    } else if (m.type === 'secret') mountKeys.push(`secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}`); // secrets never enter keys
+    } else if (m.type === 'secret') {
+      // Secret values never enter keys; where they appear (file, variable) does.
+      mountKeys.push(`secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}${m.env !== undefined ? ` env=${m.env}` : ''}`);
+    }
     else mountKeys.push(`${m.type} ${m.target ?? ''} ${m.id ?? ''} ${m.sharing ?? ''} ${m.mode ?? ''} ${m.uid ?? ''} ${m.gid ?? ''}`);
   }
   const histArgs = keyedArgs.length ? `|${keyedArgs.length} ${keyedArgs.join(' ')} ` : '';
@@ -491,7 +493,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
-        const env = [...(cfg.Env ?? []), ...argsEnv];
+        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], extra.env);
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -546,8 +548,10 @@ async function prepareMounts(
   mounts: readonly RunMount[],
   scratch: string,
   stageName: string,
-): Promise<{ mounts: ExtraMount[]; release: () => Promise<void> }> {
+): Promise<{ mounts: ExtraMount[]; env: MountEnv; release: () => Promise<void> }> {
   const out: ExtraMount[] = [];
+  const env: MountEnv = { set: [], defaults: [] };
+  let sshMounts = 0;
   const releases: Array<() => Promise<void>> = [];
   const release = async (): Promise<void> => {
     for (const r of releases.reverse()) await r().catch(() => {});
@@ -647,24 +651,63 @@ async function prepareMounts(
             if (m.required) fail(ctx, ins, `secret ${id} not found`);
             break;
           }
+          // env= puts the value in the step's environment (only this step's: never the image config or history);
+          // a file is mounted too when there is no env= or a target is also given.
+          if (m.env !== undefined) env.set.push(`${m.env}=${value.toString('utf8')}`);
+          if (m.env !== undefined && m.target === undefined) break;
           const file = path.join(scratch, `secret-${n}`);
           await writeFile(file, value, { mode: 0o400 });
           await chmodFile(file, m.mode ?? 0o400);
           releases.push(() => rm(file, { force: true }));
-          if (m.env) fail(ctx, ins, 'secret mounts with env= are not supported by kiln yet; mount the secret as a file');
           out.push({ type: 'bind', source: file, target: target ?? `/run/secrets/${id}`, readonly: true });
           break;
         }
-        case 'ssh':
-          fail(ctx, ins, 'RUN --mount=type=ssh is not supported by kiln');
+        case 'ssh': {
+          // As BuildKit: the Nth ssh mount defaults to /run/buildkit/ssh_agent.N, and the first one's path becomes
+          // SSH_AUTH_SOCK unless the step's environment already has one.
+          const id = m.id ?? 'default';
+          const socketTarget = target ?? `/run/buildkit/ssh_agent.${sshMounts}`;
+          if (sshMounts++ === 0) env.defaults.push(`SSH_AUTH_SOCK=${socketTarget}`);
+          const agent = ctx.options.ssh.find((a) => a.id === id);
+          if (agent === undefined) {
+            if (m.required) fail(ctx, ins, `no SSH agent for id ${JSON.stringify(id)}: pass one with --ssh ${id}=SOCKET (or --ssh ${id} for $SSH_AUTH_SOCK)`);
+            break;
+          }
+          const { startAgentProxy } = await import('../runtime/ssh-agent-proxy.js');
+          const proxy = await startAgentProxy(agent.socket, { mode: m.mode ?? 0o600, uid: m.uid ?? 0, gid: m.gid ?? 0 }).catch((err: unknown) =>
+            fail(ctx, ins, `ssh mount ${JSON.stringify(id)}: ${messageOf(err)}`),
+          );
+          releases.push(() => proxy.close());
+          out.push({ type: 'bind', source: proxy.socket, target: socketTarget, readonly: false });
+          break;
+        }
       }
     }
     void stageName;
-    return { mounts: out, release };
+    return { mounts: out, env, release };
   } catch (err) {
     await release();
     throw err;
   }
+}
+
+/** Environment a step's mounts add: `set` overrides the step's variables, `defaults` only fills in missing ones. */
+interface MountEnv {
+  readonly set: string[];
+  readonly defaults: string[];
+}
+
+/** `env` (KEY=VALUE entries) with `extra` applied (see {@link MountEnv}). */
+function withEnv(env: readonly string[], extra: MountEnv): string[] {
+  const keyOf = (e: string): string => e.slice(0, e.indexOf('='));
+  const out = [...env];
+  for (const e of extra.defaults) if (!out.some((o) => keyOf(o) === keyOf(e))) out.push(e);
+  for (const e of extra.set) {
+    const at = out.findIndex((o) => keyOf(o) === keyOf(e));
+    if (at >= 0) out[at] = e;
+    else out.push(e);
+  }
+  return out;
 }
 
 /** A read-only-in-spirit merged view of a finished stage (a throwaway upperdir takes any writes). */

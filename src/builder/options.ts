@@ -18,6 +18,15 @@ export type OutputSpec =
 /** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
 export type SecretSource = { readonly id: string } & ({ readonly src: string } | { readonly env: string });
 
+/**
+ * An SSH agent for `RUN --mount=type=ssh,id=ID` (`--ssh ID=SOCKET`): the step reaches the agent listening on `socket`
+ * (a Unix socket on this machine) through a socket kiln creates for it, so keys never enter the build.
+ */
+export interface SshAgentSource {
+  readonly id: string;
+  readonly socket: string;
+}
+
 /** A shared build cache to read (`--cache-from type=registry,ref=REF`): a registry cache or an image with an inline cache. */
 export type CacheImportSpec = { readonly type: 'registry'; readonly ref: string };
 
@@ -54,6 +63,8 @@ export interface BuildOptions {
   readonly buildContexts?: Readonly<Record<string, string>>;
   /** Secrets for `RUN --mount=type=secret`. @default [] */
   readonly secrets?: readonly SecretSource[];
+  /** SSH agents for `RUN --mount=type=ssh` (`--ssh`). @default [] */
+  readonly ssh?: readonly SshAgentSource[];
   /** Labels added to the image config. @default {} */
   readonly labels?: Readonly<Record<string, string>>;
   /** Write the image's config digest (the image ID) to this file. */
@@ -93,6 +104,7 @@ export interface ResolvedBuildOptions {
   readonly outputs: readonly OutputSpec[];
   readonly buildContexts: Readonly<Record<string, string>>;
   readonly secrets: readonly SecretSource[];
+  readonly ssh: readonly SshAgentSource[];
   readonly labels: Readonly<Record<string, string>>;
   readonly iidfile: string | undefined;
   readonly root: string;
@@ -131,6 +143,7 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     outputs: options.outputs ?? [],
     buildContexts: options.buildContexts ?? {},
     secrets: options.secrets ?? [],
+    ssh: options.ssh ?? [],
     labels: options.labels ?? {},
     iidfile: options.iidfile,
     root: options.root ? resolve(options.root) : defaultRoot(),

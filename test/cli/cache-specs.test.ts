@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCacheFromSpec, parseCacheToSpec } from '../../src/cli-specs.js';
+import { parseCacheFromSpec, parseCacheToSpec, parseSshSpec } from '../../src/cli-specs.js';
 
 /** The CLI's csv splitting, as `kiln build` applies it before the spec parsers. */
 function fields(spec: string): Record<string, string> {
@@ -20,4 +20,12 @@ test('--cache-to reads mode and cache-mounts, defaults to mode=min, and accepts 
   assert.deepEqual(parseCacheToSpec(fields('type=inline')), { type: 'inline' });
   assert.throws(() => parseCacheToSpec(fields('type=registry,ref=h:1/r:c,mode=all')), /invalid --cache-to mode: all/);
   assert.throws(() => parseCacheToSpec(fields('type=gha')), /unsupported --cache-to type: gha/);
+});
+
+test('--ssh takes ID=SOCKET, or ID alone for $SSH_AUTH_SOCK, and refuses key lists', () => {
+  assert.deepEqual(parseSshSpec(fields('default=/run/agent.sock'), {}), { id: 'default', socket: '/run/agent.sock' });
+  assert.deepEqual(parseSshSpec(fields('default'), { SSH_AUTH_SOCK: '/tmp/ssh-x/agent.1' }), { id: 'default', socket: '/tmp/ssh-x/agent.1' });
+  assert.deepEqual(parseSshSpec(fields('gitlab'), { SSH_AUTH_SOCK: '/s' }), { id: 'gitlab', socket: '/s' });
+  assert.throws(() => parseSshSpec(fields('default'), {}), /SSH_AUTH_SOCK is not set/);
+  assert.throws(() => parseSshSpec(fields('default=/k1,/k2'), {}), /does not load key files/);
 });
