@@ -91,10 +91,10 @@ test('COPY of several sources to a destination without a trailing slash fails', 
   await assert.rejects(sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nCOPY a b /dest\n' }), /must be a directory and end with a \//);
 });
 
-test('unsupported features fail with a clear error instead of being ignored', async () => {
+test('unsupported features and missing inputs fail with a clear error at their line instead of being ignored', async () => {
   const ctx = await sb.context({ 'a': 'a' });
   const cases: Array<[string, RegExp]> = [
-    ['RUN --mount=type=ssh true', /ssh is not supported/],
+    ['RUN --mount=type=ssh,required true', /no SSH agent for id "default"/],
     ['ADD https://github.com/x/y.git /src', /git/],
     ['COPY --parents a /no-slash', /--parents needs a destination directory/],
   ];
