@@ -316,9 +316,28 @@ export class CopyReuse {
     placeSync(src: SourceFile, target: string, want: WantedFileMetadata): boolean;
     placeBatch(files: readonly PlaceRequest[]): Promise<boolean[]>;
     copied(src: SourceFile, target: string): void;
+    copiedBatch(files: ReadonlyArray<{ readonly src: SourceFile; readonly target: string }>): void;
   } {
     const prefix = `${path.resolve(layerRoot)}/`;
     const relOf = (target: string): string => (target.startsWith(prefix) ? target.slice(prefix.length) : path.relative(layerRoot, target).split(path.sep).join('/'));
+    /** Records a copied file's digest when its source is still the file that was hashed (`unchanged`). */
+    const recordCopy = (src: SourceFile, target: string, unchanged: boolean): void => {
+      const rel = relOf(target);
+      const digest = digests.get(src.abs);
+      if (digest !== undefined && unchanged) this.record(rel, digest);
+      else this.forget(rel);
+    };
+    const copied = (src: SourceFile, target: string): void => {
+      // Recorded only when the source is provably the one that was hashed (unchanged stat after the copy).
+      let now: fsSync.Stats | undefined;
+      try {
+        now = fsSync.lstatSync(src.abs);
+      } catch {
+        now = undefined;
+      }
+      const was = src.stats;
+      recordCopy(src, target, now !== undefined && now.size === was.size && now.mtimeMs === was.mtimeMs && now.ctimeMs === was.ctimeMs && now.ino === was.ino);
+    };
     return {
       placeSync: (src, target, want) => {
         const digest = digests.get(src.abs);
@@ -339,20 +358,26 @@ export class CopyReuse {
         for (let k = 0; k < outcomes.length; k++) placed[index[k]!] = outcomes[k] === 'linked';
         return placed;
       },
-      copied: (src, target) => {
-        const rel = relOf(target);
-        const digest = digests.get(src.abs);
-        // Recorded only when the source is provably the one that was hashed (unchanged stat after the copy).
-        let now: fsSync.Stats | undefined;
-        try {
-          now = fsSync.lstatSync(src.abs);
-        } catch {
-          now = undefined;
+      copied,
+      copiedBatch: (files) => {
+        // The same check for many files: one addon call, no Stats object per file.
+        const sys = nativeSys();
+        if (sys === undefined) {
+          for (const { src, target } of files) copied(src, target);
+          return;
         }
-        const was = src.stats;
-        if (digest !== undefined && now && now.size === was.size && now.mtimeMs === was.mtimeMs && now.ctimeMs === was.ctimeMs && now.ino === was.ino) {
-          this.record(rel, digest);
-        } else this.forget(rel);
+        const f = sys.lstatPaths(files.map(({ src }) => src.abs));
+        files.forEach(({ src, target }, i) => {
+          const at = i * ENTRY_FIELDS;
+          const was = src.stats;
+          const same =
+            f[at + EntryField.mode]! >= 0 &&
+            f[at + EntryField.size] === was.size &&
+            f[at + EntryField.mtimeMs] === was.mtimeMs &&
+            f[at + EntryField.ctimeMs] === was.ctimeMs &&
+            f[at + EntryField.ino] === was.ino;
+          recordCopy(src, target, same);
+        });
       },
     };
   }

@@ -73,6 +73,8 @@ export interface FilePlacer {
   placeBatch?(files: ReadonlyArray<{ readonly src: CopySource; readonly target: string; readonly want: CopiedFileMetadata }>): Promise<boolean[]>;
   /** Told after `src` was copied to `target` the ordinary way. */
   copied(src: CopySource, target: string): void;
+  /** {@link copied} for many files at once, when the placer can take a batch cheaper. */
+  copiedBatch?(files: ReadonlyArray<{ readonly src: CopySource; readonly target: string }>): void;
 }
 
 /** How many file copies are in flight at once: enough to keep the threadpool busy, not more. */
@@ -286,15 +288,19 @@ async function copySmallFilesNative(
   });
   const got = await copyFilesSplit(sys, files.map((f) => f.src.abs), files.map((f) => f.target), meta, COPY_THREADS, req.signal);
   const rest: Array<() => Promise<void>> = [];
+  const copied: Array<{ src: CopySource; target: string }> = [];
   files.forEach(({ src, target }, i) => {
     const result = got[i]!;
-    if (result === 0) req.placer?.copied(src, target);
+    if (result === 0) copied.push({ src, target });
     else if (result === COPY_FALLBACK) rest.push(() => copyOne(src, target, req));
     else {
       const code = getSystemErrorName(result);
       throw Object.assign(new Error(`${code}: cannot copy ${src.rel || src.abs} to ${target}`), { code, errno: result, syscall: 'copyfile', path: src.abs, dest: target });
     }
   });
+  const placer = req.placer;
+  if (placer?.copiedBatch !== undefined) placer.copiedBatch(copied);
+  else for (const { src, target } of copied) placer?.copied(src, target);
   return rest;
 }
 
