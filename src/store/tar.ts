@@ -168,13 +168,13 @@ function plainUstarInto(h: TarHeader, out: Buffer, offset: number): boolean {
   const devminor = h.devminor ?? 0;
   if (!fitsOctal(devmajor, 7) || !fitsOctal(devminor, 7)) return false;
   zeroFill.call(out, 0, offset, offset + BLOCK);
-  if (!asciiInto(name, out, offset) || !asciiInto(link, out, offset + 157)) return false;
-  octalInto(out, offset + 100, 8, mode);
-  octalInto(out, offset + 108, 8, h.uid);
-  octalInto(out, offset + 116, 8, h.gid);
-  octalInto(out, offset + 124, 12, size);
-  octalInto(out, offset + 136, 12, h.mtime);
-  out[offset + 156] = TYPE_FLAGS[h.type].charCodeAt(0);
+  // The checksum (the sum of all bytes, its own field counted as spaces) is summed while the fields are written:
+  // every other byte is zero, so no pass over the whole block is needed.
+  const nameSum = asciiInto(name, out, offset);
+  const linkSum = asciiInto(link, out, offset + 157);
+  if (nameSum < 0 || linkSum < 0) return false;
+  const type = TYPE_FLAGS[h.type].charCodeAt(0);
+  out[offset + 156] = type;
   // "ustar\0" "00"
   out[offset + 257] = 0x75;
   out[offset + 258] = 0x73;
@@ -183,16 +183,22 @@ function plainUstarInto(h: TarHeader, out: Buffer, offset: number): boolean {
   out[offset + 261] = 0x72;
   out[offset + 263] = 0x30;
   out[offset + 264] = 0x30;
-  octalInto(out, offset + 329, 8, devmajor);
-  octalInto(out, offset + 337, 8, devminor);
-  // The checksum: the sum of all bytes with its own field counted as spaces, 6 octal digits, NUL, space.
-  let sum = 8 * 0x20;
-  for (let i = offset; i < offset + 148; i++) sum += out[i]!;
-  for (let i = offset + 156; i < offset + BLOCK; i++) sum += out[i]!;
+  const sum =
+    8 * 0x20 + USTAR_MAGIC_SUM + nameSum + linkSum + type +
+    octalInto(out, offset + 100, 8, mode) +
+    octalInto(out, offset + 108, 8, h.uid) +
+    octalInto(out, offset + 116, 8, h.gid) +
+    octalInto(out, offset + 124, 12, size) +
+    octalInto(out, offset + 136, 12, h.mtime) +
+    octalInto(out, offset + 329, 8, devmajor) +
+    octalInto(out, offset + 337, 8, devminor);
   octalInto(out, offset + 148, 7, sum);
   out[offset + 155] = 0x20;
   return true;
 }
+
+/** The byte sum of "ustar\0" and "00" at 257-264. */
+const USTAR_MAGIC_SUM = 0x75 + 0x73 + 0x74 + 0x61 + 0x72 + 0x30 + 0x30;
 
 /**
  * The typed-array fill, without Buffer.fill's argument checks: ~5x cheaper per 512-byte header, which counts before
@@ -205,24 +211,30 @@ function fitsOctal(value: number, digits: number): boolean {
   return Number.isInteger(value) && value >= 0 && value < 8 ** digits;
 }
 
-/** Writes `value` as `width - 1` zero-padded octal digits and a NUL (what writeOctal writes). */
-function octalInto(out: Buffer, at: number, width: number, value: number): void {
+/** Writes `value` as `width - 1` zero-padded octal digits and a NUL (what writeOctal writes); returns their byte sum. */
+function octalInto(out: Buffer, at: number, width: number, value: number): number {
   let v = value;
+  let sum = 0;
   for (let i = at + width - 2; i >= at; i--) {
-    out[i] = 0x30 + (v % 8);
+    const digit = 0x30 + (v % 8);
+    out[i] = digit;
+    sum += digit;
     v = Math.floor(v / 8);
   }
   out[at + width - 1] = 0;
+  return sum;
 }
 
-/** Copies an ASCII string (no NUL) byte by byte; false for any other character. */
-function asciiInto(text: string, out: Buffer, at: number): boolean {
+/** Copies an ASCII string (no NUL) byte by byte and returns its byte sum; -1 for any other character. */
+function asciiInto(text: string, out: Buffer, at: number): number {
+  let sum = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0 || c > 0x7f) return false;
+    if (c === 0 || c > 0x7f) return -1;
     out[at + i] = c;
+    sum += c;
   }
-  return true;
+  return sum;
 }
 
 /** Pulls exact byte counts out of an async iterable of chunks. */
