@@ -692,7 +692,7 @@ static void read_batch_free(napi_env env, struct read_batch *b) {
   free(b);
 }
 
-/* Back on the main thread after a batch (readFiles, copyFiles): calls its done() when the work ran. */
+/* Back on the main thread after a batch (readFiles, copyFiles, linkFiles): calls its done() when the work ran. */
 static void call_done(napi_env env, napi_status status, napi_ref done_ref) {
   napi_value done, global, ignored;
   if (status == napi_ok && napi_get_reference_value(env, done_ref, &done) == napi_ok && napi_get_global(env, &global) == napi_ok) {

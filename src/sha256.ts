@@ -16,9 +16,9 @@ export function crypto(): typeof import('node:crypto') {
 /** The SHA-256 (lowercase hex) of the concatenation of `parts`; strings count as their UTF-8 bytes. */
 export function sha256Hex(...parts: ReadonlyArray<string | Uint8Array>): string {
   const c = crypto();
-  // One part: the one-shot crypto.hash (Node 20.12+) makes no Hash object, half the cost of createHash for the
-  // thousands of small context files a COPY digests (5,000: ~13 ms against ~25 ms, cold).
-  if (parts.length === 1 && typeof c.hash === 'function') return c.hash('sha256', parts[0]!, 'hex');
+  // One part: the one-shot crypto.hash (Node 20.12+; kiln needs 20.19) makes no Hash object, half the cost of
+  // createHash for the thousands of small context files a COPY digests (5,000: ~13 ms against ~25 ms, cold).
+  if (parts.length === 1) return c.hash('sha256', parts[0]!, 'hex');
   const h = c.createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest('hex');

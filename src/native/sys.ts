@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { availableParallelism } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
@@ -171,19 +172,12 @@ export function readFilesSplit(sys: NativeSys, root: string, rels: readonly stri
 }
 
 /**
- * {@link NativeSys.copyFiles} over `srcs`, in chunks, `threads` chunks in flight at once (see {@link inLanes}).
+ * {@link NativeSys.copyFiles} over `srcs`, in chunks, one chunk in flight per core (see {@link inLanes}).
  * Resolves to the result per file (0, {@link COPY_FALLBACK} or -errno).
  */
-export async function copyFilesSplit(
-  sys: NativeSys,
-  srcs: readonly string[],
-  targets: readonly string[],
-  meta: Float64Array,
-  threads: number,
-  signal?: AbortSignal,
-): Promise<Int32Array> {
+export async function copyFilesSplit(sys: NativeSys, srcs: readonly string[], targets: readonly string[], meta: Float64Array, signal?: AbortSignal): Promise<Int32Array> {
   const got = new Int32Array(srcs.length);
-  await inLanes(srcs.length, threads, signal, (from, to, done) => {
+  await inLanes(srcs.length, signal, (from, to, done) => {
     // Views, not copies: the addon holds a reference to each until its done().
     sys.copyFiles(srcs.slice(from, to), targets.slice(from, to), meta.subarray(COPY_META * from, COPY_META * to), got.subarray(from, to), done);
   });
@@ -191,20 +185,20 @@ export async function copyFilesSplit(
 }
 
 /** {@link NativeSys.linkFiles} over the pairs, like {@link copyFilesSplit}: 0 or -errno per pair. */
-export async function linkFilesSplit(sys: NativeSys, existing: readonly string[], created: readonly string[], threads: number, signal?: AbortSignal): Promise<Int32Array> {
+export async function linkFilesSplit(sys: NativeSys, existing: readonly string[], created: readonly string[], signal?: AbortSignal): Promise<Int32Array> {
   const got = new Int32Array(existing.length);
-  await inLanes(existing.length, threads, signal, (from, to, done) => {
+  await inLanes(existing.length, signal, (from, to, done) => {
     sys.linkFiles(existing.slice(from, to), created.slice(from, to), got.subarray(from, to), done);
   });
   return got;
 }
 
 /**
- * Runs `batch` over the items [0, count) in chunks of {@link LANE_CHUNK}, `lanes` chunks in flight at once (each on
- * its own threadpool thread), so many small syscalls use every core while the main thread stays free. `signal`
+ * Runs `batch` over the items [0, count) in chunks of {@link LANE_CHUNK}, {@link LANES} chunks in flight at once (each
+ * on its own threadpool thread), so many small syscalls use every core while the main thread stays free. `signal`
  * stops new chunks from starting; the ones in flight are waited for either way.
  */
-async function inLanes(count: number, lanes: number, signal: AbortSignal | undefined, batch: (from: number, to: number, done: () => void) => void): Promise<void> {
+async function inLanes(count: number, signal: AbortSignal | undefined, batch: (from: number, to: number, done: () => void) => void): Promise<void> {
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < count) {
@@ -216,13 +210,15 @@ async function inLanes(count: number, lanes: number, signal: AbortSignal | undef
     }
   };
   // allSettled: a lane that stops on the signal must not leave the other's chunk running after we return.
-  const settled = await Promise.allSettled(Array.from({ length: Math.max(1, lanes) }, lane));
+  const settled = await Promise.allSettled(Array.from({ length: LANES }, lane));
   const failed = settled.find((l): l is PromiseRejectedResult => l.status === 'rejected');
   if (failed) throw failed.reason;
 }
 
 /** Items per native call in {@link inLanes}: a few milliseconds of syscalls. */
 const LANE_CHUNK = 64;
+/** Chunks {@link inLanes} keeps in flight: one per core, at most libuv's default threadpool of 4. */
+const LANES = Math.max(1, Math.min(4, availableParallelism()));
 
 const spreadDirs = new Set<string>();
 

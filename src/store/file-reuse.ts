@@ -59,7 +59,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Digest } from '../image/types.js';
 import type { LayerStoreApi } from './types.js';
-import { availableParallelism } from 'node:os';
 import { ENTRY_FIELDS, EntryField, linkFilesSplit, nativeSys } from '../native/sys.js';
 
 /** The metadata a copied file gets, which a reused file must already have. */
@@ -98,9 +97,6 @@ export const STEP_RECORD_DIR = 'copy-reuse';
 
 /** What {@link CopyReuse.linkSync} did, for counters and tests. */
 export type LinkOutcome = 'linked' | 'no-candidate' | 'metadata-differs' | 'failed';
-
-/** Threadpool threads linking at once: one per core, at most libuv's default pool of 4. */
-const LINK_THREADS = Math.min(4, availableParallelism());
 
 /** One file for {@link CopyReuse.linkBatch}: the arguments of {@link CopyReuse.linkSync}. */
 export interface LinkRequest {
@@ -247,7 +243,6 @@ export class CopyReuse {
       sys,
       accepted.map((i) => prefix + first[i]!),
       accepted.map((i) => requests[i]!.target),
-      LINK_THREADS,
     );
     for (let k = 0; k < accepted.length; k++) {
       const i = accepted[k]!;

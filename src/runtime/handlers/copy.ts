@@ -17,7 +17,6 @@
 import { chmod, chown, copyFile, lchown, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, mkdirSync, utimesSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { availableParallelism } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { resolveInRoot } from '../user.js';
 import { COPY_FALLBACK, COPY_MAX, COPY_META, copyFilesSplit, nativeSys, type NativeSys } from '../../native/sys.js';
@@ -221,8 +220,9 @@ async function fileJobs(files: ReadonlyArray<{ src: CopySource; target: string }
 /**
  * Creates the regular files of `files` that need no copy job: each is first offered to the placer, and a small
  * one (up to {@link SMALL_FILE}) is then written synchronously: read, `open(O_CREAT|O_EXCL)`, write, fchown and
- * fchmod when needed, futimes, close. Creating a file costs ~0.1-0.25 ms of kernel time, and four threadpool round trips
- * per file (copyFile, chown, chmod, utimes) cost more CPU than that on 2 cores, while sync calls in slices of
+ * fchmod when needed, futimes, close. Creating a small file costs tens of µs of kernel time (far more right after many
+ * deletions: see spreadSubdirs in native/sys.ts), and four threadpool round trips per file (copyFile, chown, chmod,
+ * utimes) cost more CPU than that on 2 cores, while sync calls in slices of
  * a few milliseconds keep the event loop responsive. With the addon, a COPY of many files does those same steps in
  * native batches on two threadpool threads instead ({@link copySmallFilesNative}): a 5,000-file COPY then costs the
  * main thread almost nothing, and its kernel work uses both cores. Returns copy jobs for the rest (big files are
@@ -286,7 +286,7 @@ async function copySmallFilesNative(
   files.forEach(({ src, want }, i) => {
     meta.set([want.size, want.mode, want.uid, want.gid, src.stats.atime.getTime(), want.mtimeMs], COPY_META * i);
   });
-  const got = await copyFilesSplit(sys, files.map((f) => f.src.abs), files.map((f) => f.target), meta, COPY_THREADS, req.signal);
+  const got = await copyFilesSplit(sys, files.map((f) => f.src.abs), files.map((f) => f.target), meta, req.signal);
   const rest: Array<() => Promise<void>> = [];
   const copied: Array<{ src: CopySource; target: string }> = [];
   files.forEach(({ src, target }, i) => {
@@ -303,9 +303,6 @@ async function copySmallFilesNative(
   else for (const { src, target } of copied) placer?.copied(src, target);
   return rest;
 }
-
-/** Threadpool threads the native copy uses at once: one per core, at most libuv's default pool of 4. */
-const COPY_THREADS = Math.min(4, availableParallelism());
 
 /** Files offered to {@link FilePlacer.placeBatch} at once (a few milliseconds of links). */
 const PLACE_BATCH = 256;
