@@ -631,6 +631,17 @@ class Program {
 
 // ---------------------------------------------------------------------------------------------
 
+/** One pattern segment (no `/`, no `**`) against one path segment, as the full pattern would match it. */
+function segmentMatches(seg: string, name: string): boolean {
+  try {
+    const { type, source } = patternToRegexpSource(seg);
+    if (type !== 'regexp') return seg === name;
+    return new Program(source).test(name);
+  } catch {
+    return true; // cannot tell: walk
+  }
+}
+
 /** One compiled `.dockerignore` line. */
 export interface IgnorePattern {
   /** The cleaned pattern without its `!`. */
@@ -682,6 +693,23 @@ class CompiledPattern implements IgnorePattern {
       case 'regexp':
         return this.program?.test(path) ?? false;
     }
+  }
+
+  /**
+   * Whether this pattern could match a path strictly below the directory whose segments are `dirParts`:
+   * segment by segment, until a `**` (anything may follow) or the end of the directory's segments.
+   */
+  couldMatchBelow(dirParts: readonly string[]): boolean {
+    const parts = this.pattern.split('/');
+    for (let i = 0; i < dirParts.length; i++) {
+      const seg = parts[i];
+      // The pattern ends at an ancestor of the path (or at the directory itself): whatever it matches there
+      // applies to everything below, through the parent rule.
+      if (seg === undefined) return true;
+      if (seg.includes('**')) return true;
+      if (!segmentMatches(seg, dirParts[i] ?? '')) return false;
+    }
+    return true;
   }
 
   /** Whether any ancestor directory of `path` (`a`, `a/b`, … of `Dir(path)`) matches. */
@@ -782,6 +810,23 @@ export class PatternMatcher {
       if (hit) matched = !p.exclusion;
     });
     return { matched, info: { parentMatched: info } };
+  }
+
+  /**
+   * Whether an exception (`!`) pattern could re-include something strictly below directory `dir` (a cleaned
+   * context path). A directory the patterns exclude must still be walked when this is true, because a path
+   * below it may be re-included (and then the directory stays in the context as its parent), as moby's and
+   * fsutil's walkers descend into it. Answers true whenever it cannot rule that out (a `**`, a class it cannot
+   * compile), so it only ever costs a walk, never a file.
+   */
+  mayReincludeBelow(dir: string): boolean {
+    if (!this.hasExclusions) return false;
+    const dirParts = dir === '' || dir === '.' ? [] : dir.split('/');
+    for (const p of this.compiled) {
+      if (!p.exclusion) continue;
+      if (p.couldMatchBelow(dirParts)) return true;
+    }
+    return false;
   }
 
   /** The deprecated `PatternMatcher.Matches`: like matchesOrParentMatches but checks only the parent at the pattern's depth. */
