@@ -283,6 +283,17 @@ export class BuildContext {
   }
 
   /**
+   * One context path (no wildcards), resolved inside the filtered context as {@link resolveSource} resolves a
+   * source; undefined when the build cannot see it (what a bind mount's `source=` names).
+   */
+  resolveEntry(rel: string): ContextEntry | undefined {
+    const clean = posix.normalize(`/${rel}`).replace(/^\/+/, '').replace(/\/+$/, '');
+    const found = this.resolveInContext(clean);
+    if (found === undefined) return undefined;
+    return { rel: clean, abs: found.abs, stats: found.stats, type: typeOf(found.stats), ...(found.real !== clean ? { real: found.real } : {}) };
+  }
+
+  /**
    * Resolves one COPY/ADD source (relative to the context, wildcards `* ? [..]` per path segment)
    * to the matching top-level entries. A source that matches nothing is an error, as in docker build.
    */

@@ -91,6 +91,8 @@ export interface DispatchContext {
   readonly context: () => Promise<BuildContext>;
   /** A finished stage (for COPY --from / RUN --mount from=), by name or index. */
   readonly stageResult: (ref: string, instruction: Instruction) => Promise<StageState>;
+  /** The named local context `ref` names (`--build-context NAME=DIR`), opened on first use; undefined for any other name. */
+  readonly localContext: (ref: string) => Promise<BuildContext> | undefined;
   /** Build args given on the command line (used to mark which were consumed). */
   readonly consumedArgs: Set<string>;
   /** Global ARG values (before the first FROM, plus the predefined platform ARGs): what `ARG X` inherits. */
@@ -471,8 +473,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   const mountKeys: string[] = [];
   for (const m of mounts) {
     if (m.type === 'bind') {
-      const from = m.from ? await ctx.stageResult(m.from, ins) : undefined;
-      mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(ctx, m.source ?? '.')} ${m.readOnly}`);
+      const local = m.from ? ctx.localContext(m.from) : ctx.context();
+      const from = m.from && !local ? await ctx.stageResult(m.from, ins) : undefined;
+      mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(await local!, m.source ?? '.')} ${m.readOnly}`);
     } else if (m.type === 'secret') {
       // Secret values never enter keys; where they appear (file, variable) does.
       mountKeys.push(`secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}${m.env !== undefined ? ` env=${m.env}` : ''}`);
@@ -534,10 +537,11 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   });
 }
 
-/** A digest of a context path, for bind mounts from the context. */
-async function contextDigestFor(ctx: DispatchContext, source: string): Promise<string> {
-  const c = await ctx.context();
-  return c.digestSources(await c.resolveSource(source));
+/** A digest of a context path, for bind mounts from the context (the filtered context: what the mount shows). */
+async function contextDigestFor(c: BuildContext, source: string): Promise<string> {
+  const entry = c.resolveEntry(source);
+  if (entry === undefined) throw new Error(`failed to compute cache key: "/${source.replace(/^\/+/, '')}": not found`);
+  return c.digestSources([entry]);
 }
 
 /** Turns RUN --mount specs into the container's extra mounts; `release` undoes what it set up. */
@@ -606,19 +610,33 @@ async function prepareMounts(
         case 'bind': {
           if (!target) fail(ctx, ins, 'mount type bind needs a target');
           let source: string;
-          if (m.from) {
-            const from = await ctx.stageResult(m.from, ins);
+          let privateView = false;
+          const local = m.from ? ctx.localContext(m.from) : ctx.context();
+          if (local === undefined) {
+            const from = await ctx.stageResult(m.from!, ins);
             const view = await mountStageView(ctx, from, scratch, `bind-${n}`);
             releases.push(view.release);
             source = await (await users()).resolveInRoot(view.rootfs, m.source ?? '/');
           } else {
-            // Resolved inside the context as a path inside an image is: a symlink cannot lead out of it.
-            source = await (await users()).resolveInRoot((await ctx.context()).dir, m.source ?? '/');
+            // The build context as the build sees it: resolved inside it (a symlink cannot lead out of it nor to
+            // an ignored file), and a directory shown without what .dockerignore leaves out.
+            const c = await local;
+            const entry = c.resolveEntry(m.source ?? '/');
+            if (entry === undefined) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
+            source = entry.abs;
+            const hidden = entry.type === 'dir' ? await c.hiddenBelow(entry) : [];
+            if (hidden.length > 0) {
+              const { mountFilteredView } = await import('../runtime/filtered-view.js');
+              const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${n}`), ctx.signal);
+              releases.push(view.release);
+              source = view.dir;
+              privateView = true; // writes land in the view's own upperdir
+            }
           }
           if (!(await lstat(source).catch(() => undefined))) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
           // Binds are read-only unless `rw`: writes must never reach the context or another stage.
           // A `rw` bind gets a private copy-on-write view instead.
-          if (!m.readOnly) {
+          if (!m.readOnly && !privateView) {
             const rw = path.join(scratch, `bind-rw-${n}`);
             await mkdir(path.join(rw, 'upper'), { recursive: true });
             await mkdir(path.join(rw, 'work'));
@@ -810,11 +828,13 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const inputs: string[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
-  if (from !== undefined) {
-    stage = await ctx.stageResult(from, ins);
+  // The files come from the build context, a named local context (`COPY --from=NAME` with NAME=DIR), or a stage/image.
+  const sourceContext = from === undefined ? ctx.context() : ctx.localContext(from);
+  if (sourceContext === undefined) {
+    stage = await ctx.stageResult(from!, ins);
     inputs.push(`from ${stage.key}`, ...sources);
   } else {
-    const c = await ctx.context();
+    const c = await sourceContext;
     try {
       contextEntries = await Promise.all(sources.filter((s) => !isUrl(s)).map((s) => c.resolveSource(s)));
     } catch (err) {
@@ -854,9 +874,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) =>
       (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))
         ? (async () => {
-            if (from === undefined && contextEntries.length > 0) {
+            if (sourceContext !== undefined && contextEntries.length > 0) {
               const { CopyReuse } = await import('../store/file-reuse.js');
-              reuse = await CopyReuse.open(ctx.store, `${(await ctx.context()).dir}\0${text}`);
+              reuse = await CopyReuse.open(ctx.store, `${(await sourceContext).dir}\0${text}`);
             }
             return copyWork(dirs.upperDir, dirs);
           })()
@@ -914,8 +934,8 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
       } finally {
         await view.release();
       }
-    } else if (contextEntries.length > 0) {
-      const c = await ctx.context();
+    } else if (contextEntries.length > 0 && sourceContext !== undefined) {
+      const c = await sourceContext;
       const all = contextEntries.flat();
       const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
       const placer = await placerFor(rootfs, c, all, list);
