@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
-import type { Instruction } from '../parser/instructions.js';
+import type { CopyInstruction, Instruction } from '../parser/instructions.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
@@ -178,9 +178,11 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       let state: StageState;
       const namedBase = lookupNamedContext(namedContexts, stage.base);
       if (namedBase?.kind === 'local') {
-        throw new DockerfileError(`FROM ${stage.base}: the named context is a local directory; kiln uses those with COPY --from and RUN --mount=from only`, file, stage.from.range);
-      }
-      if (stage.baseStage !== undefined && namedBase === undefined) state = cloneState(await runStage(stage.baseStage));
+        // FROM a local directory context: its (filtered) files are the root filesystem of an image with an empty
+        // config, as BuildKit makes it (a local source has no image config); owners are 0:0 as docker sends them.
+        state = scratchState();
+        await dispatch(dctx(stage), state, fromLocalDirectory(stage), fromRef, stage.displayName);
+      } else if (stage.baseStage !== undefined && namedBase === undefined) state = cloneState(await runStage(stage.baseStage));
       else if (stage.base === 'scratch' && namedBase === undefined) state = scratchState();
       else {
         try {
@@ -350,6 +352,27 @@ function normalizePlatform(p: string): string {
   const a = arch === 'x86_64' ? 'amd64' : arch === 'aarch64' ? 'arm64' : arch;
   const v = a === 'arm64' && variant === 'v8' ? undefined : variant;
   return [os, a, ...(v ? [v] : [])].join('/');
+}
+
+/** The copy that makes the root filesystem of `FROM NAME` when NAME is a local directory context. */
+function fromLocalDirectory(stage: Stage): CopyInstruction {
+  const from = stage.from;
+  return {
+    kind: 'copy',
+    from: stage.base,
+    sources: ['.'],
+    contents: [],
+    dest: '/',
+    link: false,
+    parents: false,
+    excludes: [],
+    range: from.range,
+    source: `COPY --from=${stage.base} . /`,
+    comments: [],
+    startLine: from.startLine,
+    endLine: from.endLine,
+    keyword: 'COPY',
+  };
 }
 
 function oneLine(source: string): string {

@@ -4,9 +4,10 @@
  * diffID); every blob is verified against its digest while it streams, and a failure leaves no tag and
  * no partial blob behind.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -192,9 +193,10 @@ async function readJson<T>(file: string, what: string): Promise<T> {
     throw new RuntimeError(`${what} ${file} is missing`);
   }
   try {
-    return JSON.parse(text) as T;
+    return parseUntrustedJson(text, `${what} ${file}`) as T;
   } catch (cause) {
-    throw new RuntimeError(`${what} ${file} is not valid JSON: ${messageOf(cause)}`, { cause });
+    // Never the text itself: the file may be a symlink to something private (see untrusted-json.ts).
+    throw new RuntimeError(messageOf(cause));
   }
 }
 
@@ -309,7 +311,26 @@ function pickPlatform(index: ImageIndex, file: string): Descriptor {
   return best;
 }
 
+/**
+ * A layout's files must be its own: a symlink in it could make kiln read (and report on: a size, a digest, a parse
+ * error) any file of the host. Layouts written by image tools hold only directories and regular files.
+ */
+async function refuseLinksInLayout(layout: string): Promise<void> {
+  const check = async (rel: string): Promise<boolean> => {
+    const st = await lstat(join(layout, rel)).catch(() => undefined);
+    if (st?.isSymbolicLink()) throw new RuntimeError(`OCI layout ${layout}: ${rel} is a symbolic link; kiln reads only the layout's own files`);
+    return st?.isDirectory() ?? false;
+  };
+  for (const rel of ['oci-layout', 'index.json']) await check(rel);
+  if (!(await check('blobs'))) return;
+  for (const algo of await readdir(join(layout, 'blobs'))) {
+    if (!(await check(`blobs/${algo}`))) continue;
+    for (const name of await readdir(join(layout, 'blobs', algo))) await check(`blobs/${algo}/${name}`);
+  }
+}
+
 async function importOciLayout(layout: string, ref: string | undefined, store: LayerStoreApi, tag: string | undefined, signal?: AbortSignal): Promise<{ image: StoredImage; tag: string | undefined }> {
+  await refuseLinksInLayout(layout);
   const layoutFile = join(layout, 'oci-layout');
   const marker = await readJson<{ imageLayoutVersion?: string }>(layoutFile, 'OCI layout marker');
   if (typeof marker.imageLayoutVersion !== 'string') throw new RuntimeError(`${layoutFile} has no imageLayoutVersion`);

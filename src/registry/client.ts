@@ -5,6 +5,7 @@
  * Loopback registries (and those named in `insecureRegistries`) are spoken to over plain http,
  * every other registry over https.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -423,7 +424,7 @@ export class RegistryClient {
    */
   async resolveManifest(repo: string, reference: string, platform: Platform, signal?: AbortSignal): Promise<{ index?: FetchedManifest; manifest: FetchedManifest; parsed: ImageManifest }> {
     const first = await this.getManifest(repo, reference, signal);
-    const json = JSON.parse(first.bytes.toString('utf8')) as unknown;
+    const json = parseUntrustedJson(first.bytes.toString('utf8'), `manifest ${this.registry}/${repo}:${reference}`);
     if (!isIndex(first.mediaType, json)) return { manifest: first, parsed: checkManifest(json, `${this.registry}/${repo}:${reference}`) };
     const entry = selectPlatform(json as ImageIndex, platform);
     if (entry === undefined) {
@@ -432,7 +433,7 @@ export class RegistryClient {
       throw new RegistryError(`${this.registry}/${repo}:${reference} has no image for platform ${want} (it has: ${have})`);
     }
     const manifest = await this.getManifest(repo, entry.digest, signal);
-    const parsed = JSON.parse(manifest.bytes.toString('utf8')) as unknown;
+    const parsed = parseUntrustedJson(manifest.bytes.toString('utf8'), `manifest ${this.registry}/${repo}@${entry.digest}`);
     if (isIndex(manifest.mediaType, parsed)) throw new RegistryError(`${this.registry}/${repo}@${entry.digest}: nested indexes are not supported`);
     return { index: first, manifest, parsed: checkManifest(parsed, `${this.registry}/${repo}@${entry.digest}`) };
   }

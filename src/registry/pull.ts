@@ -6,6 +6,7 @@
  * layer is first used: the store decompresses the blob to unpack or export it and refuses content that
  * does not hash to the diffID. The stored blobs let the image be pushed again without recompressing.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
@@ -76,7 +77,7 @@ function compressionOfMediaType(mediaType: string): 'none' | 'gzip' | 'zstd' {
 /** The local copy of an image is complete when its manifest, config and every layer (in any form) are stored. */
 async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<StoredImage | undefined> {
   if (!(await store.hasBlob(digest))) return undefined;
-  const parsed = JSON.parse((await store.readBlob(digest)).toString('utf8')) as unknown;
+  const parsed = parseUntrustedJson((await store.readBlob(digest)).toString('utf8'), `manifest ${digest}`);
   if (isIndex('', parsed)) return undefined; // resolved by the caller through the index
   const manifest = parsed as ImageManifest;
   if (!(await store.hasBlob(manifest.config.digest))) return undefined;
@@ -134,7 +135,7 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
   if (parsed.digest !== undefined) {
     let digest: Digest | undefined = parsed.digest;
     if (await store.hasBlob(digest)) {
-      const json = JSON.parse((await store.readBlob(digest)).toString('utf8')) as unknown;
+      const json = parseUntrustedJson((await store.readBlob(digest)).toString('utf8'), `manifest ${digest}`);
       if (isIndex('', json)) digest = selectPlatform(json as ImageIndex, platform)?.digest;
     }
     const local = digest !== undefined ? await completeLocally(store, digest) : undefined;
@@ -164,7 +165,7 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
     await wrapVerify(store.writeBlob(client.getBlob(repo, cfgDesc.digest, signal), { expectedDigest: cfgDesc.digest, ...(signal !== undefined ? { signal } : {}) }), cfgDesc.digest);
     onProgress?.({ type: 'blob-done', digest: cfgDesc.digest, size: cfgDesc.size, how: 'transferred' });
   }
-  const config = JSON.parse((await store.readBlob(cfgDesc.digest)).toString('utf8')) as ImageConfig;
+  const config = parseUntrustedJson((await store.readBlob(cfgDesc.digest)).toString('utf8'), `image config ${cfgDesc.digest}`) as ImageConfig;
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new RegistryError(`${name}: the manifest has ${String(manifest.layers.length)} layers but the config names ${String(diffIds.length)} diffIDs`);
