@@ -30,7 +30,7 @@ import { appendFile, lstat, readdir, readFile, readlink, mkdir, writeFile, renam
 import { constants as fsConstants, lstatSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
 import { crypto, sha256Hex } from '../sha256.js';
-import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
+import { PatternMatcher, readIgnoreFile, type MatchInfo } from '../parser/dockerignore.js';
 import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { NativeSys } from '../native/sys.js';
@@ -380,7 +380,9 @@ export class BuildContext {
     // `rel` names entries as the source named them; `real` is the same path in the context, which the
     // .dockerignore rules apply to (they differ below a source reached through a symlink); `sub` is the path
     // relative to the walked directory.
-    const walkDir = async (rel: string, real: string, sub: string, dirAbs: string): Promise<void> => {
+    // `info` is what the ignore rules said of the directory (moby's MatchesUsingParentResults): a child is matched
+    // against the patterns once, never its parents again.
+    const walkDir = async (rel: string, real: string, sub: string, dirAbs: string, info: MatchInfo | undefined): Promise<void> => {
       // Host paths come from the entry's resolved path down (the selected directory may be reached through a
       // symlink, which resolveSource followed inside the context); below it nothing is followed, so plain
       // concatenations of readdir names stay in that tree.
@@ -411,10 +413,12 @@ export class BuildContext {
       for (const i of order) {
         const name = names[i]!;
         const childRel = rel ? `${rel}/${name}` : name;
-        const childReal = real ? `${real}/${name}` : name;
-        const childSub = sub ? `${sub}/${name}` : name;
+        // Only ignore rules need these two paths; without any, the walk builds no extra strings.
+        const childReal = matcher === undefined ? '' : real ? `${real}/${name}` : name;
+        const childSub = matcher === undefined ? '' : sub ? `${sub}/${name}` : name;
         const abs = prefix + name;
-        if (matcher !== undefined && this.isIgnored(childReal)) {
+        const match = matcher?.matchesUsingParentResults(childReal, info);
+        if (matcher !== undefined && match !== undefined && match.matched) {
           // Left out, unless it is a directory an exception re-includes something below: then it stays, as the
           // parent of what is kept (docker keeps the parents of every re-included path), holding only that.
           if (matcher.mayReincludeBelow(childReal)) {
@@ -423,7 +427,7 @@ export class BuildContext {
               const at = out.length;
               const hiddenAt = hidden.length;
               out.push({ rel: childRel, abs, stats, type: 'dir' });
-              await walkDir(childRel, childReal, childSub, abs);
+              await walkDir(childRel, childReal, childSub, abs, match.info);
               if (out.length > at + 1) continue;
               out.length = at;
               hidden.length = hiddenAt;
@@ -435,10 +439,14 @@ export class BuildContext {
         const stats = stat(i);
         const type = typeOf(stats);
         out.push({ rel: childRel, abs, stats, type }); // parents before children, siblings in name order
-        if (type === 'dir') await walkDir(childRel, childReal, childSub, abs);
+        if (type === 'dir') await walkDir(childRel, childReal, childSub, abs, match?.info);
       }
     };
-    if (entry.type === 'dir') await walkDir(entry.rel, entry.real ?? entry.rel, '', entry.abs);
+    if (entry.type === 'dir') {
+      const real = entry.real ?? entry.rel;
+      const info = matcher !== undefined && real !== '' ? matcher.matchesUsingParentResults(real).info : undefined;
+      await walkDir(entry.rel, real, '', entry.abs, info);
+    }
     return { entries: out, hidden };
   }
 
