@@ -58,3 +58,25 @@ test('matching paths against many stars does not backtrack exponentially', () =>
 test('the Dockerfile-specific ignore file is looked up before the context one', () => {
   assert.deepEqual(ignoreFileFor('/src/build/app.Dockerfile', '/src'), ['/src/build/app.Dockerfile.dockerignore', '/src/.dockerignore']);
 });
+
+test('an excluded directory is walked only when an exception could re-include something below it', () => {
+  // The answer must never be false when a path below the directory is re-included (checked against the matcher
+  // itself), and is false for directories no exception can reach, so a walk skips them as moby's walkers do.
+  const cases: Array<[string[], string, boolean, string?]> = [
+    [['**', '!src/**'], 'src', true, 'src/main.c'],
+    [['**', '!src/**'], 'node_modules', false],
+    [['**', '!src/**'], 'src/lib', true, 'src/lib/x.c'],
+    [['docs', '!docs/README.md'], 'docs', true, 'docs/README.md'],
+    [['build*', '!build-out/keep/**'], 'build-tmp', false],
+    [['build*', '!build-out/keep/**'], 'build-out', true, 'build-out/keep/k'],
+    [['*', '!app/**/*.js'], 'app', true, 'app/a/b/c.js'],
+    [['*', '!**/*.go'], 'vendor', true, 'vendor/x/y.go'],
+    [['*', '!a/b'], 'a/b/c', true, 'a/b/c/d'],
+    [['*'], 'anything', false],
+  ];
+  for (const [patterns, dir, want, below] of cases) {
+    const pm = PatternMatcher.compile(patterns);
+    assert.equal(pm.mayReincludeBelow(dir), want, `${patterns.join(' ')} below ${dir}`);
+    if (below !== undefined) assert.equal(pm.matchesOrParentMatches(below), false, `${below} is re-included`);
+  }
+});
