@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
+import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
 import type { Instruction } from '../parser/instructions.js';
 import type { Directive } from '../parser/ast.js';
@@ -173,7 +173,11 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           state.config.config.OnBuild = null;
           const { parse } = await import('../parser/index.js');
           const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
-          for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
+          for (const ins of parsed.instructions) {
+            await dispatch(dctx(stage), state, ins, fromRef, stage.displayName).catch((err: unknown) => {
+              throw locateStepError(err, file, stage.from, signal);
+            });
+          }
         }
         const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
         const ctx = dctx(stage, noCacheStage);
@@ -183,7 +187,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const s0 = Date.now();
           const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
           if (isFsStep) emit({ type: 'step-start', step });
-          const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
+          const outcome = await dispatch(ctx, state, ins, step, stage.displayName).catch((err: unknown) => {
+            throw locateStepError(err, file, ins, signal);
+          });
           const durationMs = Date.now() - s0;
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
@@ -449,4 +455,14 @@ async function writeOutputs(
       onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
     });
   }
+}
+
+/**
+ * Every failure inside a step names the Dockerfile line it happened on: errors that already carry a
+ * location pass through, anything else (the runtime, the store, an unexpected exception) is wrapped in a
+ * {@link StepFailedError} for that instruction, its message kept and the original error as its cause.
+ */
+function locateStepError(err: unknown, file: string, ins: Instruction, signal: AbortSignal | undefined): unknown {
+  if (err instanceof DockerfileError || err instanceof StepFailedError || signal?.aborted) return err;
+  return new StepFailedError(messageOf(err), { file, range: ins.range, instruction: ins.source }, { cause: err });
 }
