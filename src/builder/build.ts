@@ -8,6 +8,7 @@ import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
 import type { Instruction } from '../parser/instructions.js';
+import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
@@ -144,7 +145,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         text: oneLine(ins.source),
         line: ins.startLine,
       });
-      const fromRef = ref(0, stage.from);
+      const fromRef = { ...ref(0, stage.from), text: fromStepText(stage, opts.buildContexts) };
       const t0 = Date.now();
       emit({ type: 'step-start', step: fromRef });
       let state: StageState;
@@ -323,6 +324,19 @@ function normalizePlatform(p: string): string {
   const a = arch === 'x86_64' ? 'amd64' : arch === 'aarch64' ? 'arm64' : arch;
   const v = a === 'arm64' && variant === 'v8' ? undefined : variant;
   return [os, a, ...(v ? [v] : [])].join('/');
+}
+
+/**
+ * What the progress shows for a FROM step: the base as resolved (build args expanded, an image named in full,
+ * `docker.io/library/busybox:latest`), as docker does, rather than the line as written (`FROM ${BASE} AS x`).
+ */
+function fromStepText(stage: Stage, buildContexts: Readonly<Record<string, string>>): string {
+  if (stage.baseStage !== undefined || stage.base === 'scratch' || buildContexts[stage.base] !== undefined) return `FROM ${stage.base}`;
+  try {
+    return `FROM ${formatReference(parseReference(stage.base))}`;
+  } catch {
+    return oneLine(`FROM ${stage.base}`);
+  }
 }
 
 function oneLine(source: string): string {
