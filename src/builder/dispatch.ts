@@ -24,6 +24,7 @@ import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
 import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
+import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
@@ -808,6 +809,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
 
   // Inputs of the cache key: what the sources hold, never their mtimes.
   const inputs: string[] = [];
+  const urlSources: UrlSource[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
   if (from !== undefined) {
@@ -824,9 +826,22 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
+    // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
-      if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
-      inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
+      const checksum = ins.kind === 'add' && ins.checksum ? word(ins.checksum) : undefined;
+      const http = await import('../net/http-source.js');
+      let src: UrlSource;
+      try {
+        src = checksum !== undefined
+          ? { url: s, name: http.urlFileName(s), digest: http.parseChecksum(checksum) }
+          : await http.fetchUrlSource(ctx.store, s, ctx.signal ? { signal: ctx.signal } : {});
+      } catch (err) {
+        if (ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }
+      urlSources.push(src);
+      inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);
     }
   }
   for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
@@ -931,9 +946,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
-    if (ins.kind === 'add') {
-      const { addUrlSource } = await import('../runtime/handlers/add.js');
-      for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    if (urlSources.length > 0) {
+      const { addUrlSources } = await import('../runtime/handlers/add.js');
+      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
   }
 }
