@@ -16,6 +16,7 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { readTar } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { DEFAULT_PATH_ENV, hostPlatform } from './base-image.js';
+import { familiarImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
 
@@ -294,7 +295,8 @@ function pickDescriptor(index: ImageIndex, ref: string | undefined, file: string
     if (!found) throw new RuntimeError(`${file} has no image named "${ref}" (it has: ${names.join(', ') || 'no names'})`);
     return found;
   }
-  if (manifests.length === 1 && manifests[0]) return manifests[0];
+  // One image under several names (an entry per name, as containerd and BuildKit write them) is still one image.
+  if (manifests[0] && manifests.every((d) => d.digest === manifests[0]!.digest)) return manifests[0];
   const latest = manifests.find((d) => d.annotations?.[REF_NAME] === 'latest');
   if (latest) return latest;
   throw new RuntimeError(`${file} holds ${manifests.length} images; choose one by ref (${names.join(', ') || 'none are named'})`);
@@ -316,7 +318,9 @@ async function importOciLayout(layout: string, ref: string | undefined, store: L
   const indexFile = join(layout, 'index.json');
   const index = await readJson<ImageIndex>(indexFile, 'OCI index');
   let desc = pickDescriptor(index, ref, indexFile);
-  const name = tag ?? desc.annotations?.[CONTAINERD_NAME];
+  const containerdName = desc.annotations?.[CONTAINERD_NAME];
+  // containerd names are full (docker.io/library/app:1); the store keys docker's short form, as `-t` writes it.
+  const name = tag ?? (containerdName !== undefined ? familiarImageName(containerdName) : undefined);
   for (let depth = 0; INDEX_TYPES.has(desc.mediaType); depth++) {
     if (depth > 4) throw new RuntimeError(`${indexFile}: image indexes nest too deeply`);
     const file = blobFile(layout, desc.digest);
