@@ -790,6 +790,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
+  // BuildKit's rules for ADD --checksum: one source, fetched over http(s).
+  if (ins.kind === 'add' && ins.checksum) {
+    if (sources.length + ins.contents.length !== 1) fail(ctx, ins, "checksum can't be specified for multiple sources");
+    if (!isUrl(sources[0] ?? '')) fail(ctx, ins, "checksum can't be specified for non-HTTP(S) sources");
+  }
   const excludes = ins.excludes.map(word);
   let excluder: PatternMatcher | undefined;
   try {

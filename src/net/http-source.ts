@@ -74,6 +74,28 @@ export function parseChecksum(checksum: string): Digest {
 
 const recordKey = (url: string): string => `http-${sha256Hex(url)}`;
 
+/** `url` with any password replaced, for messages (as BuildKit redacts them). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password === '') return url;
+    u.password = 'xxxxx';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** fetch refuses URLs with credentials: they become a Basic Authorization header, as Go's client sends them. */
+function splitCredentials(url: string): { href: string; authorization?: string } {
+  const u = new URL(url);
+  if (u.username === '' && u.password === '') return { href: url };
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  u.username = '';
+  u.password = '';
+  return { href: u.toString(), authorization };
+}
+
 /**
  * Resolves `url` to content in the store, asking the server only what it must: nothing when `checksum` names
  * content the store holds from this URL, a conditional request when an earlier download is stored, else a
@@ -91,7 +113,14 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
     if (await store.hasBlob(checksum)) return { url, name, digest: checksum };
   }
 
-  const headers: Record<string, string> = { 'user-agent': 'kiln' };
+  const shown = redactUrl(url);
+  let target: { href: string; authorization?: string };
+  try {
+    target = splitCredentials(url);
+  } catch (err) {
+    throw new Error(`invalid URL ${shown}: ${messageOf(err)}`, { cause: err });
+  }
+  const headers: Record<string, string> = { 'user-agent': 'kiln', ...(target.authorization ? { authorization: target.authorization } : {}) };
   if (checksum === undefined && record?.etag !== undefined) headers['if-none-match'] = record.etag;
   else if (checksum === undefined && record?.lastModified !== undefined) headers['if-modified-since'] = record.lastModified;
 
@@ -105,30 +134,30 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
   const signal = options.signal ? AbortSignal.any([options.signal, idle.signal]) : idle.signal;
   const failure = (err: unknown): unknown => {
     if (options.signal?.aborted === true) return options.signal.reason;
-    if (idle.signal.aborted) return new Error(`failed to fetch ${url}: ${messageOf(idle.signal.reason)} (idle timeout)`, { cause: err });
+    if (idle.signal.aborted) return new Error(`failed to fetch ${shown}: ${messageOf(idle.signal.reason)} (idle timeout)`, { cause: err });
     // fetch's own message is just "fetch failed": the reason (DNS, refused, a certificate, redirects) is its cause.
     const cause = (err as { cause?: unknown }).cause;
-    return new Error(`failed to fetch ${url}: ${cause !== undefined ? messageOf(cause) : messageOf(err)}`, { cause: err });
+    return new Error(`failed to fetch ${shown}: ${cause !== undefined ? messageOf(cause) : messageOf(err)}`, { cause: err });
   };
   trustExtraCaCerts(); // before the first connection: an http URL may redirect to https
   arm();
   try {
     let res: Response;
     try {
-      res = await fetch(url, { headers, signal, redirect: 'follow' });
+      res = await fetch(target.href, { headers, signal, redirect: 'follow' });
     } catch (err) {
       throw failure(err);
     }
     if (res.status === 304) {
       await res.body?.cancel();
       if (record === undefined || headers['if-none-match'] === undefined && headers['if-modified-since'] === undefined) {
-        throw new Error(`failed to fetch ${url}: 304 Not Modified to an unconditional request`);
+        throw new Error(`failed to fetch ${shown}: 304 Not Modified to an unconditional request`);
       }
       return fromRecord(record);
     }
     if (!res.ok || res.body === null) {
       await res.body?.cancel();
-      throw new Error(`failed to fetch ${url}: ${res.status} ${res.statusText}`.trimEnd());
+      throw new Error(`failed to fetch ${shown}: ${res.status} ${res.statusText}`.trimEnd());
     }
     arm();
     const body = Readable.fromWeb(res.body as ReadableStream<Uint8Array>);
@@ -144,7 +173,7 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
       written = await store.writeBlob(watched(), { signal, ...(checksum !== undefined ? { expectedDigest: checksum } : {}) });
     } catch (err) {
       if (checksum !== undefined && /digest mismatch/.test(messageOf(err)) && !signal.aborted) {
-        throw new Error(`digest mismatch for ${url}: ${messageOf(err).replace(/^.*digest mismatch: /, '')}`, { cause: err });
+        throw new Error(`digest mismatch for ${shown}: ${messageOf(err).replace(/^.*digest mismatch: /, '')}`, { cause: err });
       }
       throw failure(err);
     }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { StepFailedError } from '../../src/errors.js';
+import { DockerfileError, StepFailedError } from '../../src/errors.js';
 import { fetchUrlSource, urlFileName } from '../../src/net/http-source.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { sandbox, type Sandbox } from './helpers.js';
@@ -30,6 +30,7 @@ function fileServer(files: Map<string, Served | { redirect: string } | { stall: 
       res.end(body);
     };
     if (f === undefined) return reply(404, {}, 'no such file');
+    if (url.startsWith('/auth/') && req.headers.authorization !== `Basic ${Buffer.from('u:p w').toString('base64')}`) return reply(401, {}, 'who?');
     if ('redirect' in f) return reply(302, { location: f.redirect });
     if ('stall' in f) {
       log.push({ path: url, status: 200, headers: req.headers });
@@ -163,4 +164,29 @@ test('a server that goes silent mid-body fails after the idle timeout, naming th
     return true;
   });
   assert.ok(Date.now() - started < 5000);
+});
+
+test('credentials in the URL are sent as Basic auth and never shown in errors', async () => {
+  files.set('/auth/secret.txt', { body: 'classified\n' });
+  const ctx = await sb.context({});
+  const host = base.replace('http://', '');
+  const b = await sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD http://u:p%20w@${host}/auth/secret.txt /s\n` });
+  assert.equal(await b.read('s'), 'classified\n');
+  await assert.rejects(
+    sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD http://u:wrong@${host}/auth/secret.txt /s\n` }),
+    (err: unknown) => err instanceof StepFailedError && /401/.test(err.message) && !err.message.includes('wrong') && err.message.includes('xxxxx'),
+  );
+});
+
+test('--checksum takes exactly one http(s) source, as in BuildKit', async () => {
+  const ctx = await sb.context({ 'local.txt': 'l' });
+  const sum = `sha256:${'a'.repeat(64)}`;
+  await assert.rejects(
+    sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD --checksum=${sum} local.txt /l\n` }),
+    (err: unknown) => err instanceof DockerfileError && /non-HTTP\(S\) sources/.test(err.message) && err.range.start.line === 2,
+  );
+  await assert.rejects(
+    sb.build({ context: ctx, dockerfileText: `FROM busybox:latest\nADD --checksum=${sum} ${base}/a ${base}/b /d/\n` }),
+    (err: unknown) => err instanceof DockerfileError && /multiple sources/.test(err.message),
+  );
 });
