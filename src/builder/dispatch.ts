@@ -845,6 +845,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         if (ctx.signal?.aborted) throw err;
         throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
       }
+      if (src.via === 'download' || src.via === 'not-modified') {
+        const { redactUrl } = http;
+        ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message: `${redactUrl(s)}: ${src.via === 'download' ? `downloaded ${src.digest}` : 'not modified, using the stored download'}` });
+      }
       urlSources.push(src);
       inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);
     }

@@ -28,6 +28,8 @@ export interface UrlSource {
   readonly digest: Digest;
   /** The response's Last-Modified, as the server wrote it (the file's mtime). */
   readonly lastModified?: string;
+  /** How the content was had: downloaded now, confirmed unchanged by the server (304), or taken from the store unasked. */
+  readonly via?: 'download' | 'not-modified' | 'store';
 }
 
 /** What the store remembers of a URL's last download. */
@@ -106,11 +108,11 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
   const checksum = options.checksum !== undefined ? parseChecksum(options.checksum) : undefined;
   const stored = await store.getCache<UrlRecord>(recordKey(url));
   const record = stored !== undefined && stored.url === url && (await store.hasBlob(stored.digest)) ? stored : undefined;
-  const fromRecord = (r: UrlRecord): UrlSource => ({ url, name, digest: r.digest, ...(r.lastModified !== undefined ? { lastModified: r.lastModified } : {}) });
+  const fromRecord = (r: UrlRecord, via: NonNullable<UrlSource['via']>): UrlSource => ({ url, name, digest: r.digest, ...(r.lastModified !== undefined ? { lastModified: r.lastModified } : {}), via });
   if (checksum !== undefined) {
-    if (record?.digest === checksum) return fromRecord(record);
+    if (record?.digest === checksum) return fromRecord(record, 'store');
     // Pinned content the store already holds (another URL's download): no request, no Last-Modified to give.
-    if (await store.hasBlob(checksum)) return { url, name, digest: checksum };
+    if (await store.hasBlob(checksum)) return { url, name, digest: checksum, via: 'store' };
   }
 
   const shown = redactUrl(url);
@@ -153,7 +155,7 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
       if (record === undefined || headers['if-none-match'] === undefined && headers['if-modified-since'] === undefined) {
         throw new Error(`failed to fetch ${shown}: 304 Not Modified to an unconditional request`);
       }
-      return fromRecord(record);
+      return fromRecord(record, 'not-modified');
     }
     if (!res.ok || res.body === null) {
       await res.body?.cancel();
@@ -187,7 +189,7 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
       ...(lastModified !== undefined ? { lastModified } : {}),
     };
     await store.putCache(recordKey(url), next);
-    return fromRecord(next);
+    return fromRecord(next, 'download');
   } finally {
     clearTimeout(timer);
   }

@@ -90,6 +90,7 @@ test('ADD of a URL without --checksum downloads it as a 0600 file with the Last-
   assert.equal(reqs[1]!.headers['if-none-match'], '"v1"');
   assert.ok(!second.ran(`ADD ${base}/etag/tool.sh /opt/`));
   assert.equal(second.result.manifestDigest, first.result.manifestDigest);
+  assert.ok(second.events.some((e) => e.type === 'progress' && e.message === `${base}/etag/tool.sh: not modified, using the stored download`));
 
   // Changed on the server: downloaded again, a new layer with the new content.
   files.set('/etag/tool.sh', { body: 'v2\n', etag: '"v2"', lastModified });
