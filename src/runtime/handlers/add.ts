@@ -8,7 +8,7 @@ import { open, mkdir, copyFile, chmod, lstat, utimes, constants as fsConstants }
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { fetchUrlSource, urlFileName, type UrlSource, type UrlFetchOptions } from '../../net/http-source.js';
+import { fetchUrlSource, type UrlSource, type UrlFetchOptions } from '../../net/http-source.js';
 import type { LayerStoreApi } from '../../store/types.js';
 import { extractLayer } from '../../store/extract.js';
 import { resolveInRoot } from '../user.js';
@@ -69,21 +69,22 @@ export async function addLocalSources(rootfs: string, sources: readonly CopySour
     // The extractor refuses entries that would land outside destDir, as for layers.
     await extractLayer(decompressed(src.abs, kind, options.signal), destDir, { mode: 'apply', ...(options.signal ? { signal: options.signal } : {}) });
   }
-  if (plain.length > 0) {
-    await copyIntoRootfs(rootfs, {
-      sources: plain,
-      list: options.list,
-      dest: options.dest,
-      multiple: options.multiple,
-      keepOwner: false,
-      ...(options.owner ? { owner: options.owner } : {}),
-      ...(options.mode !== undefined ? { mode: options.mode } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-  }
+  if (plain.length > 0) await copyAsAdded(rootfs, plain, options.list, options);
 }
 
-export { urlFileName, type UrlSource };
+/** COPY's file work for what ADD brings in: owned by root unless --chown, --chmod applied. */
+function copyAsAdded(rootfs: string, sources: readonly CopySource[], list: AddOptions['list'], options: Omit<AddOptions, 'list'>): Promise<number> {
+  return copyIntoRootfs(rootfs, {
+    sources,
+    list,
+    dest: options.dest,
+    multiple: options.multiple,
+    keepOwner: false,
+    ...(options.owner ? { owner: options.owner } : {}),
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
 
 /**
  * ADD of http(s) URLs, given what {@link fetchUrlSource} resolved them to: each download becomes a file named as
@@ -116,14 +117,5 @@ export async function addUrlSources(
     await utimes(file, mtime, mtime);
     staged.push({ abs: file, rel: src.name, stats: await lstat(file), type: 'file' });
   }
-  await copyIntoRootfs(rootfs, {
-    sources: staged,
-    list: async () => [],
-    dest: options.dest,
-    multiple: options.multiple,
-    keepOwner: false,
-    ...(options.owner ? { owner: options.owner } : {}),
-    ...(options.mode !== undefined ? { mode: options.mode } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+  await copyAsAdded(rootfs, staged, async () => [], options);
 }
