@@ -835,19 +835,14 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
       const checksum = ins.kind === 'add' && ins.checksum ? word(ins.checksum) : undefined;
-      const http = await import('../net/http-source.js');
+      const { resolveUrlForKey, redactUrl } = await import('../net/http-source.js');
+      const onProgress = (message: string): void => ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message });
       let src: UrlSource;
       try {
-        src = checksum !== undefined
-          ? { url: s, name: http.urlFileName(s), digest: http.parseChecksum(checksum) }
-          : await http.fetchUrlSource(ctx.store, s, ctx.signal ? { signal: ctx.signal } : {});
+        src = await resolveUrlForKey(ctx.store, s, { ...(checksum !== undefined ? { checksum } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress });
       } catch (err) {
         if (ctx.signal?.aborted) throw err;
         throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
-      }
-      if (src.via === 'download' || src.via === 'not-modified') {
-        const { redactUrl } = http;
-        ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message: `${redactUrl(s)}: ${src.via === 'download' ? `downloaded ${src.digest}` : 'not modified, using the stored download'}` });
       }
       urlSources.push(src);
       inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);

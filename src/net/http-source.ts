@@ -194,3 +194,19 @@ export async function fetchUrlSource(store: LayerStoreApi, url: string, options:
     clearTimeout(timer);
   }
 }
+
+/**
+ * What a step's cache key needs of an ADD'ed URL: with `checksum`, the pinned digest (no request); else
+ * {@link fetchUrlSource}'s answer. `onProgress` hears whether the server was asked and what it said.
+ */
+export async function resolveUrlForKey(
+  store: LayerStoreApi,
+  url: string,
+  options: { readonly checksum?: string; readonly signal?: AbortSignal; readonly onProgress?: (message: string) => void },
+): Promise<UrlSource> {
+  if (options.checksum !== undefined) return { url, name: urlFileName(url), digest: parseChecksum(options.checksum) };
+  const src = await fetchUrlSource(store, url, options.signal ? { signal: options.signal } : {});
+  if (src.via === 'download') options.onProgress?.(`${redactUrl(url)}: downloaded ${src.digest}`);
+  else if (src.via === 'not-modified') options.onProgress?.(`${redactUrl(url)}: not modified, using the stored download`);
+  return src;
+}
