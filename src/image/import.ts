@@ -16,7 +16,7 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { readTar } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { DEFAULT_PATH_ENV, hostPlatform } from './base-image.js';
-import { familiarImageName } from './names.js';
+import { familiarImageName, fullImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
 
@@ -291,7 +291,12 @@ function pickDescriptor(index: ImageIndex, ref: string | undefined, file: string
   const manifests = Array.isArray(index.manifests) ? index.manifests : [];
   const names = manifests.map((d) => d.annotations?.[REF_NAME]).filter((n): n is string => n !== undefined);
   if (ref !== undefined) {
-    const found = manifests.find((d) => d.annotations?.[REF_NAME] === ref || d.annotations?.[CONTAINERD_NAME] === ref);
+    // By the OCI ref name (a tag), or by image name in either form (`app` finds docker.io/library/app:latest).
+    const full = /^[a-z0-9]/.test(ref) ? fullImageName(ref) : undefined;
+    const found = manifests.find((d) => {
+      const name = d.annotations?.[CONTAINERD_NAME];
+      return d.annotations?.[REF_NAME] === ref || name === ref || (name !== undefined && full !== undefined && fullImageName(name) === full);
+    });
     if (!found) throw new RuntimeError(`${file} has no image named "${ref}" (it has: ${names.join(', ') || 'no names'})`);
     return found;
   }
