@@ -144,3 +144,10 @@ test('an output may be a stream (the CLI\'s -o -)', async () => {
   for await (const { header } of readTar(Readable.from([Buffer.concat(chunks)]))) names.push(header.name);
   assert.ok(names.includes('usr/local/bin/greet'), names.slice(0, 5).join(' '));
 });
+
+test('type=image,name= tags the image in the store', async () => {
+  const b = await sb.build({ context: path.join(fixturesDir, 'outputs'), outputs: [{ type: 'image', names: ['extra/name:5'] }] });
+  const store = await LayerStore.open(sb.root);
+  assert.equal(await store.resolveTag('extra/name:5'), b.result.manifestDigest);
+  assert.deepEqual(b.result.tags, ['extra/name:5']);
+});
