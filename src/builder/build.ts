@@ -277,6 +277,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (created) config.created = created;
   config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
   if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  config.config = omitEmpty(config.config);
   await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);
   const tags = [...new Set([...opts.tags, ...opts.outputs.flatMap((o) => (o.type === 'image' ? (o.names ?? []) : []))].map(normalizeTag))];
@@ -520,4 +521,18 @@ async function buildMetadata(image: StoredImage, store: LayerStoreApi, tags: rea
 function locateStepError(err: unknown, file: string, ins: Instruction, signal: AbortSignal | undefined): unknown {
   if (err instanceof DockerfileError || err instanceof StepFailedError || signal?.aborted) return err;
   return new StepFailedError(messageOf(err), { file, range: ins.range, instruction: ins.source }, { cause: err });
+}
+
+/**
+ * The container config as BuildKit serialises it: every field is Go `omitempty`, so an empty list, map or string,
+ * `false` and null are left out (`CMD []` leaves no Cmd at all, an unset USER no `"User": ""`).
+ */
+function omitEmpty(cfg: ImageConfig['config']): ImageConfig['config'] {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v === null || v === undefined || v === '' || v === false) continue;
+    if (Array.isArray(v) ? v.length === 0 : typeof v === 'object' && Object.keys(v).length === 0) continue;
+    out[k] = v;
+  }
+  return out as ImageConfig['config'];
 }
