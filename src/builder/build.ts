@@ -350,7 +350,8 @@ function oneLine(source: string): string {
 function scratchState(): StageState {
   const arch = hostPlatformArgs().TARGETARCH!;
   return {
-    config: { architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+    // BuildKit's empty image has WorkingDir "/" (and the default PATH, added to every image at the end).
+    config: { architecture: arch, os: 'linux', config: { WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
     layers: [],
     key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
     args: new Map(),
