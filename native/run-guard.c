@@ -4,7 +4,9 @@
  *   1. PR_SET_PDEATHSIG(SIGKILL) on itself, then checks that KILN_PID is still its parent (kiln may have
  *      died before the prctl);
  *   2. unshare(CLONE_NEWPID) and fork: the child is pid 1 of a new pid namespace, with PR_SET_PDEATHSIG
- *      (SIGKILL) too; it execs PROGRAM, so the runtime itself is that namespace's init;
+ *      (SIGKILL) too; it enters a new mount namespace (private: nothing propagates back) with a /proc of the
+ *      new pid namespace (runc looks its children up there by their pids, which are that namespace's), and
+ *      execs PROGRAM, so the runtime itself is that namespace's init;
  *   3. waits for the child and exits as it did, forwarding SIGTERM, SIGINT, SIGHUP and SIGQUIT to it.
  * When kiln dies the guard gets SIGKILL, so its child (the namespace's init) does too, and when a pid
  * namespace's init dies the kernel kills every process in it, the container's nested namespace included.
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,6 +62,9 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(fail("prctl"));
     struct pollfd p = {.fd = alive[0], .events = POLLIN};
     if (poll(&p, 1, 0) != 0) _exit(137);
+    if (unshare(CLONE_NEWNS) != 0) _exit(fail("unshare(CLONE_NEWNS)"));
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) _exit(fail("making / private"));
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) _exit(fail("mounting /proc"));
     execv(argv[2], argv + 2);
     _exit(fail(argv[2]));
   }

@@ -174,7 +174,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
-    const wantsHook = nativeSys() === undefined && runtime.command.length === 1;
+    const wantsHook = nativeSys() === undefined && runtime.command.length === 1 && guardPrefix() === undefined;
     const nofile = openFilesLimit();
     const umountBin = wantsHook ? findUmount() : undefined;
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];

@@ -6,8 +6,9 @@
  * `kill -9` of a build left its container running, holding its overlay mounts.
  *
  * The guard is native/run-guard.c when the native helpers are built (one small exec and a fork per RUN), else
- * `setpriv --pdeathsig SIGKILL unshare --pid --fork --kill-child=SIGKILL` (util-linux 2.33 and later), which
- * does the same in two process images.
+ * `setpriv --pdeathsig SIGKILL unshare --pid --fork --kill-child=SIGKILL --mount-proc` (util-linux 2.33 and
+ * later), which does the same in two process images. Both give the runtime a private mount namespace with a
+ * /proc of its pid namespace (runc finds its children there by pid).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +25,7 @@ export function guardPrefix(): readonly string[] | undefined {
   const setpriv = find('setpriv');
   const unshare = find('unshare');
   if (setpriv === undefined || unshare === undefined) return undefined;
-  return [setpriv, '--pdeathsig', 'SIGKILL', '--', unshare, '--pid', '--fork', '--kill-child=SIGKILL', '--'];
+  return [setpriv, '--pdeathsig', 'SIGKILL', '--', unshare, '--pid', '--fork', '--kill-child=SIGKILL', '--mount-proc', '--'];
 }
 
 /** The pids of a process' namespaces, outermost first (`NSpid` of /proc/PID/status); undefined when it is gone. */
