@@ -278,6 +278,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   await writeOutputs(image, store, opts, tags, emit);
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
+  // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts).
+  await store.makeDurable();
 
   const result: BuildResult = {
     manifestDigest: image.manifestDigest,
