@@ -71,7 +71,7 @@ function privateDirsOf(pid: number): string[] {
   );
 }
 
-test('kill -9 of a build: its container dies at once, and the next store open recovers its mounts, step dirs, bundle and secret', async (t) => {
+test('kill -9 of a build: its container dies at once, and the next store open recovers its mounts, step dirs, bundle and secret, leaving a live build alone', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'kiln-crash-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const root = path.join(dir, 'store');
@@ -80,16 +80,21 @@ test('kill -9 of a build: its container dies at once, and the next store open re
   const secretValue = `s3cret-${process.pid}-${Date.now()}`;
   await writeFile(path.join(dir, 'secret'), secretValue);
   const seconds = String(900000 + Math.floor(Math.random() * 99999));
+  const liveSeconds = String(Number(seconds) + 1);
   const dockerfile = `FROM busybox:latest\nRUN echo one > /one\nRUN --mount=type=secret,id=s --mount=type=bind,target=/ctx,rw cat /run/secrets/s > /dev/null && echo ready && sleep ${seconds}\n`;
   const run = startBuild(root, context, dockerfile, path.join(dir, 'secret'));
-  await run.ready;
+  // A second build in the same store that stays alive throughout.
+  const live = startBuild(root, context, `FROM busybox:latest\nRUN echo ready && sleep ${liveSeconds}\n`);
+  t.after(() => live.proc.kill('SIGKILL'));
+  await Promise.all([run.ready, live.ready]);
   const pid = run.proc.pid!;
-  assert.ok(await waitFor(() => processesRunning(['sleep', seconds]).length === 1, 2000), 'the step runs');
+  const livePid = live.proc.pid!;
+  assert.ok(await waitFor(() => processesRunning(['sleep', seconds]).length === 1 && processesRunning(['sleep', liveSeconds]).length === 1, 2000), 'both steps run');
   // While it runs: its secret is in memory-backed storage only, its step dir and mounts exist.
   const secretDirs = privateDirsOf(pid).filter((d) => path.basename(d).startsWith('kiln-secret-'));
   assert.equal(secretDirs.length, 1, 'one secret file, in memory-backed storage');
   assert.equal(readFileSync(path.join(secretDirs[0]!, 'secret'), 'utf8'), secretValue);
-  const stepDirs = (await readdir(path.join(root, 'tmp'))).filter((n) => n.startsWith('step-'));
+  const stepDirs = (await readdir(path.join(root, 'tmp'))).filter((n) => n.startsWith(`step-${pid}.`));
   assert.ok(stepDirs.length >= 1);
   const grep = await new Promise<string>((resolve) => {
     const g = spawn('grep', ['-rl', '--', secretValue, root], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -98,8 +103,11 @@ test('kill -9 of a build: its container dies at once, and the next store open re
     g.once('close', () => resolve(out));
   });
   assert.equal(grep, '', 'the secret is nowhere in the store');
-  const ownMounts = (): string[] => mountPoints().filter((m) => m.startsWith(`${root}/`) || privateDirsOf(pid).some((d) => m.startsWith(`${d}/`)));
-  assert.ok(ownMounts().length >= 2, `the step's rootfs and rw bind overlays are mounted: ${ownMounts().join(', ')}`);
+  const mountsOf = (p: number): string[] =>
+    mountPoints().filter((m) => m.includes(`-${p}.`) && (m.startsWith(`${root}/`) || memoryDirs().some((d) => m.startsWith(`${d}/`))));
+  assert.ok(mountsOf(pid).length >= 2, `the step's rootfs and rw bind overlays are mounted: ${mountsOf(pid).join(', ')}`);
+  const liveBefore = { mounts: mountsOf(livePid), tmp: (await readdir(path.join(root, 'tmp'))).filter((n) => n.includes(`-${livePid}.`)), dirs: privateDirsOf(livePid) };
+  assert.ok(liveBefore.mounts.length >= 1 && liveBefore.tmp.length >= 1 && liveBefore.dirs.length >= 1);
 
   run.proc.kill('SIGKILL');
   await run.done;
@@ -107,29 +115,16 @@ test('kill -9 of a build: its container dies at once, and the next store open re
 
   // Any later kiln process recovers: here, opening the store (the test process is alive and owns none of it).
   await LayerStore.open(root);
-  assert.deepEqual(ownMounts(), [], 'no mounts left');
+  assert.deepEqual(mountsOf(pid), [], 'no mounts left');
   assert.deepEqual(privateDirsOf(pid), [], 'no bundle or secret dirs left');
   assert.deepEqual((await readdir(path.join(root, 'tmp'))).filter((n) => n.includes(`-${pid}.`)), [], 'no step dirs left');
   assert.ok(!existsSync(path.join(root, 'leases', String(pid))), 'no lease left');
-});
-
-test('recovery leaves what a live kiln process owns alone', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'kiln-crash-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const root = path.join(dir, 'store');
-  const context = path.join(dir, 'ctx');
-  await mkdir(context);
-  const seconds = String(900000 + Math.floor(Math.random() * 99999));
-  const run = startBuild(root, context, `FROM busybox:latest\nRUN echo ready && sleep ${seconds}\n`);
-  t.after(() => run.proc.kill('SIGKILL'));
-  await run.ready;
-  const pid = run.proc.pid!;
-  const before = (await readdir(path.join(root, 'tmp'))).filter((n) => n.includes(`-${pid}.`));
-  assert.ok(before.length >= 1);
-  await LayerStore.open(root);
-  assert.deepEqual((await readdir(path.join(root, 'tmp'))).filter((n) => n.includes(`-${pid}.`)), before);
-  assert.equal(processesRunning(['sleep', seconds]).length, 1, 'its container still runs');
-  assert.ok(privateDirsOf(pid).length >= 1, 'its bundle is still there');
+  // The live build's state is untouched and its container still runs.
+  assert.deepEqual(
+    { mounts: mountsOf(livePid), tmp: (await readdir(path.join(root, 'tmp'))).filter((n) => n.includes(`-${livePid}.`)), dirs: privateDirsOf(livePid) },
+    liveBefore,
+  );
+  assert.equal(processesRunning(['sleep', liveSeconds]).length, 1);
 });
 
 const KILLS = Number(process.env['KILN_KILL_LOOP'] ?? 3);
