@@ -1,0 +1,12 @@
+import { LayerStore } from '/work/wt-life/src/store/layer-store.ts';
+import { build } from '/work/wt-life/src/builder/build.ts';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+const d = mkdtempSync('/tmp/life/o-'); mkdirSync(d + '/ctx');
+await build({ root: d + '/s', context: d + '/ctx', dockerfileText: 'FROM busybox:latest\nRUN echo a > /a\nRUN echo b > /b\n' });
+await LayerStore.open(d + '/s');
+const t0 = performance.now();
+for (let i = 0; i < 100; i++) await LayerStore.open(d + '/s');
+console.log('open', ((performance.now() - t0) / 100).toFixed(3), 'ms');
+const t1 = performance.now();
+for (let i = 0; i < 5; i++) await build({ root: d + '/s', context: d + '/ctx', dockerfileText: 'FROM busybox:latest\nRUN echo a > /a\nRUN echo b > /b\n' });
+console.log('cached build', ((performance.now() - t1) / 5).toFixed(1), 'ms');

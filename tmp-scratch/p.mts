@@ -1,0 +1,11 @@
+import { recoverDeadOwners } from '/work/wt-life/src/store/recovery.ts';
+import { bootId, needsBootRecovery } from '/work/wt-life/src/store/durability.ts';
+import { memoryDirs, privateDirBases } from '/work/wt-life/src/store/owner.ts';
+import { LayerStore } from '/work/wt-life/src/store/layer-store.ts';
+const root = '/tmp/life/pp'; await LayerStore.open(root);
+const time = async (name: string, f: () => unknown) => { await f(); const t0 = performance.now(); for (let i = 0; i < 200; i++) await f(); console.log(name, ((performance.now() - t0) / 200).toFixed(3)); };
+await time('memoryDirs', () => memoryDirs());
+await time('bootId', () => bootId());
+await time('needsBoot', () => needsBootRecovery(root, bootId()));
+await time('recover', () => recoverDeadOwners(root));
+await time('open', () => LayerStore.open(root));
