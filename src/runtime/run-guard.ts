@@ -16,9 +16,11 @@ import { runGuard } from '../native/sys.js';
 
 const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin', '/bin'];
 
-/** The argv to put in front of a runtime command, or undefined when no guard can be built on this host. */
-export function guardPrefix(): readonly string[] | undefined {
-  const native = runGuard();
+/**
+ * The argv to put in front of a runtime command, or undefined when no guard can be built on this host.
+ * @param native the native guard's path @default the built one, if any
+ */
+export function guardPrefix(native: string | undefined = runGuard()): readonly string[] | undefined {
   if (native !== undefined) return [native, String(process.pid)];
   const find = (name: string): string | undefined =>
     [...(process.env['PATH'] ?? '').split(':').filter((d) => d !== ''), ...SBIN_DIRS].map((d) => path.join(d, name)).find((p) => existsSync(p));
