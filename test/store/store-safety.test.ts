@@ -88,7 +88,8 @@ test('store verify reports and quarantines a corrupt blob, a changed layer direc
   // A layer built here (only unpacked) whose file changed, a blob with a flipped byte, a truncated cache record.
   const built = first.layers[first.layers.length - 1]!.diffId.slice(7);
   await appendFile(path.join(root, 'layers', built, 'rootfs', 'h'), 'tampered');
-  const blobs = readdirSync(path.join(root, 'blobs', 'sha256'));
+  // (The image config: a base layer's blob would be gone for good, and only a pull could bring it back.)
+  const blobs = [first.configDigest.slice(7)];
   const blob = path.join(root, 'blobs', 'sha256', blobs[0]!);
   const bytes = await readFile(blob);
   bytes[0] = bytes[0]! ^ 1;
