@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -160,8 +160,7 @@ test(`a build killed with SIGKILL at ${KILLS} random points leaves a store that 
   const result = await build({ root, context, dockerfileText: dockerfile(0), outputs: [{ type: 'local', dest: path.join(dir, 'out') }] });
   assert.ok(result.manifestDigest.startsWith('sha256:'));
   assert.equal(await readFile(path.join(dir, 'out', 'n'), 'utf8'), '0\n0\n');
-  assert.equal(await readFile(path.join(dir, 'out', 'lines'), 'utf8'), `${50 * 200}\n`.padStart(0));
+  assert.equal(await readFile(path.join(dir, 'out', 'lines'), 'utf8'), `${50 * 200}\n`);
   assert.equal((await readFile(path.join(dir, 'out', 'b', 'a', '8'), 'utf8')).split('\n').length, 2001);
   assert.deepEqual((await verifyStore({ root })).problems, []);
-  await chmod(dir, 0o700);
 });
