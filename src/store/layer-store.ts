@@ -23,7 +23,7 @@
  */
 import { BufferPool } from '../buffer-pool.js';
 import { crypto, randomHex, sha256Hex } from '../sha256.js';
-import { chmodSync, createReadStream, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { availableParallelism, homedir, hostname } from 'node:os';
 import * as path from 'node:path';
@@ -168,6 +168,10 @@ export class LayerStore implements LayerStoreApi {
     // Every open recovers what dead kiln processes left (a few directory listings when there is nothing),
     // and the first open of a new boot drops what was not durable, before this process writes anything.
     await recoverDeadOwners(dir);
+    // Locks a dead process held (a released lock is removed, so there are normally none): broken the safe way.
+    for (const name of readdirSync(path.join(dir, 'locks'))) {
+      if (name.endsWith('.lock')) await store.breakIfStale(path.join(dir, 'locks', name));
+    }
     const boot = bootId();
     if (needsBootRecovery(dir, boot)) {
       await store.withLock('recovery', async () => {

@@ -46,6 +46,15 @@ test('an existing store with a looser mode is made private; one owned by another
   await chmod(root, 0o755);
   await LayerStore.open(root);
   assert.equal((await stat(root)).mode & 0o777, 0o700);
+  // A lock and a lease left by a process that is gone are cleared by the next open; a live one's stay.
+  const dead = spawnSync('true').pid;
+  const { hostname } = await import('node:os');
+  await writeFile(path.join(root, 'locks', 'layer-x.lock'), `${dead} ${hostname()} 0123456789abcdef 1\n`);
+  await writeFile(path.join(root, 'leases', String(dead)), `${dead} ${hostname()} ${Date.now()} 1\n`);
+  await writeFile(path.join(root, 'locks', 'layer-y.lock'), `${process.pid} ${hostname()} 0123456789abcdef\n`);
+  await LayerStore.open(root);
+  assert.deepEqual(readdirSync(path.join(root, 'locks')), ['layer-y.lock']);
+  assert.deepEqual(readdirSync(path.join(root, 'leases')), []);
   const foreign = path.join(dir, 'foreign');
   await mkdir(foreign);
   await chown(foreign, 65534, 65534);
