@@ -22,6 +22,8 @@ commands:
   pull REF / push NAME [REF]    copy images from / to a registry
   login HOST -u USER -p PASS    store registry credentials
   run IMAGE [COMMAND...]        run an image's command in a container (like docker run --rm)
+  store verify [--no-quarantine]
+                                re-hash blobs and unpacked layers; quarantine what is wrong
 
 build options (as docker build):
   -t, --tag NAME:TAG            tag the image (repeatable)
@@ -75,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
     case 'push':
     case 'login':
     case 'run':
+    case 'store':
       return (await import('./cli-store.js')).runStoreCommand(command, rest);
     case '-h':
     case '--help':

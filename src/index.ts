@@ -9,3 +9,5 @@ export type { Instruction, InstructionKind, CommandForm, RunMount } from './pars
 export { INSTRUCTION_KINDS } from './parser/instructions.js';
 export { BuildError, DockerfileError, StepFailedError, RuntimeError, RegistryError, formatError } from './errors.js';
 export type { Position, SourceRange } from './errors.js';
+export { verifyStore } from './store/verify.js';
+export type { VerifyOptions, VerifyReport, VerifyProblem } from './store/verify.js';

@@ -269,6 +269,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   // The image: the target stage's config, history and layers; `created` is the newest history time,
   // so a fully cached rebuild reproduces the same config digest.
+  // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts); every
+  // step is done, and the writeback overlaps the image and output writing.
+  const durable = store.makeDurable();
+  durable.catch(() => undefined);
   const config: ImageConfig = structuredClone(final.config);
   config.history = [...(config.history ?? []), ...final.history];
   if (Object.keys(opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...opts.labels };
@@ -286,6 +290,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const outputs = await writeOutputs(image, store, opts, tags, emit);
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
+  await durable;
 
   const result: BuildResult = {
     manifestDigest: image.manifestDigest,

@@ -673,11 +673,11 @@ async function prepareMounts(
           // a file is mounted too when there is no env= or a target is also given.
           if (m.env !== undefined) env.set.push(`${m.env}=${value.toString('utf8')}`);
           if (m.env !== undefined && m.target === undefined) break;
-          const file = path.join(scratch, `secret-${n}`);
-          await writeFile(file, value, { mode: 0o400 });
-          await chmodFile(file, m.mode ?? 0o400);
-          releases.push(() => rm(file, { force: true }));
-          out.push({ type: 'bind', source: file, target: target ?? `/run/secrets/${id}`, readonly: true });
+          // In memory-backed storage only, never on the store's disk (see runtime/secret-file.ts).
+          const { writeSecretFile } = await import('../runtime/secret-file.js');
+          const secretFile = await writeSecretFile(value, m.mode ?? 0o400).catch((err: unknown) => fail(ctx, ins, `secret ${id}: ${messageOf(err)}`));
+          releases.push(() => secretFile.release());
+          out.push({ type: 'bind', source: secretFile.file, target: target ?? `/run/secrets/${id}`, readonly: true });
           break;
         }
         case 'ssh': {
