@@ -4,15 +4,16 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
 import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
+import { guardPrefix, outerPid } from './run-guard.js';
+import { makePrivateDir } from '../store/owner.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
 /** A mount added to the container on top of the rootfs (what `RUN --mount` turns into). */
@@ -149,7 +150,9 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const hostname = spec.hostname ?? id.slice(5, 17);
   // The bundle's small files are made with synchronous calls: each is a few µs, where an awaited call is a
   // threadpool round trip of 0.1–0.3 ms, and a RUN step makes a dozen of them.
-  const bundle = mkdtempSync(path.join(os.tmpdir(), 'kiln-run-'));
+  // In memory-backed storage, private (0700) and named after this process: the config may hold secret
+  // environment values, and a later kiln recovers the bundle (and unmounts its rootfs) if this one is killed.
+  const bundle = makePrivateDir('run');
   const rootfs = path.join(bundle, 'rootfs');
   const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
   let overlay: OverlayMount | undefined;
@@ -171,7 +174,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
-    const wantsHook = nativeSys() === undefined && runtime.command.length === 1;
+    const wantsHook = nativeSys() === undefined && runtime.command.length === 1 && guardPrefix() === undefined;
     const nofile = openFilesLimit();
     const umountBin = wantsHook ? findUmount() : undefined;
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
@@ -354,13 +357,16 @@ interface Stubs {
  */
 async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<Stubs> {
   const targets = new Set<string>();
+  const kept = new Set<string>();
   for (const dest of destinations) {
     if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
     const normal = path.posix.resolve('/', dest);
-    if (normal !== '/') targets.add(normal);
+    // /proc, /dev and /sys themselves are not stubs: BuildKit leaves them in the layer when the rootfs lacks
+    // them (FROM scratch), so they are treated like the directories made above a mount point.
+    if (normal !== '/') (VIRTUAL_ROOTS.includes(normal) ? kept : targets).add(normal);
   }
   const candidates = new Set<string>();
-  for (const t of targets) {
+  for (const t of [...targets, ...kept]) {
     for (let p = t; p !== '/'; p = path.posix.dirname(p)) candidates.add(p);
   }
   const resolved = new Map<string, { rel: string; exists: boolean; atimeNs: bigint; mtimeNs: bigint }>();
@@ -451,11 +457,15 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   let tail = '';
   let exited = false;
   const [bin, ...wrapper] = runtime.command as [string, ...string[]];
+  // The runtime and its container die with this process (see run-guard.ts); the guard's pid namespace
+  // means the pid file holds the container's pid as seen in there.
+  const guard = guardPrefix();
+  const [spawnBin, ...spawnArgs] = (guard === undefined ? runtime.command : [...guard, ...runtime.command]) as [string, ...string[]];
   // A SIGTERM to the runtime is forwarded to the container's pid 1, which ignores it unless it installed a
   // handler; the SIGKILL below is what actually stops it. The runtime itself is force-killed as a last resort.
   let subprocess: StartedProcess;
   try {
-    subprocess = await startProcess(bin, [...wrapper, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
+    subprocess = await startProcess(spawnBin, [...spawnArgs, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
       ...(signal === undefined ? {} : { signal }),
       forceKillAfterMs: 5000,
     });
@@ -481,10 +491,12 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
       // reused while `run` is alive: the runtime is the init's parent and reaps it only at the end.
       // SIGKILL also empties the pid namespace, so nothing the step started survives.
       while (!exited) {
-        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-        if (Number.isInteger(pid) && pid > 0) {
+        const inner = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        if (Number.isInteger(inner) && inner > 0) {
+          // Not found (already gone, or no /proc children file): killing the guard kills the whole namespace.
+          const pid = guard === undefined ? inner : subprocess.pid === undefined ? undefined : (outerPid(subprocess.pid, inner) ?? subprocess.pid);
           try {
-            process.kill(pid, 'SIGKILL');
+            if (pid !== undefined) process.kill(pid, 'SIGKILL');
           } catch {
             // already gone
           }
@@ -506,7 +518,9 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
     // state (and possibly processes) remain: `delete --force` kills and removes them.
     if (await exists(path.join(stateRoot, id))) {
       const { execa } = await import('execa');
-      await execa(bin, [...wrapper, ...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
+      // Guarded, the runtime's pid namespace is gone with it, so nothing of the container runs any more, and
+      // the pids in its state are of that namespace: a plain delete, which never signals anything.
+      await execa(bin, [...wrapper, ...global, 'delete', ...(guard === undefined ? ['--force'] : []), id], { stdin: 'ignore', reject: false });
       if (await exists(path.join(stateRoot, id))) throw new RuntimeError(`could not delete container ${id} (state in ${stateRoot})`);
     }
   }

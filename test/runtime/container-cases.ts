@@ -26,11 +26,13 @@ before(async () => {
   await mkdir(lower);
   await makeBusyboxRootfs(lower);
   stateRoot = path.join(dir, 'state');
-  // runContainer puts its bundle (kiln-run-*) in os.tmpdir(); a private one lets us check it is gone.
+  // runContainer puts its bundle (kiln-run-*) in memory-backed storage, $XDG_RUNTIME_DIR first: a private
+  // tmpfs there lets us check it is gone.
   tmp = path.join(dir, 'tmp');
   await mkdir(tmp);
-  savedTmp = process.env['TMPDIR'];
-  process.env['TMPDIR'] = tmp;
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'kiln-test-run', tmp]);
+  savedTmp = process.env['XDG_RUNTIME_DIR'];
+  process.env['XDG_RUNTIME_DIR'] = tmp;
   // No skip: the bootstrap installs runc and crun, so a missing runtime must fail the suite.
   const runtime = await detectRuntime('auto');
   assert.equal(runtime.name, process.env['KILN_RUNTIME'] ?? runtime.name, `KILN_RUNTIME=${process.env['KILN_RUNTIME']} was not used`);
@@ -38,8 +40,9 @@ before(async () => {
 });
 
 after(async () => {
-  if (savedTmp === undefined) delete process.env['TMPDIR'];
-  else process.env['TMPDIR'] = savedTmp;
+  if (savedTmp === undefined) delete process.env['XDG_RUNTIME_DIR'];
+  else process.env['XDG_RUNTIME_DIR'] = savedTmp;
+  execFileSync('umount', [tmp]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -66,9 +69,10 @@ async function sh(script: string, extra: Partial<ContainerSpec> = {}) {
 
 /** Asserts nothing of any container is left: mounts, runtime state, bundle dirs, processes. */
 async function assertNothingLeft(marker?: string): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const mountinfo = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] !== tmp).join('\n');
   assert.ok(!mountinfo.includes(dir), `a mount below ${dir} is left:\n${mountinfo}`);
-  assert.deepEqual(await readdir(tmp), [], 'a bundle dir is left');
+  // (crun keeps a directory of its own in $XDG_RUNTIME_DIR.)
+  assert.deepEqual((await readdir(tmp)).filter((n) => n.startsWith('kiln-')), [], 'a bundle dir is left');
   const [bin, ...args] = listContainers as [string, ...string[]];
   const list = execFileSync(bin, args, { encoding: 'utf8' });
   assert.equal(list.trim(), '', 'the runtime still lists a container');
