@@ -110,7 +110,7 @@ const DEFAULT_CAPABILITIES = [
   'CAP_AUDIT_WRITE',
 ] as const;
 
-/** Every capability Linux 6.x defines: what a privileged (`--security=insecure`) step gets. */
+/** Every capability Linux 6.x defines, in bit order. */
 const ALL_CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
@@ -119,6 +119,17 @@ const ALL_CAPABILITIES = [
   'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
   'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ] as const;
+
+/**
+ * What a privileged (`--security=insecure`) step gets: every capability kiln itself may hold (its bounding set), as
+ * Docker's privileged mode gives every capability the daemon has; asking for more makes the runtime's capset fail.
+ */
+function ownCapabilities(): string[] {
+  let bounding = (1n << BigInt(ALL_CAPABILITIES.length)) - 1n;
+  const m = /^CapBnd:\s+([0-9a-f]+)$/m.exec(hostFile('/proc/self/status') ?? '');
+  if (m?.[1] !== undefined) bounding = BigInt(`0x${m[1]}`);
+  return ALL_CAPABILITIES.filter((_, bit) => (bounding & (1n << BigInt(bit))) !== 0n);
+}
 
 /** Docker's masked and read-only paths. */
 const MASKED_PATHS = [
@@ -202,7 +213,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
     // `--security=insecure` is Docker's privileged mode: every capability, no seccomp filter, nothing masked.
     const insecure = spec.security === 'insecure';
-    const caps: readonly string[] = insecure ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES;
+    const caps: readonly string[] = insecure ? ownCapabilities() : DEFAULT_CAPABILITIES;
     const config = {
       ociVersion: '1.0.2',
       process: {
