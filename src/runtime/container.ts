@@ -10,10 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
-import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
+import { detectRuntime, hostCacheDir, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
 import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type SandboxNetwork } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
+import { compiledSeccomp, SECCOMP_BPF_ANNOTATION } from './seccomp-bpf-cache.js';
 import { seccompProfile } from './seccomp.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
@@ -214,6 +215,8 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     // `--security=insecure` is Docker's privileged mode: every capability, no seccomp filter, nothing masked.
     const insecure = spec.security === 'insecure';
     const caps: readonly string[] = insecure ? ownCapabilities() : DEFAULT_CAPABILITIES;
+    const seccomp = insecure ? undefined : seccompProfile(caps);
+    const seccompBpf = seccomp === undefined ? undefined : await compiledSeccomp(runtime, seccomp, caps, hostCacheDir() ?? options.versionCacheDir);
     const config = {
       ociVersion: '1.0.2',
       process: {
@@ -248,8 +251,9 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
         resources: { devices: [{ allow: false, access: 'rwm' }] },
         ...(runtime.cgroups ? cgroupsPath(id) : {}),
-        ...(insecure ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp: seccompProfile(caps) }),
+        ...(seccomp === undefined ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp }),
       },
+      ...(seccompBpf === undefined ? {} : { annotations: { [SECCOMP_BPF_ANNOTATION]: seccompBpf } }),
     };
     writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
     signal?.throwIfAborted();
