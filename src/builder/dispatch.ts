@@ -24,6 +24,7 @@ import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
 import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
+import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
@@ -815,6 +816,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
+  // BuildKit's rules for ADD --checksum: one source, fetched over http(s).
+  if (ins.kind === 'add' && ins.checksum) {
+    if (sources.length + ins.contents.length !== 1) fail(ctx, ins, "checksum can't be specified for multiple sources");
+    if (!isUrl(sources[0] ?? '')) fail(ctx, ins, "checksum can't be specified for non-HTTP(S) sources");
+  }
   const excludes = ins.excludes.map(word);
   let excluder: PatternMatcher | undefined;
   try {
@@ -834,6 +840,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
 
   // Inputs of the cache key: what the sources hold, never their mtimes.
   const inputs: string[] = [];
+  const urlSources: UrlSource[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
   if (from !== undefined) {
@@ -850,9 +857,21 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
+    // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
-      if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
-      inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
+      const checksum = ins.kind === 'add' && ins.checksum ? word(ins.checksum) : undefined;
+      const { resolveUrlForKey, redactUrl } = await import('../net/http-source.js');
+      const onProgress = (message: string): void => ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message });
+      let src: UrlSource;
+      try {
+        src = await resolveUrlForKey(ctx.store, s, { ...(checksum !== undefined ? { checksum } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress });
+      } catch (err) {
+        if (ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }
+      urlSources.push(src);
+      inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);
     }
   }
   for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
@@ -960,9 +979,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
-    if (ins.kind === 'add') {
-      const { addUrlSource } = await import('../runtime/handlers/add.js');
-      for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    if (urlSources.length > 0) {
+      const { addUrlSources } = await import('../runtime/handlers/add.js');
+      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
   }
 }

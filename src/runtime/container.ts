@@ -399,13 +399,16 @@ interface Stubs {
  */
 async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<Stubs> {
   const targets = new Set<string>();
+  const kept = new Set<string>();
   for (const dest of destinations) {
     if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
     const normal = path.posix.resolve('/', dest);
-    if (normal !== '/') targets.add(normal);
+    // /proc, /dev and /sys themselves are not stubs: BuildKit leaves them in the layer when the rootfs lacks
+    // them (FROM scratch), so they are treated like the directories made above a mount point.
+    if (normal !== '/') (VIRTUAL_ROOTS.includes(normal) ? kept : targets).add(normal);
   }
   const candidates = new Set<string>();
-  for (const t of targets) {
+  for (const t of [...targets, ...kept]) {
     for (let p = t; p !== '/'; p = path.posix.dirname(p)) candidates.add(p);
   }
   const resolved = new Map<string, { rel: string; exists: boolean; atimeNs: bigint; mtimeNs: bigint }>();
