@@ -147,7 +147,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       process.once('SIGINT', () => controller.abort(new Error('interrupted')));
       const code = await runImage(image, store, {
         command: positionals.slice(1),
-        network: values.network === 'host' ? 'host' : 'none',
+        network: runNetwork(values.network),
         signal: controller.signal,
         onOutput: (chunk, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
       });
@@ -170,4 +170,11 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command ${command}`);
   }
+}
+
+/** `kiln run --network`: the same modes as RUN steps, the sandboxed network by default (as `docker run`'s bridge). */
+function runNetwork(value: unknown): 'default' | 'none' | 'host' {
+  if (value === undefined || value === 'default' || value === 'bridge') return 'default';
+  if (value === 'none' || value === 'host') return value;
+  throw new UsageError(`invalid --network: ${String(value)} (default, none or host)`);
 }

@@ -33,6 +33,7 @@ const stepLayer = () => import('../runtime/step-layer.js');
 const copyHandlers = () => import('../runtime/handlers/copy.js');
 const users = () => import('../runtime/user.js');
 import { parseChmod } from './chmod.js';
+import { runPrivileges } from './entitlements.js';
 
 // The container runtime and overlay mounts (and execa behind them) load only when a step actually
 // runs: a fully cached rebuild never needs them, and its whole process time is the budget.
@@ -44,6 +45,11 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 
 /** Build args every stage can use without declaring them; kept out of history and cache keys. */
 export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+
+/** `KEY=VALUE` entries for the {@link PROXY_ARGS} given with --build-arg. */
+export function proxyEnv(buildArgs: Readonly<Record<string, string>>): string[] {
+  return PROXY_ARGS.filter((k) => Object.hasOwn(buildArgs, k)).map((k) => `${k}=${buildArgs[k] ?? ''}`);
+}
 
 /** The filesystem and config of a stage as its steps build it up. */
 export interface StageState {
@@ -484,8 +490,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   } else argv = [...ins.command.argv];
   const argsEnv = runArgs(state);
   const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
-  const network = ins.network && ins.network !== 'default' ? ins.network : ctx.options.network;
-  if (ins.security === 'insecure') fail(ctx, ins, 'RUN --security=insecure is not allowed: kiln runs every step sandboxed');
+  const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
   const mountKeys: string[] = [];
@@ -504,7 +509,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
   const key = cacheKey({
     parent: state.key,
-    instruction: `RUN ${JSON.stringify(argv)} network=${network} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
+    instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
     args: keyedArgs,
     inputs: mountKeys,
   });
@@ -514,7 +519,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
-        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], extra.env);
+        // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
+        // no such variable of its own, and never in the cache key or the history (they may carry credentials).
+        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -525,6 +532,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
+            ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
           },

@@ -9,11 +9,14 @@ import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
-import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
+import { detectRuntime, hostCacheDir, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
+import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type SandboxNetwork } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
 import { guardPrefix, outerPid } from './run-guard.js';
 import { makePrivateDir } from '../store/owner.js';
+import { compiledSeccomp, SECCOMP_BPF_ANNOTATION } from './seccomp-bpf-cache.js';
+import { seccompProfile } from './seccomp.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
 /** A mount added to the container on top of the rootfs (what `RUN --mount` turns into). */
@@ -48,8 +51,13 @@ export interface ContainerSpec {
   readonly user?: string;
   /** @default the first 12 characters of the container id */
   readonly hostname?: string;
-  /** `none`: a new network namespace with only loopback; `host`: the host's network. */
-  readonly network: 'none' | 'host';
+  /**
+   * `default`: a network namespace of its own with outbound access through pasta (src/runtime/network.ts);
+   * `none`: a new network namespace with only loopback; `host`: the host's network.
+   */
+  readonly network: NetworkMode;
+  /** `insecure`: what `RUN --security=insecure` grants (all capabilities, no seccomp filter, no masked paths). @default 'sandbox' */
+  readonly security?: 'sandbox' | 'insecure';
   readonly mounts?: readonly ExtraMount[];
   /** @default 'auto' */
   readonly runtime?: 'auto' | 'runc' | 'crun';
@@ -103,6 +111,27 @@ const DEFAULT_CAPABILITIES = [
   'CAP_KILL',
   'CAP_AUDIT_WRITE',
 ] as const;
+
+/** Every capability Linux 6.x defines, in bit order. */
+const ALL_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
+  'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
+  'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+] as const;
+
+/**
+ * What a privileged (`--security=insecure`) step gets: every capability kiln itself may hold (its bounding set), as
+ * Docker's privileged mode gives every capability the daemon has; asking for more makes the runtime's capset fail.
+ */
+function ownCapabilities(): string[] {
+  let bounding = (1n << BigInt(ALL_CAPABILITIES.length)) - 1n;
+  const m = /^CapBnd:\s+([0-9a-f]+)$/m.exec(hostFile('/proc/self/status') ?? '');
+  if (m?.[1] !== undefined) bounding = BigInt(`0x${m[1]}`);
+  return ALL_CAPABILITIES.filter((_, bit) => (bounding & (1n << BigInt(bit))) !== 0n);
+}
 
 /** Docker's masked and read-only paths. */
 const MASKED_PATHS = [
@@ -158,6 +187,14 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   let overlay: OverlayMount | undefined;
   let stubs: Stubs = { missing: [], madeParents: [], parents: new Map() };
   let run: RuntimeRun;
+  // Docker's resolv.conf: the host's without loopback resolvers; pasta forwards DNS when only those were there.
+  const resolv = spec.network === 'host' ? { text: hostResolvConf(), forwarder: false } : containerResolvConf(hostResolvConf(), spec.network === 'default' ? DNS_FORWARD_ADDRESS : undefined);
+  // The step's network starts while the rootfs is being mounted; it is released on every path below.
+  const network: Promise<SandboxNetwork> | undefined =
+    spec.network === 'default'
+      ? startSandboxNetwork(path.join(bundle, 'netns'), { ...(signal === undefined ? {} : { signal }), dnsForward: resolv.forwarder })
+      : undefined;
+  network?.catch(() => {});
   try {
     mkdirSync(rootfs);
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
@@ -168,9 +205,9 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const files = path.join(bundle, 'files');
     mkdirSync(files);
     writeFileSync(path.join(files, 'hosts'), hostsFile(spec.network, hostname));
-    writeFileSync(path.join(files, 'resolv.conf'), hostFile('/etc/resolv.conf') ?? '');
+    writeFileSync(path.join(files, 'resolv.conf'), resolv.text);
     writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
-    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups);
+    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure');
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
@@ -178,6 +215,11 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const nofile = openFilesLimit();
     const umountBin = wantsHook ? findUmount() : undefined;
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
+    // `--security=insecure` is Docker's privileged mode: every capability, no seccomp filter, nothing masked.
+    const insecure = spec.security === 'insecure';
+    const caps: readonly string[] = insecure ? ownCapabilities() : DEFAULT_CAPABILITIES;
+    const seccomp = insecure ? undefined : seccompProfile(caps);
+    const seccompBpf = seccomp === undefined ? undefined : await compiledSeccomp(runtime, seccomp, caps, hostCacheDir() ?? options.versionCacheDir);
     const config = {
       ociVersion: '1.0.2',
       process: {
@@ -186,7 +228,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         args: [...spec.args],
         env,
         cwd,
-        capabilities: { bounding: [...DEFAULT_CAPABILITIES], effective: [...DEFAULT_CAPABILITIES], permitted: [...DEFAULT_CAPABILITIES] },
+        capabilities: { bounding: [...caps], effective: [...caps], permitted: [...caps] },
         rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile }],
         noNewPrivileges: false,
       },
@@ -207,13 +249,14 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
           { type: 'uts' },
           { type: 'mount' },
           ...(spec.network === 'none' ? [{ type: 'network' }] : []),
+          ...(network === undefined ? [] : [{ type: 'network', path: (await network).nsPath }]),
         ],
         // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
         resources: { devices: [{ allow: false, access: 'rwm' }] },
         ...(runtime.cgroups ? cgroupsPath(id) : {}),
-        maskedPaths: [...MASKED_PATHS],
-        readonlyPaths: [...READONLY_PATHS],
+        ...(seccomp === undefined ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp }),
       },
+      ...(seccompBpf === undefined ? {} : { annotations: { [SECCOMP_BPF_ANNOTATION]: seccompBpf } }),
     };
     writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
     signal?.throwIfAborted();
@@ -221,6 +264,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     run = await runRuntime(runtime, bundle, stateRoot, id, options);
     signal?.throwIfAborted();
   } finally {
+    if (network !== undefined) await network.then((n) => n.release(), () => {});
     if (overlay !== undefined) {
       // Usually a no-op: the runtime's poststop hook has unmounted it already.
       await overlay.unmount();
@@ -285,9 +329,10 @@ function openFilesLimit(): number {
   return nofileLimit;
 }
 
-function hostsFile(network: 'none' | 'host', hostname: string): string {
+/** BuildKit's /etc/hosts for a step in a namespace of its own (`none`, `default`); with the host's network, the host's file. */
+function hostsFile(network: NetworkMode, hostname: string): string {
   const loopback = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
-  if (network === 'none') return loopback;
+  if (network !== 'host') return loopback;
   const host = hostFile('/etc/hosts') ?? loopback;
   return `${host.replace(/\n?$/, '\n')}127.0.0.1\t${hostname}\n`;
 }
@@ -296,7 +341,7 @@ function hostsFile(network: 'none' | 'host', hostname: string): string {
  * The container's mounts. `cgroups` false (the runtime makes no cgroup for the step, see
  * {@link RuntimeInfo.cgroups}): there is no cgroup of its own to show at /sys/fs/cgroup, so none is mounted.
  */
-function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean): OciMount[] {
+function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean): OciMount[] {
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -308,7 +353,7 @@ function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', insecure ? 'rw' : 'ro'] },
     ...(cgroups ? [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }] : []),
     // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
     { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },

@@ -9,11 +9,13 @@ import { spreadSubdirs } from '../native/sys.js';
 import path from 'node:path';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { runContainer } from './container.js';
+import type { NetworkMode } from './network.js';
 
 export interface RunImageOptions {
   /** Replaces the image's Cmd (as arguments after the image name do). */
   readonly command?: readonly string[];
-  readonly network?: 'none' | 'host';
+  /** @default 'default' (a sandboxed network with outbound access, see src/runtime/network.ts) */
+  readonly network?: NetworkMode;
   readonly signal?: AbortSignal;
   readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -40,7 +42,7 @@ export async function runImage(image: StoredImage, store: LayerStoreApi, options
         env: cfg.Env ?? [],
         cwd: cfg.WorkingDir || '/',
         ...(cfg.User ? { user: cfg.User } : {}),
-        network: options.network ?? 'none',
+        network: options.network ?? 'default',
       },
       {
         ...(options.signal ? { signal: options.signal } : {}),
