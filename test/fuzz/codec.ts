@@ -1,6 +1,12 @@
 /** JSON for fuzz cases (byte arrays as base64), so a finding can be written down and replayed. */
 export function encodeCase(input: unknown): string {
-  return JSON.stringify(input, (_k, v: unknown) => (v instanceof Uint8Array ? { $bytes: Buffer.from(v).toString('base64') } : v)) ?? 'null';
+  // The raw value (`this[k]`), not `v`: a Buffer's toJSON has already run on `v`.
+  return (
+    JSON.stringify(input, function (this: Record<string, unknown>, k: string, v: unknown) {
+      const raw = this[k];
+      return raw instanceof Uint8Array ? { $bytes: Buffer.from(raw).toString('base64') } : v;
+    }) ?? 'null'
+  );
 }
 
 /** The inverse of {@link encodeCase}. */
