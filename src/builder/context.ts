@@ -35,6 +35,7 @@ import { resolveInRoot } from '../runtime/user.js';
 import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { NativeSys } from '../native/sys.js';
+import { checkContextEntry } from './special-files.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -205,7 +206,7 @@ export class BuildContext {
       // inside the context, where an absolute or `..` target stays clamped. Nothing outside it is reachable.
       const abs = await resolveInRoot(this.dir, rel);
       const stats = await lstat(abs).catch(() => undefined);
-      if (!stats) throw notFound(source);
+      if (!stats || checkContextEntry(rel, stats) === 'skip') throw notFound(source);
       return [{ rel, abs, stats, type: typeOf(stats) }];
     }
     let current: string[] = [''];
@@ -227,7 +228,7 @@ export class BuildContext {
       if (this.isIgnored(rel)) continue;
       const abs = await resolveInRoot(this.dir, rel);
       const stats = await lstat(abs).catch(() => undefined);
-      if (stats) out.push({ rel, abs, stats, type: typeOf(stats) });
+      if (stats && checkContextEntry(rel, stats) !== 'skip') out.push({ rel, abs, stats, type: typeOf(stats) });
     }
     if (out.length === 0) throw notFound(source);
     return out;
@@ -290,6 +291,8 @@ export class BuildContext {
         if (this.matcher && this.isIgnored(childRel)) continue;
         const abs = prefix + name;
         const stats = stat(i);
+        // Sockets are not part of the context; FIFOs and devices are refused before anything opens them.
+        if (checkContextEntry(childRel, stats) === 'skip') continue;
         const type = typeOf(stats);
         out.push({ rel: childRel, abs, stats, type }); // parents before children, siblings in name order
         if (type === 'dir') await walkDir(childRel, abs);
