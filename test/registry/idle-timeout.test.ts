@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,4 +156,37 @@ test('an upload the registry stops reading fails within the idle timeout (stream
   assert.ok(whole.error instanceof RegistryError, String(whole.error));
   assert.match(whole.error.message, /upload blob sha256:[0-9a-f]{64} to .*: no data from registry .* for 0\.3 s/);
   assert.ok(whole.ms < 5000, `took ${whole.ms} ms`);
+});
+
+/** Runs `kiln pull REF` (through tsx) with `env`; `interruptAfterMs` sends SIGINT. Resolves with exit code, stderr and time. */
+async function cliPull(ref: string, env: Record<string, string>, interruptAfterMs?: number): Promise<{ code: number | null; stderr: string; ms: number }> {
+  const { spawn } = await import('node:child_process');
+  const root = await mkdtemp(join(tmpdir(), 'kiln-idle-cli-'));
+  try {
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'pull', ref], { env: { ...process.env, KILN_ROOT: root, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      // Interrupt once the pull is under way (it has resolved the manifest).
+      if (interruptAfterMs !== undefined && stderr.includes('"blob-start"')) setTimeout(() => child.kill('SIGINT'), interruptAfterMs).unref();
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(killer);
+    return { code, stderr, ms: Date.now() - started };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+test('kiln pull: KILN_REGISTRY_TIMEOUT bounds a stalled blob, and SIGINT ends a stalled pull at once', { timeout: 60_000 }, async () => {
+  const { host, layerDigest } = await stallingRegistry();
+  const timedOut = await cliPull(`${host}/app:v1`, { KILN_REGISTRY_TIMEOUT: '0.5' });
+  assert.equal(timedOut.code, 1, timedOut.stderr);
+  assert.match(timedOut.stderr, new RegExp(`get blob ${host}/app@${layerDigest}: .*no data for 0\\.5 s`));
+  const interrupted = await cliPull(`${host}/app:v1`, { KILN_REGISTRY_TIMEOUT: '60' }, 500);
+  assert.notEqual(interrupted.code, 0);
+  assert.match(interrupted.stderr, /interrupted/);
+  assert.ok(interrupted.ms < 15_000, `took ${interrupted.ms} ms`);
 });
