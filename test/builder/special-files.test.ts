@@ -64,3 +64,16 @@ test('a file that is shorter than when it was listed fails the copy, naming it (
   await copyRegularFile(src, path.join(dir, 'ok.bin'), { size: 5 << 20 });
   assert.equal((await readFile(path.join(dir, 'ok.bin'))).length, 5 << 20);
 });
+
+test('a Dockerfile that is a named pipe, a device or too big is refused at once, naming it', { timeout: 60_000 }, async () => {
+  const ctx = await sb.context({ 'a.txt': 'a\n' });
+  execFileSync('mkfifo', [path.join(ctx, 'Dockerfile')]);
+  await assert.rejects(sb.build({ context: ctx }), /failed to read dockerfile: .*Dockerfile: not a regular file/);
+  const { symlink, rm: remove } = await import('node:fs/promises');
+  await remove(path.join(ctx, 'Dockerfile'));
+  await symlink('/dev/zero', path.join(ctx, 'Dockerfile'));
+  await assert.rejects(sb.build({ context: ctx }), /failed to read dockerfile: .*Dockerfile: not a regular file/);
+  await remove(path.join(ctx, 'Dockerfile'));
+  await writeFile(path.join(ctx, 'Dockerfile'), `FROM scratch\n${'# padding\n'.repeat(300_000)}`);
+  await assert.rejects(sb.build({ context: ctx }), /failed to read dockerfile: .*Dockerfile: 2\.9 MiB, over kiln's limit of 2 MiB for a Dockerfile/);
+});
