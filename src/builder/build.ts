@@ -5,9 +5,10 @@
 import { writeFile } from 'node:fs/promises';
 import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
-import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
+import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import type { Digest, ImageConfig } from '../image/types.js';
 import type { Instruction } from '../parser/instructions.js';
+import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
@@ -144,7 +145,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         text: oneLine(ins.source),
         line: ins.startLine,
       });
-      const fromRef = ref(0, stage.from);
+      const fromRef = { ...ref(0, stage.from), text: fromStepText(stage, opts.buildContexts) };
       const t0 = Date.now();
       emit({ type: 'step-start', step: fromRef });
       let state: StageState;
@@ -173,7 +174,11 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           state.config.config.OnBuild = null;
           const { parse } = await import('../parser/index.js');
           const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
-          for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
+          for (const ins of parsed.instructions) {
+            await dispatch(dctx(stage), state, ins, fromRef, stage.displayName).catch((err: unknown) => {
+              throw locateStepError(err, file, stage.from, signal);
+            });
+          }
         }
         const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
         const ctx = dctx(stage, noCacheStage);
@@ -183,7 +188,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const s0 = Date.now();
           const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
           if (isFsStep) emit({ type: 'step-start', step });
-          const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
+          const outcome = await dispatch(ctx, state, ins, step, stage.displayName).catch((err: unknown) => {
+            throw locateStepError(err, file, ins, signal);
+          });
           const durationMs = Date.now() - s0;
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
@@ -270,6 +277,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (created) config.created = created;
   config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
   if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  config.config = omitEmpty(config.config);
   await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);
   const tags = opts.tags.map(normalizeTag);
@@ -317,6 +325,19 @@ function normalizePlatform(p: string): string {
   const a = arch === 'x86_64' ? 'amd64' : arch === 'aarch64' ? 'arm64' : arch;
   const v = a === 'arm64' && variant === 'v8' ? undefined : variant;
   return [os, a, ...(v ? [v] : [])].join('/');
+}
+
+/**
+ * What the progress shows for a FROM step: the base as resolved (build args expanded, an image named in full,
+ * `docker.io/library/busybox:latest`), as docker does, rather than the line as written (`FROM ${BASE} AS x`).
+ */
+function fromStepText(stage: Stage, buildContexts: Readonly<Record<string, string>>): string {
+  if (stage.baseStage !== undefined || stage.base === 'scratch' || buildContexts[stage.base] !== undefined) return `FROM ${stage.base}`;
+  try {
+    return `FROM ${formatReference(parseReference(stage.base))}`;
+  } catch {
+    return oneLine(`FROM ${stage.base}`);
+  }
 }
 
 function oneLine(source: string): string {
@@ -449,4 +470,28 @@ async function writeOutputs(
       onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
     });
   }
+}
+
+/**
+ * Every failure inside a step names the Dockerfile line it happened on: errors that already carry a
+ * location pass through, anything else (the runtime, the store, an unexpected exception) is wrapped in a
+ * {@link StepFailedError} for that instruction, its message kept and the original error as its cause.
+ */
+function locateStepError(err: unknown, file: string, ins: Instruction, signal: AbortSignal | undefined): unknown {
+  if (err instanceof DockerfileError || err instanceof StepFailedError || signal?.aborted) return err;
+  return new StepFailedError(messageOf(err), { file, range: ins.range, instruction: ins.source }, { cause: err });
+}
+
+/**
+ * The container config as BuildKit serialises it: every field is Go `omitempty`, so an empty list, map or string,
+ * `false` and null are left out (`CMD []` leaves no Cmd at all, an unset USER no `"User": ""`).
+ */
+function omitEmpty(cfg: ImageConfig['config']): ImageConfig['config'] {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v === null || v === undefined || v === '' || v === false) continue;
+    if (Array.isArray(v) ? v.length === 0 : typeof v === 'object' && Object.keys(v).length === 0) continue;
+    out[k] = v;
+  }
+  return out as ImageConfig['config'];
 }

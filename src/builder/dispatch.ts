@@ -165,6 +165,15 @@ function expand(ctx: DispatchContext, ins: Instruction, state: StageState, word:
   }
 }
 
+/** Expands a word into the fields it splits into (BuildKit's ProcessWords): none for an empty expansion. */
+function expandWords(ctx: DispatchContext, ins: Instruction, state: StageState, word: string): string[] {
+  try {
+    return new ShellLex(ctx.escapeToken).processWords(word, expansionEnv(state));
+  } catch (err) {
+    return fail(ctx, ins, messageOf(err), err);
+  }
+}
+
 function history(state: StageState, createdBy: string, emptyLayer: boolean, created: string): void {
   const entry: HistoryEntry = { created, created_by: createdBy, comment: 'buildkit.dockerfile.v0' };
   if (emptyLayer) entry.empty_layer = true;
@@ -243,7 +252,8 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
     case 'expose': {
       let ports: string[];
       try {
-        ports = parsePorts(ins.ports.map((p) => expand(ctx, ins, state, p)));
+        // Word expansion, as BuildKit does it: `$P` with P="80 81" is two ports, an unset variable none.
+        ports = parsePorts(ins.ports.flatMap((p) => expandWords(ctx, ins, state, p)));
       } catch (err) {
         return fail(ctx, ins, messageOf(err), err);
       }
@@ -319,9 +329,9 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
       return { cached: false };
     }
     case 'onbuild': {
+      // BuildKit records triggers in the config only: an ONBUILD line adds no history entry.
       cfg.OnBuild = [...(cfg.OnBuild ?? []), ins.expression];
       chain(`ONBUILD ${ins.expression}`);
-      history(state, `ONBUILD ${ins.expression}`, true, created);
       return { cached: false };
     }
     case 'workdir':
@@ -404,12 +414,19 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   const dir = expand(ctx, ins, state, ins.path);
   const resolved = path.posix.resolve(cfg.WorkingDir || '/', dir);
   cfg.WorkingDir = resolved;
-  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`] });
-  // Docker creates the directory; only when it is missing does that cost a layer.
+  // `layer`: keys from before every WORKDIR made a layer recorded none for an existing directory.
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`, 'layer'] });
+  // BuildKit makes every WORKDIR but `/` a mkdir step with a layer of its own, empty when the directory
+  // already exists (the well-known empty layer in images built by BuildKit).
+  if (resolved === '/') {
+    history(state, 'WORKDIR /', true, created);
+    return { cached: false };
+  }
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
     await settlePending(state);
-    if (await existsInLayers(ctx, state, resolved)) return null;
+    const exists = await existsInLayers(ctx, state, resolved);
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+      if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
       if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
         await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
@@ -775,6 +792,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const word = (w: string): string => expand(ctx, ins, state, w);
   const sources = ins.sources.map(word);
   let dest = word(ins.dest);
+  const writtenDest = dest;
   const workdir = cfg.WorkingDir || '/';
   const destIsDir = dest.endsWith('/') || dest === '.' || dest.endsWith('/.');
   dest = path.posix.resolve(workdir, dest) + (destIsDir && !dest.endsWith('/') ? '/' : dest.endsWith('/') && dest !== '/' ? '/' : '');
@@ -847,7 +865,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   // A direct COPY from the context hard-links the files an earlier build of this step already stored
   // (store/file-reuse.ts); the merged view is another filesystem, where links cannot reach.
   let reuse: import('../store/file-reuse.js').CopyReuse | undefined;
-  return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
+  // The history shows the sources and the destination as written (expanded, not resolved against WORKDIR) and
+  // no flags, as BuildKit writes it: `COPY --from=build --chown=1:1 app ./` is `COPY app ./ # buildkit`.
+  const createdBy = `${kw} ${[...sources, ...ins.contents.map((c) => `<<${c.path}`), writtenDest].join(' ')} # buildkit`;
+  return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // A COPY mostly waits for threadpool work: the step below, if still pending, is hashed meanwhile.
     state.pending?.startHashing();
     // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
