@@ -7,6 +7,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFile } from 'node:fs/promises';
+import type { OutputSpec } from './builder/options.js';
 
 const USAGE = `usage: kiln <command> [options]
 
@@ -20,7 +21,10 @@ commands:
   prune                         remove blobs and layers no tag or cache record uses
   pull REF / push NAME [REF]    copy images from / to a registry
   login HOST -u USER -p PASS    store registry credentials
-  run IMAGE [COMMAND...]        run an image's command in a container (like docker run --rm)
+  run [--network default|none|host] IMAGE [COMMAND...]
+                                run an image's command in a container (like docker run --rm)
+  store verify [--no-quarantine]
+                                re-hash blobs and unpacked layers; quarantine what is wrong
 
 build options (as docker build):
   -t, --tag NAME:TAG            tag the image (repeatable)
@@ -29,14 +33,19 @@ build options (as docker build):
   --target STAGE                build up to this stage
   --no-cache                    do not use the cache
   --no-cache-filter STAGE       do not use the cache for these stages (repeatable)
-  -o, --output SPEC             type=oci|docker|local|tar|registry[,dest=PATH][,name=REF] (repeatable)
+  -o, --output SPEC             type=oci|docker|local|tar|registry|image[,dest=PATH][,name=REF][,compression=…][,tar=…],
+                                or PATH (type=local), or - (type=tar to stdout) (repeatable)
+  --metadata-file FILE          write the result's metadata as JSON (containerimage.digest, image.name, …)
   --progress auto|tty|plain|rawjson
   --build-context NAME=VALUE    a named context: DIR, oci-layout://DIR[:TAG], docker-image://REF
   --secret id=ID,src=PATH|env=VAR
   --ssh default|ID[=SOCKET]     give RUN --mount=type=ssh an SSH agent (default: $SSH_AUTH_SOCK) (repeatable)
   --label K=V                   add a label (repeatable)
   --iidfile FILE                write the image ID (config digest) to FILE
-  --network none|host           network of RUN steps (default none)
+  --network default|none|host   network of RUN steps: default = a sandboxed network with outbound access
+                                (pasta), none = loopback only, host = the host's network
+  --allow ENTITLEMENT           grant network.host (RUN --network=host) or security.insecure
+                                (RUN --security=insecure, privileged) (repeatable)
   --pull                        re-resolve base image tags from their registry
   --push                        push the image to the registry of its first tag
   --cache-from type=registry,ref=REF
@@ -72,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
     case 'push':
     case 'login':
     case 'run':
+    case 'store':
       return (await import('./cli-store.js')).runStoreCommand(command, rest);
     case '-h':
     case '--help':
@@ -183,7 +193,9 @@ async function cmdBuild(
     ssh: { type: 'string', multiple: true },
     label: { type: 'string', multiple: true },
     iidfile: { type: 'string' },
+    'metadata-file': { type: 'string' },
     network: { type: 'string' },
+    allow: { type: 'string', multiple: true },
     pull: { type: 'boolean' },
     push: { type: 'boolean' },
     runtime: { type: 'string' },
@@ -198,6 +210,9 @@ async function cmdBuild(
   if (!['auto', 'tty', 'plain', 'rawjson', 'quiet'].includes(progress)) throw new UsageError(`invalid --progress: ${progress}`);
   const network = v.network as string | undefined;
   if (network !== undefined && network !== 'none' && network !== 'host' && network !== 'default') throw new UsageError(`invalid --network: ${network}`);
+  // Comma-separated lists too, as buildx accepts (`--allow network.host,security.insecure`).
+  const allow = ((v.allow as string[] | undefined) ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a !== '');
+  for (const a of allow) if (a !== 'network.host' && a !== 'security.insecure') throw new UsageError(`invalid --allow: ${a} (network.host or security.insecure)`);
   const runtime = v.runtime as string | undefined;
   if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
 
@@ -214,7 +229,18 @@ async function cmdBuild(
     });
   const cacheFrom = specList('cache-from', (m) => m.parseCacheFromSpec);
   const cacheTo = specList('cache-to', (m) => m.parseCacheToSpec);
-  const outputs = specList('output', (m) => m.parseOutputSpec);
+  // -o takes buildx's shorthands (a path, -), so it is parsed from its raw text; `-` destinations are stdout.
+  const outputs = ((v.output as string[] | undefined) ?? []).map((raw): OutputSpec => {
+    let spec: OutputSpec;
+    try {
+      spec = specs!.parseOutputArg(raw);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    return 'dest' in spec && spec.dest === '-' ? ({ ...spec, dest: process.stdout } as OutputSpec) : spec;
+  });
+  const toStdout = outputs.filter((o) => 'dest' in o && o.dest === process.stdout).length;
+  if (toStdout > 1) throw new UsageError('only one --output can go to stdout');
   if (v.push) outputs.push({ type: 'registry' });
   const secrets = specList('secret', (m) => m.parseSecretSpec);
   const ssh = specList('ssh', (m) => (f) => m.parseSshSpec(f));
@@ -252,7 +278,8 @@ async function cmdBuild(
     ssh,
     labels: keyValues(v.label as string[] | undefined, '--label'),
     ...(v.iidfile ? { iidfile: v.iidfile as string } : {}),
-    ...(network && network !== 'default' ? { network: network as 'none' | 'host' } : {}),
+    ...(network ? { network: network as 'default' | 'none' | 'host' } : {}),
+    allow: allow as Array<'network.host' | 'security.insecure'>,
     pull: Boolean(v.pull),
     ...(runtime ? { runtime: runtime as 'auto' | 'runc' | 'crun' } : {}),
     insecureRegistries: (v['insecure-registry'] as string[] | undefined) ?? [],
@@ -264,7 +291,10 @@ async function cmdBuild(
   try {
     const result = await build(options);
     printer.done();
-    process.stdout.write(`${result.manifestDigest}\n`);
+    if (v['metadata-file']) await (await import('node:fs/promises')).writeFile(v['metadata-file'] as string, `${JSON.stringify(result.metadata, null, 2)}\n`);
+    // The digest of the image as the last archive or push wrote it (the store's without one): what the user can find
+    // in what they asked for. Stdout is the image itself with `-o -`.
+    if (toStdout === 0) process.stdout.write(`${result.metadata['containerimage.digest']}\n`);
     return 0;
   } catch (err) {
     printer.done();

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
-import type { Digest, ImageConfig } from '../image/types.js';
+import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
 import type { Instruction } from '../parser/instructions.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
@@ -16,7 +16,7 @@ import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
 import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
-import { resolveBuildOptions, type BuildOptions, type BuildResult, type StepRef, type StepReport, type BuildEvent } from './options.js';
+import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { normalizeTag, validateTag } from './tags.js';
 
@@ -38,7 +38,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const signal = opts.signal;
   signal?.throwIfAborted();
   const emit = (e: BuildEvent): void => opts.onEvent(e);
-  for (const t of opts.tags) {
+  for (const t of [...opts.tags, ...opts.outputs.flatMap((o) => ('names' in o ? (o.names ?? []) : []))]) {
     const bad = validateTag(t);
     if (bad) throw new BuildError('USAGE', bad);
   }
@@ -269,6 +269,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   // The image: the target stage's config, history and layers; `created` is the newest history time,
   // so a fully cached rebuild reproduces the same config digest.
+  // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts); every
+  // step is done, and the writeback overlaps the image and output writing.
+  const durable = store.makeDurable();
+  durable.catch(() => undefined);
   const config: ImageConfig = structuredClone(final.config);
   config.history = [...(config.history ?? []), ...final.history];
   if (Object.keys(opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...opts.labels };
@@ -280,12 +284,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   config.config = omitEmpty(config.config);
   await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);
-  const tags = opts.tags.map(normalizeTag);
+  const tags = [...new Set([...opts.tags, ...opts.outputs.flatMap((o) => (o.type === 'image' ? (o.names ?? []) : []))].map(normalizeTag))];
   for (const t of tags) await store.tag(t, image.manifestDigest);
 
-  await writeOutputs(image, store, opts, tags, emit);
+  const outputs = await writeOutputs(image, store, opts, tags, emit);
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
+  await durable;
 
   const result: BuildResult = {
     manifestDigest: image.manifestDigest,
@@ -295,6 +300,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     steps: reports.sort((a, b) => a.step.index - b.step.index),
     warnings,
     durationMs: Date.now() - started,
+    outputs,
+    metadata: await buildMetadata(image, store, tags, outputs),
   };
   emit({ type: 'build-done', result });
   return result;
@@ -348,7 +355,8 @@ function oneLine(source: string): string {
 function scratchState(): StageState {
   const arch = hostPlatformArgs().TARGETARCH!;
   return {
-    config: { architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+    // BuildKit's empty image has WorkingDir "/" (and the default PATH, added to every image at the end).
+    config: { architecture: arch, os: 'linux', config: { WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
     layers: [],
     key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
     args: new Map(),
@@ -443,8 +451,10 @@ async function writeOutputs(
   opts: ReturnType<typeof resolveBuildOptions>,
   tags: readonly string[],
   emit: (e: BuildEvent) => void,
-): Promise<void> {
+): Promise<OutputReport[]> {
   const signal = opts.signal;
+  const reports: OutputReport[] = [];
+  const { fullImageName } = await import('../image/names.js');
   for (const out of opts.outputs) {
     if (out.type === 'image') continue;
     if (out.type === 'registry') {
@@ -453,23 +463,60 @@ async function writeOutputs(
       const { pushImage } = await import('../registry/push.js');
       for (const r of refs) {
         emit({ type: 'progress', id: `push ${r}`, message: `pushing ${r}` });
-        await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
+        const pushed = await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
+        emit({ type: 'progress', id: `push ${r}`, message: `pushed ${r}: manifest ${pushed}` });
+        reports.push({ type: 'registry', dest: r, names: [fullImageName(r)], manifestDigest: pushed });
       }
       continue;
     }
-    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${out.dest}` });
+    const where = typeof out.dest === 'string' ? out.dest : 'stdout';
+    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${where}` });
     const { exportImage } = await import('../image/export.js');
+    // buildx gives -t to its exporters as their names; name= counts when there is no -t.
+    const names = tags.length > 0 ? [...tags] : [...((out.type === 'oci' || out.type === 'docker' ? out.names : undefined) ?? [])];
     const spec =
       out.type === 'oci'
-        ? { type: 'oci' as const, dest: out.dest, tags: [...tags], ...(out.compression ? { compression: out.compression } : {}) }
+        ? { type: 'oci' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}), ...(out.tar !== undefined ? { tar: out.tar } : {}) }
         : out.type === 'docker'
-          ? { type: 'docker' as const, dest: out.dest, tags: [...tags] }
-          : { type: out.type, dest: out.dest };
-    await exportImage(image, store, spec, {
+          ? { type: 'docker' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}) }
+          : out.type === 'local'
+            ? { type: 'local' as const, dest: out.dest }
+            : { type: 'tar' as const, dest: out.dest };
+    const written = await exportImage(image, store, spec, {
       ...(signal ? { signal } : {}),
       onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
     });
+    const archive = out.type === 'oci' || out.type === 'docker';
+    // Name the digest the archive holds: it is not the store's when the export compressed the layers otherwise.
+    if (archive) emit({ type: 'progress', id: `export ${out.type}`, message: `exported ${out.type} ${where}: manifest ${written.manifestDigest}, config ${written.configDigest}` });
+    reports.push({
+      type: out.type,
+      dest: written.dest,
+      names: written.names,
+      ...(archive ? { manifestDigest: written.manifestDigest } : {}),
+      ...(archive && written.descriptor ? { descriptor: written.descriptor } : {}),
+    });
   }
+  return reports;
+}
+
+/** buildx's metadata for the image as the last image output (archive or registry) wrote it, else as stored. */
+async function buildMetadata(image: StoredImage, store: LayerStoreApi, tags: readonly string[], outputs: readonly OutputReport[]): Promise<BuildMetadata> {
+  const last = [...outputs].reverse().find((o) => o.manifestDigest !== undefined);
+  const { fullImageName } = await import('../image/names.js');
+  const names = last ? last.names : tags.map(fullImageName);
+  const digest = last?.manifestDigest ?? image.manifestDigest;
+  // A push reports its digest only: no descriptor then.
+  const descriptor: Descriptor | undefined =
+    last !== undefined
+      ? last.descriptor
+      : { mediaType: image.manifest.mediaType ?? MEDIA_TYPES.ociManifest, digest, size: (await store.readBlob(digest)).length };
+  return {
+    'containerimage.digest': digest,
+    'containerimage.config.digest': image.configDigest,
+    ...(descriptor ? { 'containerimage.descriptor': descriptor } : {}),
+    ...(names.length > 0 ? { 'image.name': names.join(',') } : {}),
+  };
 }
 
 /**

@@ -25,6 +25,7 @@ import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
 import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
+import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
@@ -33,6 +34,7 @@ const stepLayer = () => import('../runtime/step-layer.js');
 const copyHandlers = () => import('../runtime/handlers/copy.js');
 const users = () => import('../runtime/user.js');
 import { parseChmod } from './chmod.js';
+import { runPrivileges } from './entitlements.js';
 
 // The container runtime and overlay mounts (and execa behind them) load only when a step actually
 // runs: a fully cached rebuild never needs them, and its whole process time is the budget.
@@ -44,6 +46,11 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 
 /** Build args every stage can use without declaring them; kept out of history and cache keys. */
 export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+
+/** `KEY=VALUE` entries for the {@link PROXY_ARGS} given with --build-arg. */
+export function proxyEnv(buildArgs: Readonly<Record<string, string>>): string[] {
+  return PROXY_ARGS.filter((k) => Object.hasOwn(buildArgs, k)).map((k) => `${k}=${buildArgs[k] ?? ''}`);
+}
 
 /** The filesystem and config of a stage as its steps build it up. */
 export interface StageState {
@@ -482,8 +489,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   } else argv = [...ins.command.argv];
   const argsEnv = runArgs(state);
   const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
-  const network = ins.network && ins.network !== 'default' ? ins.network : ctx.options.network;
-  if (ins.security === 'insecure') fail(ctx, ins, 'RUN --security=insecure is not allowed: kiln runs every step sandboxed');
+  const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
   const mountKeys: string[] = [];
@@ -501,7 +507,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
   const key = cacheKey({
     parent: state.key,
-    instruction: `RUN ${JSON.stringify(argv)} network=${network} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
+    instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
     args: keyedArgs,
     inputs: mountKeys,
   });
@@ -511,7 +517,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
-        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], extra.env);
+        // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
+        // no such variable of its own, and never in the cache key or the history (they may carry credentials).
+        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -522,6 +530,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
+            ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
           },
@@ -675,11 +684,11 @@ async function prepareMounts(
           // a file is mounted too when there is no env= or a target is also given.
           if (m.env !== undefined) env.set.push(`${m.env}=${value.toString('utf8')}`);
           if (m.env !== undefined && m.target === undefined) break;
-          const file = path.join(scratch, `secret-${n}`);
-          await writeFile(file, value, { mode: 0o400 });
-          await chmodFile(file, m.mode ?? 0o400);
-          releases.push(() => rm(file, { force: true }));
-          out.push({ type: 'bind', source: file, target: target ?? `/run/secrets/${id}`, readonly: true });
+          // In memory-backed storage only, never on the store's disk (see runtime/secret-file.ts).
+          const { writeSecretFile } = await import('../runtime/secret-file.js');
+          const secretFile = await writeSecretFile(value, m.mode ?? 0o400).catch((err: unknown) => fail(ctx, ins, `secret ${id}: ${messageOf(err)}`));
+          releases.push(() => secretFile.release());
+          out.push({ type: 'bind', source: secretFile.file, target: target ?? `/run/secrets/${id}`, readonly: true });
           break;
         }
         case 'ssh': {
@@ -810,6 +819,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
+  // BuildKit's rules for ADD --checksum: one source, fetched over http(s).
+  if (ins.kind === 'add' && ins.checksum) {
+    if (sources.length + ins.contents.length !== 1) fail(ctx, ins, "checksum can't be specified for multiple sources");
+    if (!isUrl(sources[0] ?? '')) fail(ctx, ins, "checksum can't be specified for non-HTTP(S) sources");
+  }
   const excludes = ins.excludes.map(word);
   let excluder: PatternMatcher | undefined;
   try {
@@ -829,6 +843,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
 
   // Inputs of the cache key: what the sources hold, never their mtimes.
   const inputs: string[] = [];
+  const urlSources: UrlSource[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
   if (from !== undefined) {
@@ -845,9 +860,21 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
+    // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
-      if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
-      inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
+      const checksum = ins.kind === 'add' && ins.checksum ? word(ins.checksum) : undefined;
+      const { resolveUrlForKey, redactUrl } = await import('../net/http-source.js');
+      const onProgress = (message: string): void => ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message });
+      let src: UrlSource;
+      try {
+        src = await resolveUrlForKey(ctx.store, s, { ...(checksum !== undefined ? { checksum } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress });
+      } catch (err) {
+        if (ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }
+      urlSources.push(src);
+      inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);
     }
   }
   for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
@@ -955,9 +982,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
-    if (ins.kind === 'add') {
-      const { addUrlSource } = await import('../runtime/handlers/add.js');
-      for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    if (urlSources.length > 0) {
+      const { addUrlSources } = await import('../runtime/handlers/add.js');
+      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
   }
 }

@@ -4,15 +4,35 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Digest } from '../image/types.js';
+import type { Writable } from 'node:stream';
+import { BuildError } from '../errors.js';
+import type { Descriptor, Digest } from '../image/types.js';
 
-/** Where the built image goes, named as buildx names its exporters. */
+/**
+ * Where the built image goes, named as buildx names its exporters. `dest` may be a stream (the CLI's `-o -` is
+ * `{ type: 'tar', dest: process.stdout }`). The image names an `oci` or `docker` archive holds are `tags` when
+ * given (as buildx gives `-t` to its exporters), else `names` (`-o type=oci,name=REF`).
+ */
 export type OutputSpec =
-  | { readonly type: 'image' } // the local store (tags from `tags`); always done
-  | { readonly type: 'oci'; readonly dest: string; readonly compression?: 'none' | 'gzip' | 'zstd' }
-  | { readonly type: 'docker'; readonly dest: string }
+  | { readonly type: 'image'; readonly names?: readonly string[] } // the local store, always written; `names` are more tags
+  | {
+      readonly type: 'oci';
+      readonly dest: string | Writable;
+      readonly names?: readonly string[];
+      /** @default 'gzip' */
+      readonly compression?: 'none' | 'gzip' | 'zstd';
+      /** A tar (true) or a directory layout (false). @default whether `dest` ends in `.tar` (a stream: a tar) */
+      readonly tar?: boolean;
+    }
+  | {
+      readonly type: 'docker';
+      readonly dest: string | Writable;
+      readonly names?: readonly string[];
+      /** @default 'none' (plain layer tars, as `docker save` writes) */
+      readonly compression?: 'none' | 'gzip' | 'zstd';
+    }
   | { readonly type: 'local'; readonly dest: string }
-  | { readonly type: 'tar'; readonly dest: string }
+  | { readonly type: 'tar'; readonly dest: string | Writable }
   | { readonly type: 'registry'; readonly ref?: string };
 
 /** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
@@ -38,6 +58,11 @@ export type CacheImportSpec = { readonly type: 'registry'; readonly ref: string 
 export type CacheExportSpec =
   | { readonly type: 'registry'; readonly ref: string; readonly mode?: 'min' | 'max'; readonly cacheMounts?: boolean }
   | { readonly type: 'inline' };
+
+/** The privileges a build may be granted (`--allow`), named as BuildKit names them. */
+export const ENTITLEMENTS = ['network.host', 'security.insecure'] as const;
+/** One of {@link ENTITLEMENTS}. */
+export type Entitlement = (typeof ENTITLEMENTS)[number];
 
 /** Options of {@link build}. Everything is optional. */
 export interface BuildOptions {
@@ -73,8 +98,17 @@ export interface BuildOptions {
   readonly root?: string;
   /** The OCI runtime that runs RUN steps. @default 'auto' (crun if it works here, else runc) */
   readonly runtime?: 'auto' | 'runc' | 'crun';
-  /** Network of RUN steps that do not say `--network`. @default 'none' */
-  readonly network?: 'none' | 'host';
+  /**
+   * Network of RUN steps that do not say `--network` (docker build's `--network`): `default`, a sandboxed network of
+   * the step's own with outbound access; `none`, loopback only; `host`, the host's network (choosing it here grants
+   * `network.host`, as buildx does for `--network host`). @default 'default'
+   */
+  readonly network?: 'default' | 'none' | 'host';
+  /**
+   * Entitlements (`--allow`): `network.host` lets `RUN --network=host` use the host's network, `security.insecure`
+   * lets `RUN --security=insecure` run privileged. Without them such steps are refused. @default []
+   */
+  readonly allow?: readonly Entitlement[];
   /** Re-resolve tags of base images from their registries. @default false */
   readonly pull?: boolean;
   /** Registries reached over plain http besides loopback ones. @default [] */
@@ -109,7 +143,8 @@ export interface ResolvedBuildOptions {
   readonly iidfile: string | undefined;
   readonly root: string;
   readonly runtime: 'auto' | 'runc' | 'crun';
-  readonly network: 'none' | 'host';
+  readonly network: 'default' | 'none' | 'host';
+  readonly allow: readonly Entitlement[];
   readonly pull: boolean;
   readonly insecureRegistries: readonly string[];
   readonly cacheFrom: readonly CacheImportSpec[];
@@ -148,7 +183,8 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     iidfile: options.iidfile,
     root: options.root ? resolve(options.root) : defaultRoot(),
     runtime: options.runtime ?? 'auto',
-    network: options.network ?? 'none',
+    network: options.network ?? 'default',
+    allow: resolveAllow(options.allow ?? [], options.network),
     pull: options.pull ?? false,
     insecureRegistries: options.insecureRegistries ?? [],
     cacheFrom: options.cacheFrom ?? [],
@@ -157,6 +193,19 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     onEvent: options.onEvent ?? (() => {}),
     signal: options.signal,
   };
+}
+
+/**
+ * The granted entitlements: the ones asked for, plus `network.host` when the caller chose the host network for the
+ * whole build (buildx adds it for `--network host` the same way). Unknown names are refused, as buildx refuses them.
+ */
+function resolveAllow(allow: readonly string[], network: BuildOptions['network']): Entitlement[] {
+  for (const e of allow) {
+    if (!(ENTITLEMENTS as readonly string[]).includes(e)) throw new BuildError('INVALID_OPTION', `invalid entitlement: ${JSON.stringify(e)} (known: ${ENTITLEMENTS.join(', ')})`);
+  }
+  const granted = new Set(allow as readonly Entitlement[]);
+  if (network === 'host') granted.add('network.host');
+  return [...granted];
 }
 
 /** Identifies a step in events: its stage, its index in the stage and its instruction text. */
@@ -187,6 +236,36 @@ export interface StepReport {
   readonly durationMs: number;
 }
 
+/** What one output of {@link BuildOptions.outputs} wrote. */
+export interface OutputReport {
+  readonly type: Exclude<OutputSpec['type'], 'image'>;
+  /** The destination path (`-` for a stream); the reference pushed to for `registry`. */
+  readonly dest: string;
+  /** The image names the output holds, in full form (`docker.io/library/app:1`). */
+  readonly names: readonly string[];
+  /**
+   * The digest of the manifest the output holds (an archive's, or the one pushed). It differs from the store's
+   * when the output's layers are compressed otherwise (the store keeps built layers uncompressed; `oci` and
+   * `registry` gzip them by default). Absent for `local` and `tar`, which hold a filesystem.
+   */
+  readonly manifestDigest?: Digest;
+  /** The manifest's descriptor as the archive's index names it (`oci`, `docker`). */
+  readonly descriptor?: Descriptor;
+}
+
+/**
+ * buildx's build result metadata (what `--metadata-file` writes), for the image as the last `oci`, `docker` or
+ * `registry` output wrote it, else as the store holds it.
+ */
+export interface BuildMetadata {
+  readonly 'containerimage.digest': Digest;
+  readonly 'containerimage.config.digest': Digest;
+  /** The manifest's descriptor; absent when the image was only pushed (a push reports a digest). */
+  readonly 'containerimage.descriptor'?: Descriptor;
+  /** Comma-separated full names; absent when the image has none. */
+  readonly 'image.name'?: string;
+}
+
 /** The result of {@link build}. */
 export interface BuildResult {
   /** The image manifest digest in the local store. */
@@ -198,4 +277,8 @@ export interface BuildResult {
   readonly steps: readonly StepReport[];
   readonly warnings: readonly string[];
   readonly durationMs: number;
+  /** One report per output other than the store, in `outputs` order. */
+  readonly outputs: readonly OutputReport[];
+  /** buildx's metadata of the result (see {@link BuildMetadata}). */
+  readonly metadata: BuildMetadata;
 }
