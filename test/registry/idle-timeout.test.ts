@@ -128,7 +128,7 @@ test('an abort ends a stalled pull at once, with the signal reason, whatever the
   setTimeout(() => controller.abort(reason), 300);
   const { ms, error } = await timed(pullImage(`${host}/app:v1`, store, { ...FAST, idleTimeoutMs: 60_000, signal: controller.signal }));
   assert.equal(error, reason);
-  assert.ok(ms < 2000, `took ${ms} ms`);
+  assert.ok(ms < 5000, `took ${ms} ms`);
 });
 
 test('an upload the registry stops reading fails within the idle timeout (streamed and whole-blob uploads)', async () => {
