@@ -101,6 +101,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       const image = await pullImage(positionals[0]!, store, {
         insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
         onProgress: (p: unknown) => process.stderr.write(`${JSON.stringify(p)}\n`),
+        signal: abortOnSignals(),
       });
       process.stdout.write(`${image.manifestDigest}\n`);
       return 0;
@@ -114,6 +115,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       const digest = await pushImage(image, positionals[1] ?? positionals[0]!, store, {
         insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
         onProgress: (p: unknown) => process.stderr.write(`${JSON.stringify(p)}\n`),
+        signal: abortOnSignals(),
       });
       process.stdout.write(`${digest}\n`);
       return 0;
@@ -170,6 +172,18 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command ${command}`);
   }
+}
+
+/**
+ * A signal that SIGINT or SIGTERM aborts, so a pull or push stops at once and removes its temp files; a second
+ * SIGINT gets Node's default (the process ends).
+ */
+function abortOnSignals(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return controller.signal;
 }
 
 /** `kiln run --network`: the same modes as RUN steps, the sandboxed network by default (as `docker run`'s bridge). */

@@ -3,7 +3,7 @@
  * in parallel, each step through the cache) → store the image, tag it, write the outputs.
  */
 import { writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
@@ -51,7 +51,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (opts.dockerfileText !== undefined) text = opts.dockerfileText;
   else {
     try {
-      text = readFileSync(opts.dockerfile, 'utf8');
+      text = readDockerfile(opts.dockerfile);
     } catch (err) {
       throw new BuildError('DOCKERFILE', `failed to read dockerfile: ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : messageOf(err)}`, { cause: err });
     }

@@ -34,6 +34,7 @@ import { PatternMatcher, readIgnoreFile, type MatchInfo } from '../parser/docker
 import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { NativeSys } from '../native/sys.js';
+import { checkContextEntry } from './special-files.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -305,6 +306,8 @@ export class BuildContext {
       const found = this.resolveInContext(rel);
       if (found === undefined) return undefined;
       const { abs, real, stats } = found;
+      // Sockets are not in the context; a FIFO or device node fails here, naming it, before anything opens it.
+      if (checkContextEntry(rel, stats) === 'skip') return undefined;
       return { rel, abs, stats, type: typeOf(stats), ...(real !== rel ? { real } : {}) };
     };
     if (!segments.some(hasWildcard)) {
@@ -437,6 +440,8 @@ export class BuildContext {
           continue;
         }
         const stats = stat(i);
+        // Sockets are not part of the context; FIFOs and devices are refused before anything opens them.
+        if (checkContextEntry(childRel, stats) === 'skip') continue;
         const type = typeOf(stats);
         out.push({ rel: childRel, abs, stats, type }); // parents before children, siblings in name order
         if (type === 'dir') await walkDir(childRel, childReal, childSub, abs, match?.info);

@@ -7,7 +7,8 @@
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { copyFile, mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
 import type { Digest, ImageConfig, HistoryEntry } from '../image/types.js';
@@ -676,7 +677,9 @@ async function prepareMounts(
             } else {
               // A single file: the step writes to a private copy (a bind of the file itself would write through).
               const copy = path.join(rw, 'file');
-              await copyFile(source, copy);
+              if (!st.isFile()) fail(ctx, ins, `bind mount source ${m.source ?? '/'} is not a regular file or directory`);
+              // Not fs.copyFile, which spins forever on a file truncated meanwhile (see store/copy-file.ts).
+              await copyRegularFile(source, copy, { size: st.size });
               await chmodFile(copy, st.mode & 0o7777);
               source = copy;
             }

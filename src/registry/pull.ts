@@ -9,9 +9,10 @@
 import { parseUntrustedJson } from '../untrusted-json.js';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { IMAGE_JSON_LIMITS, formatLimit } from '../image/limits.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
-import { downloadBlobToStore, wrapVerify } from './blob-file.js';
+import { downloadBlobToStore } from './blob-file.js';
 import { RegistryClient, checkManifest, hostPlatform, isIndex, parsePlatform, selectPlatform } from './client.js';
 import type { RegistryClientOptions } from './client.js';
 import { recordBlobLocation } from './locations.js';
@@ -160,12 +161,23 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
 
   // The config first: it names the diffIDs the layers are checked against.
   const cfgDesc = manifest.config;
+  // The config is read into memory whole: refuse a big one before downloading it.
+  if (cfgDesc.size > IMAGE_JSON_LIMITS.config) {
+    throw new RegistryError(`${name}: its image config ${cfgDesc.digest} is ${String(cfgDesc.size)} bytes, over kiln's limit of ${formatLimit(IMAGE_JSON_LIMITS.config)}`);
+  }
   if (!(await store.hasBlob(cfgDesc.digest))) {
     onProgress?.({ type: 'blob-start', digest: cfgDesc.digest, size: cfgDesc.size, mediaType: cfgDesc.mediaType });
-    await wrapVerify(store.writeBlob(client.getBlob(repo, cfgDesc.digest, signal), { expectedDigest: cfgDesc.digest, ...(signal !== undefined ? { signal } : {}) }), cfgDesc.digest);
+    // Exactly the descriptor's size and digest (a registry cannot stream more than it promised).
+    await downloadBlobToStore(client, store, repo, cfgDesc, signal, () => {});
     onProgress?.({ type: 'blob-done', digest: cfgDesc.digest, size: cfgDesc.size, how: 'transferred' });
   }
-  const config = parseUntrustedJson((await store.readBlob(cfgDesc.digest)).toString('utf8'), `image config ${cfgDesc.digest}`) as ImageConfig;
+  let config: ImageConfig;
+  try {
+    config = parseUntrustedJson((await store.readBlob(cfgDesc.digest)).toString('utf8'), `image config ${cfgDesc.digest}`) as ImageConfig;
+  } catch (cause) {
+    // parseUntrustedJson's message never quotes the bytes; no cause is attached for the same reason.
+    throw new RegistryError(`${name}: ${messageOf(cause)}`);
+  }
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new RegistryError(`${name}: the manifest has ${String(manifest.layers.length)} layers but the config names ${String(diffIds.length)} diffIDs`);
