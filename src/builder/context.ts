@@ -296,7 +296,8 @@ export class BuildContext {
 
   /**
    * Resolves one COPY/ADD source (relative to the context, wildcards `* ? [..]` per path segment)
-   * to the matching top-level entries. A source that matches nothing is an error, as in docker build.
+   * to the matching top-level entries. A source without wildcards that is missing is an error; a wildcard that
+   * matches nothing resolves to no entries, as in BuildKit.
    */
   async resolveSource(source: string): Promise<ContextEntry[]> {
     const clean = posix.normalize(`/${source}`).replace(/^\/+/, '');
@@ -338,7 +339,13 @@ export class BuildContext {
       const entry = entryOf(rel);
       if (entry !== undefined) out.push(entry);
     }
-    if (out.length === 0) throw notFound(source);
+    if (out.length === 0) {
+      // A wildcard that matches nothing copies nothing, as BuildKit allows (AllowEmptyWildcard); the directory
+      // the first wildcard is looked up in must still exist.
+      const prefix = segments.slice(0, segments.findIndex(hasWildcard)).join('/');
+      if (prefix === '' || entryOf(prefix)?.type === 'dir') return [];
+      throw notFound(source);
+    }
     return out;
   }
 

@@ -797,6 +797,15 @@ async function resolveStageSource(rootfs: string, source: string): Promise<CopyS
   return out;
 }
 
+/** Whether a wildcard source that matched nothing is allowed: the directory its first wildcard looks in exists. */
+async function emptyWildcardAllowed(rootfs: string, source: string): Promise<boolean> {
+  const segments = path.posix.normalize(`/${source}`).split('/').filter(Boolean);
+  const first = segments.findIndex(hasWildcard);
+  if (first === -1) return false;
+  const dir = await (await users()).resolveInRoot(rootfs, `/${segments.slice(0, first).join('/')}`);
+  return (await lstat(dir).catch(() => undefined))?.isDirectory() === true;
+}
+
 async function listTree(dir: CopySource): Promise<CopySource[]> {
   const out: CopySource[] = [];
   const visit = async (abs: string, rel: string): Promise<void> => {
@@ -975,7 +984,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         const found: Array<{ source: string; entries: CopySource[] }> = [];
         for (const s of sources) {
           const r = await resolveStageSource(view.rootfs, s);
-          if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+          // A wildcard may match nothing (BuildKit's AllowEmptyWildcard) if the directory it looks in exists.
+          if (r.length === 0 && !(await emptyWildcardAllowed(view.rootfs, s))) {
+            throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+          }
           found.push({ source: s, entries: r.filter((e) => !topExcluded(e.rel)) });
         }
         const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));

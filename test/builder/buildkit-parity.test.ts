@@ -85,3 +85,20 @@ test('FROM scratch: WorkingDir is /, and a RUN leaves the mount points the runti
   // left /x/y too (a deliberate difference, README).
   assert.deepEqual(await readdir(path.join(s.fs, 'x')), []);
 });
+
+test('a wildcard that matches nothing copies nothing (an empty layer, no destination made); a missing directory before it fails', async () => {
+  const ctx = await sb.context({
+    Dockerfile: 'FROM busybox AS s0\nCOPY *.txt rel/\nFROM busybox\nCOPY --from=s0 /nothere* /x/\nCOPY --from=s0 /etc/nomatch* /y/\n',
+    'keep.md': 'k',
+  });
+  const s = await sb.build({ context: ctx });
+  const empty = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef';
+  assert.deepEqual(s.image.config.rootfs.diff_ids.slice(1), [empty, empty]);
+  const { readdir } = await import('node:fs/promises');
+  const names = await readdir(s.fs);
+  assert.ok(!names.includes('x') && !names.includes('y') && !names.includes('rel'));
+
+  for (const df of ['FROM busybox\nCOPY missingdir/*.txt /x/\n', 'FROM busybox AS s\nFROM busybox\nCOPY --from=s /missingdir/* /x/\n']) {
+    await assert.rejects(sb.build({ context: await sb.context({ Dockerfile: df }) }), /not found/);
+  }
+});
