@@ -166,10 +166,15 @@ async function cliPull(ref: string, env: Record<string, string>, interruptAfterM
     const started = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'pull', ref], { env: { ...process.env, KILN_ROOT: root, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
+    let interruptSent = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
-      // Interrupt once the pull is under way (it has resolved the manifest).
-      if (interruptAfterMs !== undefined && stderr.includes('"blob-start"')) setTimeout(() => child.kill('SIGINT'), interruptAfterMs).unref();
+      // Interrupt once the pull is under way (it has resolved the manifest). Once only: a second SIGINT is
+      // meant to end the process at once, before it can say why.
+      if (interruptAfterMs !== undefined && !interruptSent && stderr.includes('"blob-start"')) {
+        interruptSent = true;
+        setTimeout(() => child.kill('SIGINT'), interruptAfterMs).unref();
+      }
     });
     const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     const [code] = (await once(child, 'exit')) as [number | null];
