@@ -17,7 +17,7 @@ import { REPO, startDockerPeer } from '../test/differential/engines.js';
 import type { NetworkMode } from '../test/differential/engines.js';
 import { dockerfileText, generateCase } from '../test/differential/generator.js';
 import type { FuzzCase } from '../test/differential/generator.js';
-import { runCase, shrinkCase, signatureOf, writeFixture } from '../test/differential/fuzz.js';
+import { runCase, shapesOf, shrinkCase, writeFixture } from '../test/differential/fuzz.js';
 import type { Runner, Verdict } from '../test/differential/fuzz.js';
 
 const { values } = parseArgs({
@@ -60,13 +60,16 @@ for (let i = 0; i < cases; i++) {
   const ms = (r: Verdict['kiln']): string => `${(r.ms / 1000).toFixed(1)}s`;
   log(`case ${i + 1}/${cases} seed ${seed}: ${v.kind} (kiln ${ms(v.kiln)}, buildkit ${ms(v.buildkit)})`);
   if (v.kind !== 'same' && v.kind !== 'both-failed') {
-    const sig = signatureOf(v);
-    const s = seen.get(sig) ?? { count: 0, seeds: [] };
-    s.count++;
-    s.seeds.push(seed);
-    seen.set(sig, s);
+    const fresh: string[] = [];
+    for (const shape of shapesOf(v)) {
+      const s = seen.get(shape) ?? { count: 0, seeds: [] };
+      if (s.count === 0) fresh.push(shape);
+      s.count++;
+      s.seeds.push(seed);
+      seen.set(shape, s);
+    }
     for (const l of v.lines.slice(0, values.quiet ? 3 : 12)) log(`  ${l}`);
-    if (s.count === 1) await recordFinding(c, v, seed);
+    if (fresh.length > 0) await recordFinding(c, v, new Set(fresh), seed);
   }
   // Bound the peers' disks: dangling images of earlier cases, BuildKit's cache, kiln's store.
   if ((i + 1) % 25 === 0) await execa(peer.bin, ['image', 'prune', '-f'], { env: peer.env, reject: false });
@@ -82,10 +85,11 @@ log(`${seen.size} distinct kinds of difference:`);
 for (const [sig, s] of seen) log(`  ${s.count}× [seeds ${s.seeds.slice(0, 8).join(' ')}${s.seeds.length > 8 ? ' …' : ''}] ${sig.slice(0, 200)}`);
 process.exit(counts.differ + counts['kiln-failed'] + counts['buildkit-failed'] > 0 ? 1 : 0);
 
-async function recordFinding(c: FuzzCase, v: Verdict, seed: number): Promise<void> {
+async function recordFinding(c: FuzzCase, v: Verdict, target: ReadonlySet<string>, seed: number): Promise<void> {
   const budget = { attempts: Number(values.shrink) };
   log(`  shrinking (up to ${budget.attempts} builds)…`);
-  const shrunk = await shrinkCase(runner, c, v, `case-${seed}`, budget, log);
+  log(`  new: ${[...target].join(' ; ').slice(0, 300)}`);
+  const shrunk = await shrinkCase(runner, c, v, target, `case-${seed}`, budget, log);
   const name = `${shrunk.verdict.kind}-seed${seed}`;
   const text = dockerfileText(shrunk.case);
   const block = [

@@ -37,6 +37,7 @@ export async function materializeCase(c: Pick<FuzzCase, 'context' | 'dockerignor
 /** Creates the context entries under `root` with their exact modes (directories' modes last, so a 0500 directory can still be filled). */
 export async function writeContext(entries: readonly ContextEntry[], dockerignore: readonly string[] | undefined | null, root: string): Promise<void> {
   const dirModes: Array<[string, number]> = [];
+  await mkdir(root, { recursive: true });
   for (const e of entries) {
     const abs = path.join(root, e.path);
     await mkdir(path.dirname(abs), { recursive: true });
@@ -101,45 +102,71 @@ export interface Runner {
   readonly signal?: AbortSignal;
 }
 
-/** Builds a case with both engines at once and compares the images. */
-export async function runCase(runner: Runner, c: FuzzCase, label: string): Promise<Verdict> {
+/**
+ * Builds a case with both engines at once and compares the images. With `onlyIfKilnFails`, kiln builds
+ * first and BuildKit only when kiln failed (shrinking a kiln failure: a case kiln builds is of no use).
+ */
+export async function runCase(runner: Runner, c: FuzzCase, label: string, onlyIfKilnFails = false): Promise<Verdict> {
   const dir = path.join(runner.work, label);
   const { context, dockerfile } = await materializeCase(c, dockerfileText(c), dir);
   const common = { context, dockerfile, network: runner.network, ...(runner.signal ? { signal: runner.signal } : {}) };
-  const [k, d] = await Promise.all([
-    buildWithKiln({ ...common, root: runner.root, dest: path.join(dir, 'kiln.tar') }),
-    buildWithDocker(runner.peer, { ...common, tag: 'kiln-fuzz:current', dest: path.join(dir, 'buildkit.tar') }),
-  ]);
-  const verdict = compareResults(await factsOf(k), await factsOf(d));
+  const kiln = () => buildWithKiln({ ...common, root: runner.root, dest: path.join(dir, 'kiln.tar') });
+  const docker = () => buildWithDocker(runner.peer, { ...common, tag: 'kiln-fuzz:current', dest: path.join(dir, 'buildkit.tar') });
+  let k: BuildOutcome;
+  let d: BuildOutcome;
+  if (onlyIfKilnFails) {
+    k = await kiln();
+    d = k.ok ? { ok: false, error: 'not built: kiln built the case', ms: 0 } : await docker();
+  } else [k, d] = await Promise.all([kiln(), docker()]);
+  const verdict = onlyIfKilnFails && k.ok ? compareResults({ ok: false, error: '', ms: k.ms }, { ok: false, error: '', ms: 0 }) : compareResults(await factsOf(k), await factsOf(d));
   await rm(path.join(dir, 'kiln.tar'), { force: true });
   await rm(path.join(dir, 'buildkit.tar'), { force: true });
   return verdict;
 }
 
 /**
- * A coarse fingerprint of a verdict, so one bug seen in many cases is shrunk once: the kind, and for
- * differences each line with its paths, numbers and digests blanked out.
+ * The kinds of difference a verdict shows, so one bug seen in many cases is shrunk once: a failure's
+ * blanked error, or each difference line with its paths, numbers and digests blanked out.
  */
-export function signatureOf(v: Verdict): string {
+export function shapesOf(v: Pick<Verdict, 'kind' | 'lines'>): string[] {
   const blank = (s: string): string =>
     s
       .replace(/[0-9a-f]{12,}/g, 'H')
       .replace(/\/[^\s:"|,]*/g, 'P')
       .replace(/\d+/g, 'N')
       .slice(0, 160);
-  if (v.kind === 'kiln-failed' || v.kind === 'buildkit-failed') return `${v.kind}: ${blank(v.lines[0] ?? '')}`;
-  return `${v.kind}: ${[...new Set(v.lines.map((l) => blank(l).replace(/^(layer N|fs) P:/, '$1:')))].sort().join(' ; ')}`;
+  if (v.kind === 'kiln-failed' || v.kind === 'buildkit-failed') return [`${v.kind}: ${blank(v.lines[0] ?? '')}`];
+  return [...new Set(v.lines.map(lineShape))].sort();
+
+  // A history line's shape is the words only one side has (`--chown=N:N`), so the same history
+  // difference in two different instructions is one kind; other lines lose their paths and numbers.
+  function lineShape(line: string): string {
+    const h = /^history\[\d+\]: kiln (.*) \| buildkit (.*)$/.exec(line);
+    if (h) {
+      const words = (s: string): string[] => (s.startsWith('"') ? (JSON.parse(s) as string) : s).split(' ');
+      const a = words(h[1] as string);
+      const b = words(h[2] as string);
+      const only = (x: string[], y: string[]): string => {
+        const rest = [...y];
+        return x
+          .filter((w) => {
+            const i = rest.indexOf(w);
+            if (i < 0) return true;
+            rest.splice(i, 1);
+            return false;
+          })
+          .map((w) => blank(w))
+          .join(' ');
+      };
+      return `history (${a[0] ?? ''}): kiln-only [${only(a, b)}] buildkit-only [${only(b, a)}]`;
+    }
+    return blank(line).replace(/^(layer N|fs) P:/, '$1:');
+  }
 }
 
-/** Whether `smaller` still shows the difference of `original` (same kind, and for `differ` a shared line shape). */
-function stillFails(original: Verdict, smaller: Verdict): boolean {
-  if (smaller.kind !== original.kind) return false;
-  if (original.kind !== 'differ') return signatureOf(smaller) === signatureOf(original);
-  const shapes = new Set(signatureOf(original).slice('differ: '.length).split(' ; '));
-  return signatureOf(smaller)
-    .slice('differ: '.length)
-    .split(' ; ')
-    .some((s) => shapes.has(s));
+/** Whether `smaller` still shows one of the difference shapes being shrunk for. */
+function stillFails(target: ReadonlySet<string>, smaller: Verdict): boolean {
+  return shapesOf(smaller).some((s) => target.has(s));
 }
 
 /** Shrinks a failing case greedily: keep any one-step-smaller case that still fails the same way, until none does. */
@@ -147,26 +174,37 @@ export async function shrinkCase(
   runner: Runner,
   c: FuzzCase,
   verdict: Verdict,
+  target: ReadonlySet<string>,
   label: string,
   budget: { attempts: number },
   log: (s: string) => void,
 ): Promise<{ case: FuzzCase; verdict: Verdict }> {
   let best = c;
   let bestVerdict = verdict;
-  let progress = true;
-  while (progress && budget.attempts > 0) {
-    progress = false;
+  // Candidates before the last one that worked failed before and most likely still do: resume there,
+  // and make one full pass from the start only when the rest of the list yields nothing.
+  let start = 0;
+  const kilnFailure = [...target].every((t) => t.startsWith('kiln-failed'));
+  while (budget.attempts > 0) {
+    let index = 0;
+    let found = false;
     for (const smaller of smallerCases(best)) {
+      if (index++ < start) continue;
       if (budget.attempts-- <= 0) break;
       runner.signal?.throwIfAborted();
-      const v = await runCase(runner, smaller, `${label}-shrink`);
-      if (stillFails(verdict, v)) {
+      const v = await runCase(runner, smaller, `${label}-shrink`, kilnFailure);
+      if (stillFails(target, v)) {
         best = smaller;
         bestVerdict = v;
-        progress = true;
+        start = index - 1;
+        found = true;
         log(`  shrunk to ${best.stages.reduce((n, s) => n + s.lines.length + 1, 0)} lines, ${best.context.length} context entries`);
         break;
       }
+    }
+    if (!found) {
+      if (start === 0) break;
+      start = 0;
     }
   }
   return { case: best, verdict: bestVerdict };

@@ -355,6 +355,14 @@ export function* smallerCases(c: FuzzCase): Generator<FuzzCase> {
     yield { ...c, dockerignore: undefined };
     for (let i = 0; i < c.dockerignore.length; i++) yield { ...c, dockerignore: c.dockerignore.filter((_, j) => j !== i) };
   }
+  // Context entries in halves, quarters, … first: most of a context rarely matters.
+  const without = (drop: readonly ContextEntry[]): FuzzCase => ({
+    ...c,
+    context: c.context.filter((x) => !drop.some((e) => x === e || x.path.startsWith(`${e.path}/`))),
+  });
+  for (let size = c.context.length >> 1; size > 1; size >>= 1) {
+    for (let i = 0; i < c.context.length; i += size) yield without(c.context.slice(i, i + size));
+  }
   for (let i = c.context.length - 1; i >= 0; i--) {
     const e = c.context[i] as ContextEntry;
     // A directory goes with everything under it.
