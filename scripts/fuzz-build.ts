@@ -17,7 +17,7 @@ import { REPO, startDockerPeer } from '../test/differential/engines.js';
 import type { NetworkMode } from '../test/differential/engines.js';
 import { dockerfileText, generateCase } from '../test/differential/generator.js';
 import type { FuzzCase } from '../test/differential/generator.js';
-import { runCase, shapesOf, shrinkCase, writeFixture } from '../test/differential/fuzz.js';
+import { knownShapes, runCase, shapesOf, shrinkCase, writeFixture } from '../test/differential/fuzz.js';
 import type { Runner, Verdict } from '../test/differential/fuzz.js';
 
 const { values } = parseArgs({
@@ -26,7 +26,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     out: { type: 'string', default: '/tmp/kiln-fuzz' },
     fixtures: { type: 'string', default: path.join(REPO, 'test', 'fixtures', 'differential-buildkit') },
-    shrink: { type: 'string', default: '80' },
+    shrink: { type: 'string', default: '40' },
     network: { type: 'string', default: 'none' },
     quiet: { type: 'boolean', default: false },
   },
@@ -50,6 +50,9 @@ const findingsFile = path.join(out, 'findings.md');
 
 const counts: Record<Verdict['kind'], number> = { same: 0, 'both-failed': 0, 'kiln-failed': 0, 'buildkit-failed': 0, differ: 0 };
 const seen = new Map<string, { count: number; seeds: number[] }>();
+// Kinds the fixtures already record are not shrunk again (they still count, and fail the run).
+const known = values.fixtures === 'none' ? new Set<string>() : await knownShapes(values.fixtures, true);
+if (known.size > 0) log(`${known.size} kinds of difference already recorded under ${values.fixtures}`);
 const started = performance.now();
 
 for (let i = 0; i < cases; i++) {
@@ -59,11 +62,12 @@ for (let i = 0; i < cases; i++) {
   counts[v.kind]++;
   const ms = (r: Verdict['kiln']): string => `${(r.ms / 1000).toFixed(1)}s`;
   log(`case ${i + 1}/${cases} seed ${seed}: ${v.kind} (kiln ${ms(v.kiln)}, buildkit ${ms(v.buildkit)})`);
+  if (v.kind === 'both-failed' && !v.kiln.ok && !v.buildkit.ok) log(`  both failed: kiln ${v.kiln.error.split('\n')[0]} | buildkit ${v.buildkit.error.split('\n').slice(-1)[0]}`);
   if (v.kind !== 'same' && v.kind !== 'both-failed') {
     const fresh: string[] = [];
     for (const shape of shapesOf(v)) {
       const s = seen.get(shape) ?? { count: 0, seeds: [] };
-      if (s.count === 0) fresh.push(shape);
+      if (s.count === 0 && !known.has(shape)) fresh.push(shape);
       s.count++;
       s.seeds.push(seed);
       seen.set(shape, s);
@@ -85,12 +89,24 @@ log(`${seen.size} distinct kinds of difference:`);
 for (const [sig, s] of seen) log(`  ${s.count}× [seeds ${s.seeds.slice(0, 8).join(' ')}${s.seeds.length > 8 ? ' …' : ''}] ${sig.slice(0, 200)}`);
 process.exit(counts.differ + counts['kiln-failed'] + counts['buildkit-failed'] > 0 ? 1 : 0);
 
+/** Shrinks a case once per new kind of difference it shows (those a shrunk case still shows are done too), and records each. */
 async function recordFinding(c: FuzzCase, v: Verdict, target: ReadonlySet<string>, seed: number): Promise<void> {
-  const budget = { attempts: Number(values.shrink) };
-  log(`  shrinking (up to ${budget.attempts} builds)…`);
-  log(`  new: ${[...target].join(' ; ').slice(0, 300)}`);
-  const shrunk = await shrinkCase(runner, c, v, target, `case-${seed}`, budget, log);
-  const name = `${shrunk.verdict.kind}-seed${seed}`;
+  // History wording last: a case that also differs in files or config is worth more shrinking budget there.
+  const remaining = [...target].sort((a, b) => Number(a.startsWith('history')) - Number(b.startsWith('history')));
+  let n = 0;
+  while (remaining.length > 0) {
+    const shape = remaining.shift() as string;
+    const budget = { attempts: Number(values.shrink) };
+    log(`  shrinking for: ${shape.slice(0, 200)} (up to ${budget.attempts} builds)`);
+    const shrunk = await shrinkCase(runner, c, v, new Set([shape]), `case-${seed}`, budget, log);
+    const covered = new Set(shapesOf(shrunk.verdict));
+    for (let i = remaining.length - 1; i >= 0; i--) if (covered.has(remaining[i] as string)) remaining.splice(i, 1);
+    await writeOne(shrunk, seed, n++);
+  }
+}
+
+async function writeOne(shrunk: { case: FuzzCase; verdict: Verdict }, seed: number, n: number): Promise<void> {
+  const name = `${shrunk.verdict.kind}-seed${seed}${n > 0 ? `-${n}` : ''}`;
   const text = dockerfileText(shrunk.case);
   const block = [
     `### ${name} (engine: ${engine}, found by \`npm run fuzz:build -- --seed ${seed} --cases 1\`)`,

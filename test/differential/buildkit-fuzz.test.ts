@@ -6,7 +6,7 @@
  * Without dockerd the test fails under CI=true and is skipped elsewhere.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,7 +15,7 @@ import { execa } from 'execa';
 import { REPO, startDockerPeer } from './engines.js';
 import type { DockerPeer } from './engines.js';
 import { generateCase } from './generator.js';
-import { readFixture, runCase, shapesOf } from './fuzz.js';
+import { knownShapes, runCase, shapesOf } from './fuzz.js';
 
 const CI = process.env.CI === 'true' || process.env.CI === '1';
 const SEED = 1;
@@ -50,14 +50,7 @@ test(`${CASES} generated cases (seed ${SEED}) build the same images with kiln as
     return;
   }
   // Kinds of difference already recorded as open fixtures: known bugs, reported but not failing here.
-  const known = new Set<string>();
-  for (const e of await readdir(FIXTURES, { withFileTypes: true }).catch(() => [])) {
-    if (!e.isDirectory()) continue;
-    const fx = await readFixture(path.join(FIXTURES, e.name));
-    if (!fx.meta.open) continue;
-    const kind = e.name.replace(/-seed\d+$/, '') as 'differ' | 'kiln-failed' | 'buildkit-failed';
-    for (const s of shapesOf({ kind, lines: (fx.meta as { difference?: string[] }).difference ?? [] })) known.add(s);
-  }
+  const known = await knownShapes(FIXTURES);
   const runner = { peer, root: path.join(work, 'store'), work: path.join(work, 'cases'), network: 'none' as const };
   const unknown: string[] = [];
   for (let i = 0; i < CASES; i++) {

@@ -155,7 +155,7 @@ export function shapesOf(v: Pick<Verdict, 'kind' | 'lines'>): string[] {
             rest.splice(i, 1);
             return false;
           })
-          .map((w) => blank(w))
+          .map((w) => blank(w.replace(/^(--[a-z-]+)=.*$/, '$1=V').replace(/^\|\d+$/, '|N')))
           .join(' ');
       };
       return `history (${a[0] ?? ''}): kiln-only [${only(a, b)}] buildkit-only [${only(b, a)}]`;
@@ -241,12 +241,26 @@ export async function writeFixture(
   );
 }
 
+/** The difference shapes the fixtures under `dir` record (open ones only, unless `all`): kinds already known. */
+export async function knownShapes(dir: string, all = false): Promise<Set<string>> {
+  const { readdir } = await import('node:fs/promises');
+  const known = new Set<string>();
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!e.isDirectory()) continue;
+    const fx = await readFixture(path.join(dir, e.name));
+    if (!fx.meta.open && !all) continue;
+    const kind = e.name.replace(/-seed\d+$/, '') as Verdict['kind'];
+    for (const shape of shapesOf({ kind, lines: fx.meta.difference ?? [] })) known.add(shape);
+  }
+  return known;
+}
+
 /** Reads a fixture back as the pieces a build needs. */
 export async function readFixture(dir: string): Promise<{
   dockerfile: string;
   context: { entries: ContextEntry[]; dockerignore: string[] | null };
   buildkit: RecordedBuildkit;
-  meta: { open: boolean; finding: string };
+  meta: { open: boolean; finding: string; difference?: string[] };
 }> {
   const json = async <T>(name: string): Promise<T> => JSON.parse(await readFile(path.join(dir, name), 'utf8')) as T;
   return {

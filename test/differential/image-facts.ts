@@ -337,8 +337,25 @@ export function applyLayers(layers: ReadonlyArray<Record<string, Entry>>): Map<s
 }
 
 /** Every difference between two images' facts, one line each, `names` naming the two engines. */
-export function diffFacts(a: ImageFacts, b: ImageFacts, names: readonly [string, string], options: { skipLayers?: number } = {}): string[] {
+export function diffFacts(
+  a: ImageFacts,
+  b: ImageFacts,
+  names: readonly [string, string],
+  options: { skipLayers?: number; contentIgnored?: (path: string) => boolean } = {},
+): string[] {
   const out: string[] = [];
+  // Paths whose bytes carry timestamps (logs, caches): compared without size and hash.
+  const ignored = options.contentIgnored;
+  const strip = (m: Map<string, Entry>): Map<string, Entry> => {
+    if (ignored === undefined) return m;
+    for (const [p, e] of m) {
+      if (e.sha256 !== undefined && ignored(p)) {
+        const { size: _s, sha256: _h, ...rest } = e;
+        m.set(p, rest);
+      }
+    }
+    return m;
+  };
   for (const k of ['architecture', 'os'] as const) if (a[k] !== b[k]) out.push(`image ${k}: ${names[0]} ${a[k]} | ${names[1]} ${b[k]}`);
   out.push(...diffConfigs(a.config, b.config, names));
   const ha = a.history.map((h) => `${h.empty_layer ? 'empty ' : ''}${h.created_by}`);
@@ -350,9 +367,9 @@ export function diffFacts(a: ImageFacts, b: ImageFacts, names: readonly [string,
   const skip = options.skipLayers ?? 0;
   if (a.layers.length === b.layers.length) {
     for (let i = skip; i < a.layers.length; i++) {
-      out.push(...diffTrees(new Map(Object.entries(a.layers[i] ?? {})), new Map(Object.entries(b.layers[i] ?? {})), names, `layer ${i}`));
+      out.push(...diffTrees(strip(new Map(Object.entries(a.layers[i] ?? {}))), strip(new Map(Object.entries(b.layers[i] ?? {}))), names, `layer ${i}`));
     }
   }
-  out.push(...diffTrees(applyLayers(a.layers), applyLayers(b.layers), names, 'fs'));
+  out.push(...diffTrees(strip(applyLayers(a.layers)), strip(applyLayers(b.layers)), names, 'fs'));
   return out;
 }
