@@ -45,9 +45,11 @@ describe('kiln against BuildKit facts recorded by the fuzzer', { concurrency: 2 
       }
       assert.ok(k.ok, `kiln failed where BuildKit built the image: ${k.ok ? '' : k.error}`);
       assert.ok(fx.buildkit.facts);
-      const facts = await dockerArchiveFacts(k.archive, { skipLayers: 1 });
-      assert.equal(facts.diffIds[0], fx.buildkit.baseDiffId, 'kiln built on another busybox base than the one BuildKit used (a different /bin/busybox?)');
-      const lines = unexplained(diffFacts(facts, fx.buildkit.facts, NAMES, { skipLayers: 1 }));
+      // On the busybox base, its layer is compared by diffID only (the fixture leaves it out).
+      const skipLayers = fx.buildkit.baseDiffId ? 1 : 0;
+      const facts = await dockerArchiveFacts(k.archive, { skipLayers });
+      if (skipLayers) assert.equal(facts.diffIds[0], fx.buildkit.baseDiffId, 'kiln built on another busybox base than the one BuildKit used (a different /bin/busybox?)');
+      const lines = unexplained(diffFacts(facts, fx.buildkit.facts, NAMES, { skipLayers }));
       assert.deepEqual(lines, [], `kiln and BuildKit differ on ${name}:\n${lines.join('\n')}`);
     });
   }

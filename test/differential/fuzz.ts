@@ -136,31 +136,36 @@ export function shapesOf(v: Pick<Verdict, 'kind' | 'lines'>): string[] {
       .replace(/\d+/g, 'N')
       .slice(0, 160);
   if (v.kind === 'kiln-failed' || v.kind === 'buildkit-failed') return [`${v.kind}: ${blank(v.lines[0] ?? '')}`];
-  return [...new Set(v.lines.map(lineShape))].sort();
+  return [...new Set(v.lines.flatMap(lineShapes))].sort();
 
-  // A history line's shape is the words only one side has (`--chown=N:N`), so the same history
+  // A history line gives one shape per word only one side has (`kiln-only --chown=V`), so the same history
   // difference in two different instructions is one kind; other lines lose their paths and numbers.
-  function lineShape(line: string): string {
+  function lineShapes(line: string): string[] {
     const h = /^history\[\d+\]: kiln (.*) \| buildkit (.*)$/.exec(line);
     if (h) {
-      const words = (s: string): string[] => (s.startsWith('"') ? (JSON.parse(s) as string) : s).split(' ');
+      const words = (s: string): string[] => {
+        const v = JSON.parse(s) as string | null;
+        return v === null ? ['(none)'] : v.split(' ');
+      };
       const a = words(h[1] as string);
       const b = words(h[2] as string);
-      const only = (x: string[], y: string[]): string => {
+      // Either side missing: the entry's instruction is the kind.
+      if (a[0] === '(none)' || b[0] === '(none)') return [`history: only ${a[0] === '(none)' ? 'buildkit' : 'kiln'} has ${blank((a[0] === '(none)' ? b : a).slice(0, 2).join(' '))}`];
+      const only = (x: string[], y: string[]): string[] => {
         const rest = [...y];
-        return x
-          .filter((w) => {
-            const i = rest.indexOf(w);
-            if (i < 0) return true;
-            rest.splice(i, 1);
-            return false;
-          })
-          .map((w) => blank(w.replace(/^(--[a-z-]+)=.*$/, '$1=V').replace(/^\|\d+$/, '|N')))
-          .join(' ');
+        return x.filter((w) => {
+          const i = rest.indexOf(w);
+          if (i < 0) return true;
+          rest.splice(i, 1);
+          return false;
+        });
       };
-      return `history (${a[0] ?? ''}): kiln-only [${only(a, b)}] buildkit-only [${only(b, a)}]`;
+      const norm = (w: string): string => blank(w.replace(/^(--[a-z-]+)=.*$/, '$1=V').replace(/^\|\d+$/, '|N'));
+      const kw = (a[0] === 'empty' ? a[1] : a[0]) ?? '';
+      const shapes = [...only(a, b).map((w) => `history (${kw}): kiln-only ${norm(w)}`), ...only(b, a).map((w) => `history (${kw}): buildkit-only ${norm(w)}`)];
+      return shapes.length > 0 ? shapes : [`history (${kw}): word order`];
     }
-    return blank(line).replace(/^(layer N|fs) P:/, '$1:');
+    return [blank(line).replace(/^(layer N|fs) P:/, '$1:')];
   }
 }
 
@@ -231,13 +236,17 @@ export async function writeFixture(
   await writeFile(path.join(dir, 'context.json'), `${JSON.stringify({ entries: c.context, dockerignore: c.dockerignore ?? null }, null, 1)}\n`);
   const bk = verdict.buildkit;
   const kilnBase = verdict.kiln.ok ? verdict.kiln.facts.diffIds[0] : undefined;
+  // The busybox base layer is left out (its diffID stands for it); a stage FROM scratch has none.
+  const onBase = (f: ImageFacts): boolean => f.history[0]?.created_by.startsWith('kiln: busybox base image') === true;
   const recorded: RecordedBuildkit = bk.ok
-    ? { engine, baseDiffId: bk.facts.diffIds[0] ?? '', facts: { ...bk.facts, layers: bk.facts.layers.map((l, i) => (i === 0 ? {} : l)) } }
+    ? onBase(bk.facts)
+      ? { engine, baseDiffId: bk.facts.diffIds[0] ?? '', facts: { ...bk.facts, layers: bk.facts.layers.map((l, i) => (i === 0 ? {} : l)) } }
+      : { engine, baseDiffId: '', facts: bk.facts }
     : { engine, baseDiffId: kilnBase ?? '', error: bk.error };
   await writeFile(path.join(dir, 'buildkit.json'), `${JSON.stringify(recorded, null, 1)}\n`);
   await writeFile(
     path.join(dir, 'meta.json'),
-    `${JSON.stringify({ seed: c.seed, open: meta.open, finding: meta.finding, difference: verdict.lines.slice(0, 20) }, null, 1)}\n`,
+    `${JSON.stringify({ seed: c.seed, kind: verdict.kind, open: meta.open, finding: meta.finding, difference: verdict.lines.slice(0, 20) }, null, 1)}\n`,
   );
 }
 
@@ -249,7 +258,7 @@ export async function knownShapes(dir: string, all = false): Promise<Set<string>
     if (!e.isDirectory()) continue;
     const fx = await readFixture(path.join(dir, e.name));
     if (!fx.meta.open && !all) continue;
-    const kind = e.name.replace(/-seed\d+$/, '') as Verdict['kind'];
+    const kind = fx.meta.kind ?? (e.name.replace(/-seed\d+(-\d+)?$/, '') as Verdict['kind']);
     for (const shape of shapesOf({ kind, lines: fx.meta.difference ?? [] })) known.add(shape);
   }
   return known;
@@ -260,7 +269,7 @@ export async function readFixture(dir: string): Promise<{
   dockerfile: string;
   context: { entries: ContextEntry[]; dockerignore: string[] | null };
   buildkit: RecordedBuildkit;
-  meta: { open: boolean; finding: string; difference?: string[] };
+  meta: { open: boolean; finding: string; kind?: Verdict['kind']; difference?: string[] };
 }> {
   const json = async <T>(name: string): Promise<T> => JSON.parse(await readFile(path.join(dir, name), 'utf8')) as T;
   return {

@@ -276,7 +276,7 @@ function genMeta(r: Rng): Line {
     case 10:
       return { head: r.pick(['VOLUME /w/d1', 'VOLUME ["/vol"]', 'STOPSIGNAL SIGINT', 'STOPSIGNAL 9']) };
     case 11:
-      return { head: r.pick(['SHELL ["/bin/sh", "-e", "-c"]', 'HEALTHCHECK --interval=5s CMD true', 'HEALTHCHECK NONE']) };
+      return { head: r.pick(['SHELL ["/bin/sh", "-x", "-c"]', 'HEALTHCHECK --interval=5s CMD true', 'HEALTHCHECK NONE']) };
     default:
       return { head: r.pick(['ONBUILD RUN echo later', 'ENV E1=', 'ARG A=other']) };
   }

@@ -360,9 +360,7 @@ export function diffFacts(
   out.push(...diffConfigs(a.config, b.config, names));
   const ha = a.history.map((h) => `${h.empty_layer ? 'empty ' : ''}${h.created_by}`);
   const hb = b.history.map((h) => `${h.empty_layer ? 'empty ' : ''}${h.created_by}`);
-  for (let i = 0; i < Math.max(ha.length, hb.length); i++) {
-    if (ha[i] !== hb[i]) out.push(`history[${i}]: ${names[0]} ${JSON.stringify(ha[i] ?? null)} | ${names[1]} ${JSON.stringify(hb[i] ?? null)}`);
-  }
+  out.push(...diffHistory(ha, hb, names));
   if (a.layers.length !== b.layers.length) out.push(`layer count: ${names[0]} ${a.layers.length} | ${names[1]} ${b.layers.length}`);
   const skip = options.skipLayers ?? 0;
   if (a.layers.length === b.layers.length) {
@@ -371,5 +369,46 @@ export function diffFacts(
     }
   }
   out.push(...diffTrees(strip(applyLayers(a.layers)), strip(applyLayers(b.layers)), names, 'fs'));
+  return out;
+}
+
+/**
+ * History differences, aligned by a longest common subsequence so one extra entry is one line (not a
+ * mismatch of every entry after it). Unmatched entries of one gap are paired in order (`history[i]: a X | b Y`,
+ * i being the index in the first image, or in the second for entries only it has); the rest are `| b null` or `a null |`.
+ */
+function diffHistory(a: readonly string[], b: readonly string[], names: readonly [string, string]): string[] {
+  const n = a.length;
+  const m = b.length;
+  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      const row = lcs[i] as number[];
+      row[j] = a[i] === b[j] ? ((lcs[i + 1] as number[])[j + 1] as number) + 1 : Math.max((lcs[i + 1] as number[])[j] as number, row[j + 1] as number);
+    }
+  }
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  const flush = (ga: number[], gb: number[]): void => {
+    for (let k = 0; k < Math.max(ga.length, gb.length); k++) {
+      const x = ga[k];
+      const y = gb[k];
+      out.push(`history[${x ?? y}]: ${names[0]} ${JSON.stringify(x === undefined ? null : a[x])} | ${names[1]} ${JSON.stringify(y === undefined ? null : b[y])}`);
+    }
+  };
+  let ga: number[] = [];
+  let gb: number[] = [];
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) {
+      flush(ga, gb);
+      ga = [];
+      gb = [];
+      i++;
+      j++;
+    } else if (j >= m || (i < n && ((lcs[i + 1] as number[])[j] as number) >= ((lcs[i] as number[])[j + 1] as number))) ga.push(i++);
+    else gb.push(j++);
+  }
+  flush(ga, gb);
   return out;
 }
