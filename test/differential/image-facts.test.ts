@@ -14,8 +14,8 @@ type Member = tar.Header & { body?: string };
 async function layerTar(members: readonly Member[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((resolve) => pack.on('end', resolve));
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve) => pack.on('end', () => resolve()));
   for (const { body, ...header } of members) pack.entry({ mode: 0o644, uid: 0, gid: 0, ...header }, body ?? '');
   pack.finalize();
   await done;
