@@ -9,14 +9,14 @@ import * as tar from 'tar-stream';
 import { applyLayers, diffFacts, layerEntries } from './image-facts.js';
 import type { ImageFacts } from './image-facts.js';
 
-type Member = tar.Header & { body?: string };
+type Member = Partial<tar.Header> & { name: string; body?: string };
 
 async function layerTar(members: readonly Member[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on('data', (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<void>((resolve) => pack.on('end', () => resolve()));
-  for (const { body, ...header } of members) pack.entry({ mode: 0o644, uid: 0, gid: 0, ...header }, body ?? '');
+  for (const { body, ...header } of members) pack.entry({ ...header, mode: header.mode ?? 0o644, uid: header.uid ?? 0, gid: header.gid ?? 0 }, body ?? '');
   pack.finalize();
   await done;
   return Buffer.concat(chunks);
