@@ -207,7 +207,10 @@ function genOp(r: Rng): string {
     case 15:
       return `printf '%s' "$${r.pick(['A', 'B', 'HOME', 'PATH', 'E1'])}" > ${f}`;
     case 16:
-      return `dd if=/dev/zero of=${f} bs=1k count=${r.int(0, 70)} 2>/dev/null`;
+      return r.chance(0.5)
+        ? `dd if=/dev/zero of=${f} bs=1k count=${r.int(0, 70)} 2>/dev/null`
+        : // What a step sees of its environment: variables, user, directory, umask, host name.
+          `${r.pick(["env | grep -v '^HOSTNAME=' | sort", 'id', 'pwd', 'umask', 'hostname', 'cat /etc/hosts', 'ls -ln /dev /run /tmp 2>&1'])} > ${r.pick(['/w/info', '/tmp/info'])}`;
     default:
       return `rm -f ${f} && echo re > ${f}`;
   }
