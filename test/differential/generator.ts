@@ -250,10 +250,15 @@ function genCopy(r: Rng, ctx: readonly ContextEntry[], earlier: readonly StageSt
   if (r.chance(0.25)) flags.push(`--chmod=${r.pick(['600', '755', '644', '700', '0444', '1777'])}`);
   const kw = !fromStage && r.chance(0.2) ? 'ADD' : 'COPY';
   const n = r.int(1, 3);
+  // Sources from a stage: mostly paths its base has, sometimes ones an earlier RUN may have made.
   const srcs = fromStage
-    ? Array.from({ length: n }, () => r.pick(['/w', '/w/f1', '/w/d1', '/w/*', '/etc/fz.conf', '/tmp/t1', '/bin/true', '/w/l1', '/w/h1', '/etc/passwd']))
+    ? Array.from({ length: n }, () =>
+        r.chance(0.6) ? r.pick(['/etc/passwd', '/bin/true', '/etc', '/bin/s*', '/root', '/tmp']) : r.pick(['/w', '/w/f1', '/w/d1', '/w/*', '/etc/fz.conf', '/w/l1', '/w/h1']),
+      )
     : Array.from({ length: n }, () => ctxSource(r, ctx));
-  const dest = r.pick(['/dst/', '/dst', '/w/', '/w/d1/', 'rel/', '.', '/app/$A/', '/etc/', '/w/f1', '/tmp/']);
+  // Several sources need a directory destination (BuildKit 20.10 and kiln disagree on the other case: finding F9).
+  const dirDests = ['/dst/', '/w/', '/w/d1/', 'rel/', '.', '/app/$A/', '/etc/', '/tmp/'];
+  const dest = new Set(srcs).size > 1 && r.chance(0.9) ? r.pick(dirDests) : r.pick([...dirDests, '/dst', '/w/f1']);
   return { head: `${kw} ${flags.map((f) => `${f} `).join('')}`, parts: [...new Set(srcs), dest], sep: ' ' };
 }
 
