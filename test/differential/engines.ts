@@ -72,8 +72,12 @@ export async function buildWithKiln(b: EngineBuild & { readonly root: string }):
   }
 }
 
-/** Builds with BuildKit in the Docker peer, then `docker save`s the image to `dest`. */
-export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { readonly tag: string }): Promise<BuildOutcome> {
+/**
+ * Builds with BuildKit in the Docker peer, then `docker save`s the image to `dest` (and with `untag`, removes
+ * the tag again). The tag must be unique to this build: the daemon is shared, and a tag another build moves
+ * between `build` and `save` would export that build's image.
+ */
+export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { readonly tag: string; readonly untag?: boolean }): Promise<BuildOutcome> {
   const started = performance.now();
   const opts = { env: peer.env, reject: false, all: true, ...(b.signal ? { cancelSignal: b.signal } : {}) } as const;
   const args = ['build', '--progress', 'plain', '-t', b.tag, '-f', b.dockerfile];
@@ -82,8 +86,10 @@ export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { reado
   const r = await execa(peer.bin, [...args, b.context], opts);
   if (r.exitCode !== 0) return { ok: false, error: tailOf(r.all ?? ''), ms: performance.now() - started };
   const s = await execa(peer.bin, ['save', '-o', b.dest, b.tag], opts);
-  if (s.exitCode !== 0) return { ok: false, error: `docker save: ${s.all ?? ''}`, ms: performance.now() - started };
-  return { ok: true, archive: b.dest, ms: performance.now() - started };
+  const ms = performance.now() - started;
+  if (b.untag) await execa(peer.bin, ['rmi', b.tag], { ...opts, all: false });
+  if (s.exitCode !== 0) return { ok: false, error: `docker save: ${s.all ?? ''}`, ms };
+  return { ok: true, archive: b.dest, ms };
 }
 
 /** The lines of BuildKit's output that say what failed (its plain progress is long). */

@@ -111,7 +111,9 @@ export async function runCase(runner: Runner, c: FuzzCase, label: string, onlyIf
   const { context, dockerfile } = await materializeCase(c, dockerfileText(c), dir);
   const common = { context, dockerfile, network: runner.network, ...(runner.signal ? { signal: runner.signal } : {}) };
   const kiln = () => buildWithKiln({ ...common, root: runner.root, dest: path.join(dir, 'kiln.tar') });
-  const docker = () => buildWithDocker(runner.peer, { ...common, tag: 'kiln-fuzz:current', dest: path.join(dir, 'buildkit.tar') });
+  // A tag of this process and case only (other fuzz runs and tests may share the daemon), removed after the save.
+  const tag = `kiln-fuzz/p${process.pid}:${label.toLowerCase().replace(/[^a-z0-9_.-]/g, '-')}`;
+  const docker = () => buildWithDocker(runner.peer, { ...common, tag, untag: true, dest: path.join(dir, 'buildkit.tar') });
   let k: BuildOutcome;
   let d: BuildOutcome;
   if (onlyIfKilnFails) {
@@ -197,7 +199,10 @@ export async function shrinkCase(
       if (index++ < start) continue;
       if (budget.attempts-- <= 0) break;
       runner.signal?.throwIfAborted();
-      const v = await runCase(runner, smaller, `${label}-shrink`, kilnFailure);
+      // A directory of its own per attempt: BuildKit's context transfer is keyed by the directory's path.
+      const attempt = `${label}-shrink-${budget.attempts}`;
+      const v = await runCase(runner, smaller, attempt, kilnFailure);
+      await rm(path.join(runner.work, attempt), { recursive: true, force: true });
       if (stillFails(target, v)) {
         best = smaller;
         bestVerdict = v;

@@ -390,12 +390,16 @@ function diffHistory(a: readonly string[], b: readonly string[], names: readonly
   const out: string[] = [];
   let i = 0;
   let j = 0;
+  // In a gap, an entry pairs with the next unpaired one of the other image made by the same instruction.
+  const keyword = (h: string): string => h.replace(/^empty /, '').split(' ')[0] ?? '';
   const flush = (ga: number[], gb: number[]): void => {
-    for (let k = 0; k < Math.max(ga.length, gb.length); k++) {
-      const x = ga[k];
-      const y = gb[k];
-      out.push(`history[${x ?? y}]: ${names[0]} ${JSON.stringify(x === undefined ? null : a[x])} | ${names[1]} ${JSON.stringify(y === undefined ? null : b[y])}`);
+    const rest = [...gb];
+    for (const x of ga) {
+      const k = rest.findIndex((y) => keyword(b[y] as string) === keyword(a[x] as string));
+      const y = k >= 0 ? rest.splice(k, 1)[0] : undefined;
+      out.push(`history[${x}]: ${names[0]} ${JSON.stringify(a[x])} | ${names[1]} ${JSON.stringify(y === undefined ? null : b[y])}`);
     }
+    for (const y of rest) out.push(`history[${y}]: ${names[0]} null | ${names[1]} ${JSON.stringify(b[y])}`);
   };
   let ga: number[] = [];
   let gb: number[] = [];
