@@ -44,8 +44,8 @@ export type BuildOutcome = { readonly ok: true; readonly archive: string; readon
 export interface EngineBuild {
   readonly context: string;
   readonly dockerfile: string;
-  /** Where the docker archive goes. */
-  readonly dest: string;
+  /** Where the docker archive goes; without it the image stays in the engine's store (benchmarks). */
+  readonly dest?: string;
   readonly network: NetworkMode;
   readonly buildArgs?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
@@ -61,10 +61,10 @@ export async function buildWithKiln(b: EngineBuild & { readonly root: string }):
       root: b.root,
       ...(b.network === 'default' ? {} : { network: b.network }),
       ...(b.buildArgs ? { buildArgs: b.buildArgs } : {}),
-      outputs: [{ type: 'docker', dest: b.dest }],
+      ...(b.dest !== undefined ? { outputs: [{ type: 'docker' as const, dest: b.dest }] } : {}),
       ...(b.signal ? { signal: b.signal } : {}),
     });
-    return { ok: true, archive: b.dest, ms: performance.now() - started };
+    return { ok: true, archive: b.dest ?? '', ms: performance.now() - started };
   } catch (err) {
     if (b.signal?.aborted) throw err;
     const e = err as Error;
@@ -85,6 +85,7 @@ export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { reado
   for (const [k, v] of Object.entries(b.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
   const r = await execa(peer.bin, [...args, b.context], opts);
   if (r.exitCode !== 0) return { ok: false, error: tailOf(r.all ?? ''), ms: performance.now() - started };
+  if (b.dest === undefined) return { ok: true, archive: '', ms: performance.now() - started };
   const s = await execa(peer.bin, ['save', '-o', b.dest, b.tag], opts);
   const ms = performance.now() - started;
   if (b.untag) await execa(peer.bin, ['rmi', b.tag], { ...opts, all: false });

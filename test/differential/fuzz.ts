@@ -167,7 +167,22 @@ export function shapesOf(v: Pick<Verdict, 'kind' | 'lines'>): string[] {
       const shapes = [...only(a, b).map((w) => `history (${kw}): kiln-only ${norm(w)}`), ...only(b, a).map((w) => `history (${kw}): buildkit-only ${norm(w)}`)];
       return shapes.length > 0 ? shapes : [`history (${kw}): word order`];
     }
-    return [blank(line).replace(/^(layer N|fs) P:/, '$1:')];
+    const e = /^(layer \d+|fs) \S+: kiln (.*) \| buildkit (.*)$/.exec(line);
+    if (e) return [`${(e[1] as string).startsWith('layer') ? 'layer' : 'fs'}: ${entryChange(e[2] as string, e[3] as string)}`];
+    return [blank(line)];
+  }
+
+  // What changed between two entries as image-facts.ts's fmt() prints them: `type mode owner [sizeB hash] [-> link] …`.
+  function entryChange(a: string, b: string): string {
+    if (a === 'absent' || b === 'absent' || a.split(' ')[0] !== b.split(' ')[0]) return `kiln ${a.split(' ')[0]} | buildkit ${b.split(' ')[0]}`;
+    const [, ma, oa] = a.split(' ');
+    const [, mb, ob] = b.split(' ');
+    const changes: string[] = [];
+    if (ma !== mb) changes.push(`mode ${ma}->${mb}`);
+    if (oa !== ob) changes.push(`owner ${oa}->${ob}`);
+    const rest = (x: string): string => x.split(' ').slice(3).join(' ');
+    if (rest(a) !== rest(b)) changes.push(/ -> /.test(a) ? 'link target' : / hardlinks /.test(a + b) ? 'hardlinks' : 'content');
+    return `${a.split(' ')[0]} ${changes.join(', ')}`;
   }
 }
 
