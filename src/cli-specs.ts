@@ -1,28 +1,133 @@
 /** Parsing of the CLI's `--output`, `--secret`, `--ssh`, `--cache-from` and `--cache-to` specs (buildx syntax) into API options. */
 import type { CacheExportSpec, CacheImportSpec, OutputSpec, SecretSource, SshAgentSource } from './builder/options.js';
+import { validateTag } from './builder/tags.js';
 
-/** `type=oci,dest=out.tar` → an {@link OutputSpec}; throws a one-line message on a bad spec. */
+/**
+ * One CSV record, as buildx reads its `--output` values (Go's encoding/csv): fields split at commas, and a field that
+ * starts with `"` runs to the closing quote (`""` is a quote), so `"name=a:1,b:1"` is one field.
+ */
+export function csvFields(spec: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    let field = '';
+    if (spec[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= spec.length) throw new Error(`unterminated quote in ${JSON.stringify(spec)}`);
+        if (spec[i] === '"') {
+          if (spec[i + 1] === '"') {
+            field += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        field += spec[i++];
+      }
+      if (i < spec.length && spec[i] !== ',') throw new Error(`extraneous text after a quoted field in ${JSON.stringify(spec)}`);
+    } else {
+      const end = spec.indexOf(',', i);
+      field = spec.slice(i, end < 0 ? spec.length : end);
+      i = end < 0 ? spec.length : end;
+    }
+    out.push(field);
+    if (i >= spec.length) return out;
+    i++; // the comma
+  }
+}
+
+/** The keys each output type takes (buildx's exporter attributes that kiln implements). */
+const OUTPUT_KEYS: Record<string, readonly string[]> = {
+  oci: ['type', 'dest', 'name', 'compression', 'tar', 'oci-mediatypes'],
+  docker: ['type', 'dest', 'name', 'compression', 'oci-mediatypes'],
+  local: ['type', 'dest'],
+  tar: ['type', 'dest'],
+  registry: ['type', 'name', 'push'],
+  image: ['type', 'name', 'push'],
+};
+
+/** Exporter attributes buildx documents that kiln does not implement: refused by name rather than ignored. */
+const UNSUPPORTED_KEYS = new Set([
+  'compression-level', 'force-compression', 'rewrite-timestamp', 'platform-split', 'push-by-digest', 'registry.insecure',
+  'dangling-name-prefix', 'name-canonical', 'unpack', 'store', 'buildinfo', 'buildinfo-attrs', 'attest-inline', 'oci-artifact',
+]);
+
+/**
+ * A `-o`/`--output` value → an {@link OutputSpec}, as buildx reads it: `type=KIND,key=value,...`, or a bare path
+ * (`-o ./out`: type=local) or `-` (type=tar to stdout; the CLI maps the `-` destination to stdout). Unknown keys
+ * are an error naming the key. Throws a one-line message.
+ */
+export function parseOutputArg(spec: string): OutputSpec {
+  const fields = csvFields(spec);
+  if (fields.length === 1 && fields[0] === spec && !spec.includes('=')) {
+    if (spec === '') throw new Error('--output needs a value');
+    return spec === '-' ? { type: 'tar', dest: '-' } : { type: 'local', dest: spec };
+  }
+  const map: Record<string, string> = {};
+  for (const f of fields) {
+    const eq = f.indexOf('=');
+    if (eq <= 0) throw new Error(`--output ${JSON.stringify(spec)}: expected key=value, got ${JSON.stringify(f)}`);
+    map[f.slice(0, eq).trim().toLowerCase()] = f.slice(eq + 1);
+  }
+  return parseOutputSpec(map);
+}
+
+/** `type=oci,dest=out.tar` (already split into fields) → an {@link OutputSpec}; throws a one-line message on a bad spec. */
 export function parseOutputSpec(fields: Record<string, string>): OutputSpec {
   const type = fields.type ?? (fields.dest ? 'local' : undefined);
+  const allowed = type !== undefined ? OUTPUT_KEYS[type] : undefined;
+  if (allowed === undefined) throw new Error(`unknown output type: ${type ?? '(none)'} (expected oci, docker, local, tar, registry or image)`);
+  for (const key of Object.keys(fields)) {
+    if (allowed.includes(key)) continue;
+    if (UNSUPPORTED_KEYS.has(key) || key.startsWith('annotation')) throw new Error(`--output type=${type}: kiln does not support the ${key} attribute`);
+    throw new Error(`--output type=${type}: unknown attribute "${key}"`);
+  }
   const dest = fields.dest;
+  const names = fields.name !== undefined ? fields.name.split(',').map((n) => n.trim()).filter(Boolean) : [];
+  for (const n of names) {
+    const bad = validateTag(n);
+    if (bad) throw new Error(`--output type=${type}: ${bad}`);
+  }
+  const ociTypes = fields['oci-mediatypes'];
+  // kiln's archives always use OCI media types.
+  if (ociTypes !== undefined && ociTypes !== '' && ociTypes !== 'true') throw new Error(`--output type=${type}: kiln writes OCI media types only (oci-mediatypes=${ociTypes})`);
+  const compression = (): { compression?: 'none' | 'gzip' | 'zstd' } => {
+    const c = fields.compression;
+    if (c === undefined) return {};
+    if (c === 'uncompressed' || c === 'none') return { compression: 'none' };
+    if (c === 'gzip' || c === 'zstd') return { compression: c };
+    throw new Error(`--output type=${type}: unsupported compression: ${c} (uncompressed, gzip or zstd)`);
+  };
+  const bool = (key: string): boolean | undefined => {
+    const v = fields[key];
+    if (v === undefined) return undefined;
+    if (v === 'true' || v === '') return true;
+    if (v === 'false') return false;
+    throw new Error(`--output type=${type}: ${key} must be true or false, not ${v}`);
+  };
   switch (type) {
-    case 'oci': {
-      if (!dest) throw new Error('--output type=oci needs dest=PATH');
-      const c = fields.compression;
-      if (c !== undefined && c !== 'none' && c !== 'gzip' && c !== 'zstd' && c !== 'uncompressed') throw new Error(`unknown compression: ${c}`);
-      return c ? { type, dest, compression: c === 'uncompressed' ? 'none' : c } : { type, dest };
+    case 'oci':
+    case 'docker': {
+      if (!dest) throw new Error(`--output type=${type} needs dest=PATH`);
+      const tar = type === 'oci' ? bool('tar') : undefined;
+      if (tar === false && dest === '-') throw new Error('--output type=oci: tar=false cannot go to stdout');
+      return { type, dest, ...(names.length > 0 ? { names } : {}), ...compression(), ...(tar !== undefined ? { tar } : {}) };
     }
-    case 'docker':
     case 'local':
     case 'tar':
       if (!dest) throw new Error(`--output type=${type} needs dest=PATH`);
+      if (type === 'local' && dest === '-') throw new Error('--output type=local cannot go to stdout (use type=tar)');
       return { type, dest };
     case 'registry':
     case 'image':
-      if (type === 'image' && fields.push !== 'true') return { type: 'image' };
-      return fields.name ? { type: 'registry', ref: fields.name } : { type: 'registry' };
+      // Not pushed: the image goes to the store, named (tagged) as name= says.
+      if ((type === 'image' && bool('push') !== true) || bool('push') === false) return names.length > 0 ? { type: 'image', names } : { type: 'image' };
+      if (names.length > 1) throw new Error(`--output type=${type}: kiln pushes one name per output`);
+      return names[0] !== undefined ? { type: 'registry', ref: names[0] } : { type: 'registry' };
     default:
-      throw new Error(`unknown output type: ${type ?? '(none)'} (expected oci, docker, local, tar or registry)`);
+      throw new Error(`unknown output type: ${type}`);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFile } from 'node:fs/promises';
+import type { OutputSpec } from './builder/options.js';
 
 const USAGE = `usage: kiln <command> [options]
 
@@ -29,7 +30,9 @@ build options (as docker build):
   --target STAGE                build up to this stage
   --no-cache                    do not use the cache
   --no-cache-filter STAGE       do not use the cache for these stages (repeatable)
-  -o, --output SPEC             type=oci|docker|local|tar|registry[,dest=PATH][,name=REF] (repeatable)
+  -o, --output SPEC             type=oci|docker|local|tar|registry|image[,dest=PATH][,name=REF][,compression=…][,tar=…],
+                                or PATH (type=local), or - (type=tar to stdout) (repeatable)
+  --metadata-file FILE          write the result's metadata as JSON (containerimage.digest, image.name, …)
   --progress auto|tty|plain|rawjson
   --build-context NAME=VALUE    a named context: DIR, oci-layout://DIR[:TAG], docker-image://REF
   --secret id=ID,src=PATH|env=VAR
@@ -183,6 +186,7 @@ async function cmdBuild(
     ssh: { type: 'string', multiple: true },
     label: { type: 'string', multiple: true },
     iidfile: { type: 'string' },
+    'metadata-file': { type: 'string' },
     network: { type: 'string' },
     pull: { type: 'boolean' },
     push: { type: 'boolean' },
@@ -214,7 +218,18 @@ async function cmdBuild(
     });
   const cacheFrom = specList('cache-from', (m) => m.parseCacheFromSpec);
   const cacheTo = specList('cache-to', (m) => m.parseCacheToSpec);
-  const outputs = specList('output', (m) => m.parseOutputSpec);
+  // -o takes buildx's shorthands (a path, -), so it is parsed from its raw text; `-` destinations are stdout.
+  const outputs = ((v.output as string[] | undefined) ?? []).map((raw): OutputSpec => {
+    let spec: OutputSpec;
+    try {
+      spec = specs!.parseOutputArg(raw);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    return 'dest' in spec && spec.dest === '-' ? ({ ...spec, dest: process.stdout } as OutputSpec) : spec;
+  });
+  const toStdout = outputs.filter((o) => 'dest' in o && o.dest === process.stdout).length;
+  if (toStdout > 1) throw new UsageError('only one --output can go to stdout');
   if (v.push) outputs.push({ type: 'registry' });
   const secrets = specList('secret', (m) => m.parseSecretSpec);
   const ssh = specList('ssh', (m) => (f) => m.parseSshSpec(f));
@@ -264,7 +279,10 @@ async function cmdBuild(
   try {
     const result = await build(options);
     printer.done();
-    process.stdout.write(`${result.manifestDigest}\n`);
+    if (v['metadata-file']) await (await import('node:fs/promises')).writeFile(v['metadata-file'] as string, `${JSON.stringify(result.metadata, null, 2)}\n`);
+    // The digest of the image as the last archive or push wrote it (the store's without one): what the user can find
+    // in what they asked for. Stdout is the image itself with `-o -`.
+    if (toStdout === 0) process.stdout.write(`${result.metadata['containerimage.digest']}\n`);
     return 0;
   } catch (err) {
     printer.done();

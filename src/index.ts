@@ -2,7 +2,7 @@
  * kiln's public API. Plugins and the CLI import from here only.
  */
 export { build } from './builder/build.js';
-export type { BuildOptions, BuildResult, BuildEvent, StepRef, StepReport, OutputSpec, SecretSource, SshAgentSource } from './builder/options.js';
+export type { BuildOptions, BuildResult, BuildMetadata, BuildEvent, OutputReport, StepRef, StepReport, OutputSpec, SecretSource, SshAgentSource } from './builder/options.js';
 export { parse } from './parser/index.js';
 export type { Dockerfile } from './parser/index.js';
 export type { Instruction, InstructionKind, CommandForm, RunMount } from './parser/instructions.js';

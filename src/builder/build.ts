@@ -5,9 +5,10 @@
 import { writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { BuildError, DockerfileError, RuntimeError, messageOf } from '../errors.js';
-import type { Digest, ImageConfig } from '../image/types.js';
+import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
+import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
 import type { Instruction } from '../parser/instructions.js';
+import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
@@ -15,7 +16,7 @@ import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
 import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
-import { resolveBuildOptions, type BuildOptions, type BuildResult, type StepRef, type StepReport, type BuildEvent } from './options.js';
+import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { normalizeTag, validateTag } from './tags.js';
 
@@ -37,7 +38,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const signal = opts.signal;
   signal?.throwIfAborted();
   const emit = (e: BuildEvent): void => opts.onEvent(e);
-  for (const t of opts.tags) {
+  for (const t of [...opts.tags, ...opts.outputs.flatMap((o) => ('names' in o ? (o.names ?? []) : []))]) {
     const bad = validateTag(t);
     if (bad) throw new BuildError('USAGE', bad);
   }
@@ -144,7 +145,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         text: oneLine(ins.source),
         line: ins.startLine,
       });
-      const fromRef = ref(0, stage.from);
+      const fromRef = { ...ref(0, stage.from), text: fromStepText(stage, opts.buildContexts) };
       const t0 = Date.now();
       emit({ type: 'step-start', step: fromRef });
       let state: StageState;
@@ -173,7 +174,11 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           state.config.config.OnBuild = null;
           const { parse } = await import('../parser/index.js');
           const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
-          for (const ins of parsed.instructions) await dispatch(dctx(stage), state, ins, fromRef, stage.displayName);
+          for (const ins of parsed.instructions) {
+            await dispatch(dctx(stage), state, ins, fromRef, stage.displayName).catch((err: unknown) => {
+              throw locateStepError(err, file, stage.from, signal);
+            });
+          }
         }
         const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
         const ctx = dctx(stage, noCacheStage);
@@ -183,7 +188,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const s0 = Date.now();
           const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
           if (isFsStep) emit({ type: 'step-start', step });
-          const outcome = await dispatch(ctx, state, ins, step, stage.displayName);
+          const outcome = await dispatch(ctx, state, ins, step, stage.displayName).catch((err: unknown) => {
+            throw locateStepError(err, file, ins, signal);
+          });
           const durationMs = Date.now() - s0;
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
@@ -270,12 +277,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (created) config.created = created;
   config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
   if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  config.config = omitEmpty(config.config);
   await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);
-  const tags = opts.tags.map(normalizeTag);
+  const tags = [...new Set([...opts.tags, ...opts.outputs.flatMap((o) => (o.type === 'image' ? (o.names ?? []) : []))].map(normalizeTag))];
   for (const t of tags) await store.tag(t, image.manifestDigest);
 
-  await writeOutputs(image, store, opts, tags, emit);
+  const outputs = await writeOutputs(image, store, opts, tags, emit);
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
 
@@ -287,6 +295,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     steps: reports.sort((a, b) => a.step.index - b.step.index),
     warnings,
     durationMs: Date.now() - started,
+    outputs,
+    metadata: await buildMetadata(image, store, tags, outputs),
   };
   emit({ type: 'build-done', result });
   return result;
@@ -317,6 +327,19 @@ function normalizePlatform(p: string): string {
   const a = arch === 'x86_64' ? 'amd64' : arch === 'aarch64' ? 'arm64' : arch;
   const v = a === 'arm64' && variant === 'v8' ? undefined : variant;
   return [os, a, ...(v ? [v] : [])].join('/');
+}
+
+/**
+ * What the progress shows for a FROM step: the base as resolved (build args expanded, an image named in full,
+ * `docker.io/library/busybox:latest`), as docker does, rather than the line as written (`FROM ${BASE} AS x`).
+ */
+function fromStepText(stage: Stage, buildContexts: Readonly<Record<string, string>>): string {
+  if (stage.baseStage !== undefined || stage.base === 'scratch' || buildContexts[stage.base] !== undefined) return `FROM ${stage.base}`;
+  try {
+    return `FROM ${formatReference(parseReference(stage.base))}`;
+  } catch {
+    return oneLine(`FROM ${stage.base}`);
+  }
 }
 
 function oneLine(source: string): string {
@@ -422,8 +445,10 @@ async function writeOutputs(
   opts: ReturnType<typeof resolveBuildOptions>,
   tags: readonly string[],
   emit: (e: BuildEvent) => void,
-): Promise<void> {
+): Promise<OutputReport[]> {
   const signal = opts.signal;
+  const reports: OutputReport[] = [];
+  const { fullImageName } = await import('../image/names.js');
   for (const out of opts.outputs) {
     if (out.type === 'image') continue;
     if (out.type === 'registry') {
@@ -432,21 +457,82 @@ async function writeOutputs(
       const { pushImage } = await import('../registry/push.js');
       for (const r of refs) {
         emit({ type: 'progress', id: `push ${r}`, message: `pushing ${r}` });
-        await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
+        const pushed = await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
+        emit({ type: 'progress', id: `push ${r}`, message: `pushed ${r}: manifest ${pushed}` });
+        reports.push({ type: 'registry', dest: r, names: [fullImageName(r)], manifestDigest: pushed });
       }
       continue;
     }
-    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${out.dest}` });
+    const where = typeof out.dest === 'string' ? out.dest : 'stdout';
+    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${where}` });
     const { exportImage } = await import('../image/export.js');
+    // buildx gives -t to its exporters as their names; name= counts when there is no -t.
+    const names = tags.length > 0 ? [...tags] : [...((out.type === 'oci' || out.type === 'docker' ? out.names : undefined) ?? [])];
     const spec =
       out.type === 'oci'
-        ? { type: 'oci' as const, dest: out.dest, tags: [...tags], ...(out.compression ? { compression: out.compression } : {}) }
+        ? { type: 'oci' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}), ...(out.tar !== undefined ? { tar: out.tar } : {}) }
         : out.type === 'docker'
-          ? { type: 'docker' as const, dest: out.dest, tags: [...tags] }
-          : { type: out.type, dest: out.dest };
-    await exportImage(image, store, spec, {
+          ? { type: 'docker' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}) }
+          : out.type === 'local'
+            ? { type: 'local' as const, dest: out.dest }
+            : { type: 'tar' as const, dest: out.dest };
+    const written = await exportImage(image, store, spec, {
       ...(signal ? { signal } : {}),
       onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
     });
+    const archive = out.type === 'oci' || out.type === 'docker';
+    // Name the digest the archive holds: it is not the store's when the export compressed the layers otherwise.
+    if (archive) emit({ type: 'progress', id: `export ${out.type}`, message: `exported ${out.type} ${where}: manifest ${written.manifestDigest}, config ${written.configDigest}` });
+    reports.push({
+      type: out.type,
+      dest: written.dest,
+      names: written.names,
+      ...(archive ? { manifestDigest: written.manifestDigest } : {}),
+      ...(archive && written.descriptor ? { descriptor: written.descriptor } : {}),
+    });
   }
+  return reports;
+}
+
+/** buildx's metadata for the image as the last image output (archive or registry) wrote it, else as stored. */
+async function buildMetadata(image: StoredImage, store: LayerStoreApi, tags: readonly string[], outputs: readonly OutputReport[]): Promise<BuildMetadata> {
+  const last = [...outputs].reverse().find((o) => o.manifestDigest !== undefined);
+  const { fullImageName } = await import('../image/names.js');
+  const names = last ? last.names : tags.map(fullImageName);
+  const digest = last?.manifestDigest ?? image.manifestDigest;
+  // A push reports its digest only: no descriptor then.
+  const descriptor: Descriptor | undefined =
+    last !== undefined
+      ? last.descriptor
+      : { mediaType: image.manifest.mediaType ?? MEDIA_TYPES.ociManifest, digest, size: (await store.readBlob(digest)).length };
+  return {
+    'containerimage.digest': digest,
+    'containerimage.config.digest': image.configDigest,
+    ...(descriptor ? { 'containerimage.descriptor': descriptor } : {}),
+    ...(names.length > 0 ? { 'image.name': names.join(',') } : {}),
+  };
+}
+
+/**
+ * Every failure inside a step names the Dockerfile line it happened on: errors that already carry a
+ * location pass through, anything else (the runtime, the store, an unexpected exception) is wrapped in a
+ * {@link StepFailedError} for that instruction, its message kept and the original error as its cause.
+ */
+function locateStepError(err: unknown, file: string, ins: Instruction, signal: AbortSignal | undefined): unknown {
+  if (err instanceof DockerfileError || err instanceof StepFailedError || signal?.aborted) return err;
+  return new StepFailedError(messageOf(err), { file, range: ins.range, instruction: ins.source }, { cause: err });
+}
+
+/**
+ * The container config as BuildKit serialises it: every field is Go `omitempty`, so an empty list, map or string,
+ * `false` and null are left out (`CMD []` leaves no Cmd at all, an unset USER no `"User": ""`).
+ */
+function omitEmpty(cfg: ImageConfig['config']): ImageConfig['config'] {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(cfg)) {
+    if (v === null || v === undefined || v === '' || v === false) continue;
+    if (Array.isArray(v) ? v.length === 0 : typeof v === 'object' && Object.keys(v).length === 0) continue;
+    out[k] = v;
+  }
+  return out as ImageConfig['config'];
 }

@@ -24,6 +24,7 @@ import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
 import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
+import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
@@ -164,6 +165,15 @@ function expand(ctx: DispatchContext, ins: Instruction, state: StageState, word:
   }
 }
 
+/** Expands a word into the fields it splits into (BuildKit's ProcessWords): none for an empty expansion. */
+function expandWords(ctx: DispatchContext, ins: Instruction, state: StageState, word: string): string[] {
+  try {
+    return new ShellLex(ctx.escapeToken).processWords(word, expansionEnv(state));
+  } catch (err) {
+    return fail(ctx, ins, messageOf(err), err);
+  }
+}
+
 function history(state: StageState, createdBy: string, emptyLayer: boolean, created: string): void {
   const entry: HistoryEntry = { created, created_by: createdBy, comment: 'buildkit.dockerfile.v0' };
   if (emptyLayer) entry.empty_layer = true;
@@ -242,7 +252,8 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
     case 'expose': {
       let ports: string[];
       try {
-        ports = parsePorts(ins.ports.map((p) => expand(ctx, ins, state, p)));
+        // Word expansion, as BuildKit does it: `$P` with P="80 81" is two ports, an unset variable none.
+        ports = parsePorts(ins.ports.flatMap((p) => expandWords(ctx, ins, state, p)));
       } catch (err) {
         return fail(ctx, ins, messageOf(err), err);
       }
@@ -318,9 +329,9 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
       return { cached: false };
     }
     case 'onbuild': {
+      // BuildKit records triggers in the config only: an ONBUILD line adds no history entry.
       cfg.OnBuild = [...(cfg.OnBuild ?? []), ins.expression];
       chain(`ONBUILD ${ins.expression}`);
-      history(state, `ONBUILD ${ins.expression}`, true, created);
       return { cached: false };
     }
     case 'workdir':
@@ -403,12 +414,19 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   const dir = expand(ctx, ins, state, ins.path);
   const resolved = path.posix.resolve(cfg.WorkingDir || '/', dir);
   cfg.WorkingDir = resolved;
-  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`] });
-  // Docker creates the directory; only when it is missing does that cost a layer.
+  // `layer`: keys from before every WORKDIR made a layer recorded none for an existing directory.
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`, 'layer'] });
+  // BuildKit makes every WORKDIR but `/` a mkdir step with a layer of its own, empty when the directory
+  // already exists (the well-known empty layer in images built by BuildKit).
+  if (resolved === '/') {
+    history(state, 'WORKDIR /', true, created);
+    return { cached: false };
+  }
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
     await settlePending(state);
-    if (await existsInLayers(ctx, state, resolved)) return null;
+    const exists = await existsInLayers(ctx, state, resolved);
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+      if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
       if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
         await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
@@ -772,6 +790,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const word = (w: string): string => expand(ctx, ins, state, w);
   const sources = ins.sources.map(word);
   let dest = word(ins.dest);
+  const writtenDest = dest;
   const workdir = cfg.WorkingDir || '/';
   const destIsDir = dest.endsWith('/') || dest === '.' || dest.endsWith('/.');
   dest = path.posix.resolve(workdir, dest) + (destIsDir && !dest.endsWith('/') ? '/' : dest.endsWith('/') && dest !== '/' ? '/' : '');
@@ -789,6 +808,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
+  // BuildKit's rules for ADD --checksum: one source, fetched over http(s).
+  if (ins.kind === 'add' && ins.checksum) {
+    if (sources.length + ins.contents.length !== 1) fail(ctx, ins, "checksum can't be specified for multiple sources");
+    if (!isUrl(sources[0] ?? '')) fail(ctx, ins, "checksum can't be specified for non-HTTP(S) sources");
+  }
   const excludes = ins.excludes.map(word);
   let excluder: PatternMatcher | undefined;
   try {
@@ -808,6 +832,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
 
   // Inputs of the cache key: what the sources hold, never their mtimes.
   const inputs: string[] = [];
+  const urlSources: UrlSource[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
   if (from !== undefined) {
@@ -824,9 +849,21 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
+    // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
-      if (!(ins.kind === 'add' && ins.checksum)) fail(ctx, ins, `ADD ${s}: kiln needs --checksum=sha256:… for URL sources, so that the cache can trust them`);
-      inputs.push(`url ${s} ${ins.kind === 'add' ? ins.checksum : ''}`);
+      const checksum = ins.kind === 'add' && ins.checksum ? word(ins.checksum) : undefined;
+      const { resolveUrlForKey, redactUrl } = await import('../net/http-source.js');
+      const onProgress = (message: string): void => ctx.options.onEvent({ type: 'progress', id: `url ${redactUrl(s)}`, message });
+      let src: UrlSource;
+      try {
+        src = await resolveUrlForKey(ctx.store, s, { ...(checksum !== undefined ? { checksum } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}), onProgress });
+      } catch (err) {
+        if (ctx.signal?.aborted) throw err;
+        throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });
+      }
+      urlSources.push(src);
+      inputs.push(`url ${s} ${src.name} ${src.digest} ${src.lastModified ?? ''}`);
     }
   }
   for (const c of ins.contents) inputs.push(`inline ${c.path} ${c.expand ? word(c.data) : c.data}`);
@@ -844,7 +881,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   // A direct COPY from the context hard-links the files an earlier build of this step already stored
   // (store/file-reuse.ts); the merged view is another filesystem, where links cannot reach.
   let reuse: import('../store/file-reuse.js').CopyReuse | undefined;
-  return cachedLayerStep(ctx, state, key, created, `${text} # buildkit`, async () => {
+  // The history shows the sources and the destination as written (expanded, not resolved against WORKDIR) and
+  // no flags, as BuildKit writes it: `COPY --from=build --chown=1:1 app ./` is `COPY app ./ # buildkit`.
+  const createdBy = `${kw} ${[...sources, ...ins.contents.map((c) => `<<${c.path}`), writtenDest].join(' ')} # buildkit`;
+  return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // A COPY mostly waits for threadpool work: the step below, if still pending, is hashed meanwhile.
     state.pending?.startHashing();
     // Fast path: a plain COPY into a destination the lower layers do not populate writes straight into the
@@ -931,9 +971,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
-    if (ins.kind === 'add') {
-      const { addUrlSource } = await import('../runtime/handlers/add.js');
-      for (const s of sources.filter(isUrl)) await addUrlSource(rootfs, s, { dest, checksum: ins.checksum!, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    if (urlSources.length > 0) {
+      const { addUrlSources } = await import('../runtime/handlers/add.js');
+      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
   }
 }

@@ -4,15 +4,34 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Digest } from '../image/types.js';
+import type { Writable } from 'node:stream';
+import type { Descriptor, Digest } from '../image/types.js';
 
-/** Where the built image goes, named as buildx names its exporters. */
+/**
+ * Where the built image goes, named as buildx names its exporters. `dest` may be a stream (the CLI's `-o -` is
+ * `{ type: 'tar', dest: process.stdout }`). The image names an `oci` or `docker` archive holds are `tags` when
+ * given (as buildx gives `-t` to its exporters), else `names` (`-o type=oci,name=REF`).
+ */
 export type OutputSpec =
-  | { readonly type: 'image' } // the local store (tags from `tags`); always done
-  | { readonly type: 'oci'; readonly dest: string; readonly compression?: 'none' | 'gzip' | 'zstd' }
-  | { readonly type: 'docker'; readonly dest: string }
+  | { readonly type: 'image'; readonly names?: readonly string[] } // the local store, always written; `names` are more tags
+  | {
+      readonly type: 'oci';
+      readonly dest: string | Writable;
+      readonly names?: readonly string[];
+      /** @default 'gzip' */
+      readonly compression?: 'none' | 'gzip' | 'zstd';
+      /** A tar (true) or a directory layout (false). @default whether `dest` ends in `.tar` (a stream: a tar) */
+      readonly tar?: boolean;
+    }
+  | {
+      readonly type: 'docker';
+      readonly dest: string | Writable;
+      readonly names?: readonly string[];
+      /** @default 'none' (plain layer tars, as `docker save` writes) */
+      readonly compression?: 'none' | 'gzip' | 'zstd';
+    }
   | { readonly type: 'local'; readonly dest: string }
-  | { readonly type: 'tar'; readonly dest: string }
+  | { readonly type: 'tar'; readonly dest: string | Writable }
   | { readonly type: 'registry'; readonly ref?: string };
 
 /** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
@@ -187,6 +206,36 @@ export interface StepReport {
   readonly durationMs: number;
 }
 
+/** What one output of {@link BuildOptions.outputs} wrote. */
+export interface OutputReport {
+  readonly type: Exclude<OutputSpec['type'], 'image'>;
+  /** The destination path (`-` for a stream); the reference pushed to for `registry`. */
+  readonly dest: string;
+  /** The image names the output holds, in full form (`docker.io/library/app:1`). */
+  readonly names: readonly string[];
+  /**
+   * The digest of the manifest the output holds (an archive's, or the one pushed). It differs from the store's
+   * when the output's layers are compressed otherwise (the store keeps built layers uncompressed; `oci` and
+   * `registry` gzip them by default). Absent for `local` and `tar`, which hold a filesystem.
+   */
+  readonly manifestDigest?: Digest;
+  /** The manifest's descriptor as the archive's index names it (`oci`, `docker`). */
+  readonly descriptor?: Descriptor;
+}
+
+/**
+ * buildx's build result metadata (what `--metadata-file` writes), for the image as the last `oci`, `docker` or
+ * `registry` output wrote it, else as the store holds it.
+ */
+export interface BuildMetadata {
+  readonly 'containerimage.digest': Digest;
+  readonly 'containerimage.config.digest': Digest;
+  /** The manifest's descriptor; absent when the image was only pushed (a push reports a digest). */
+  readonly 'containerimage.descriptor'?: Descriptor;
+  /** Comma-separated full names; absent when the image has none. */
+  readonly 'image.name'?: string;
+}
+
 /** The result of {@link build}. */
 export interface BuildResult {
   /** The image manifest digest in the local store. */
@@ -198,4 +247,8 @@ export interface BuildResult {
   readonly steps: readonly StepReport[];
   readonly warnings: readonly string[];
   readonly durationMs: number;
+  /** One report per output other than the store, in `outputs` order. */
+  readonly outputs: readonly OutputReport[];
+  /** buildx's metadata of the result (see {@link BuildMetadata}). */
+  readonly metadata: BuildMetadata;
 }

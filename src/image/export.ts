@@ -7,32 +7,46 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { RuntimeError, assertNever, messageOf } from '../errors.js';
 import { END_OF_ARCHIVE, encodeHeader, padding, readTar } from '../store/tar.js';
 import type { TarHeader } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
+import { familiarImageName, fullImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageIndex, ImageManifest } from './types.js';
 
 /** Where and how to write an image. */
 export type ExportOutput =
   | {
-      /** An OCI image layout: a directory, or a tar of one when `dest` ends in `.tar`. */
+      /**
+       * An OCI image layout: a directory, or a tar of one (`tar`; by default when `dest` ends in `.tar`). A stream
+       * `dest` (stdout for `-o -`) always gets the tar.
+       */
       readonly type: 'oci';
-      readonly dest: string;
-      /** Names written as `org.opencontainers.image.ref.name` (the tag part) and `io.containerd.image.name`. @default [] */
+      readonly dest: string | Writable;
+      /**
+       * Image names, each written as BuildKit writes them: `io.containerd.image.name` (the full name,
+       * `docker.io/library/app:1`) and `org.opencontainers.image.ref.name` (its tag) on an index entry. @default []
+       */
       readonly tags?: readonly string[];
       /** Layer compression. @default 'gzip' */
       readonly compression?: Compression;
+      /** Write a tar (true) or a directory (false). @default whether `dest` ends in `.tar` */
+      readonly tar?: boolean;
     }
   | {
-      /** A docker-archive tar (`docker save` format, also a valid OCI layout); layers are plain tars. */
+      /**
+       * A docker-archive tar (`docker save` format, also a valid OCI layout). `tags` become manifest.json's
+       * RepoTags (docker's short form, `app:1`) and index.json's names, as for `oci`.
+       */
       readonly type: 'docker';
-      readonly dest: string;
+      readonly dest: string | Writable;
       readonly tags: readonly string[];
+      /** Layer compression. @default 'none' (the plain layer tars `docker save` writes) */
+      readonly compression?: Compression;
     }
   | {
       /** The image's final filesystem, unpacked into a directory. */
@@ -40,9 +54,9 @@ export type ExportOutput =
       readonly dest: string;
     }
   | {
-      /** The image's final filesystem as one tar file. */
+      /** The image's final filesystem as one tar file (or stream). */
       readonly type: 'tar';
-      readonly dest: string;
+      readonly dest: string | Writable;
     };
 
 /** Progress of an export, one event per layer handled. */
@@ -61,9 +75,18 @@ export interface ExportOptions {
 
 /** What {@link exportImage} wrote. */
 export interface ExportResult {
-  /** The digest of the manifest as written (it differs from the stored one when layers were compressed). */
+  /**
+   * The digest of the manifest as written: it differs from the stored one when the export's layers are compressed
+   * otherwise than the store's (the store keeps built layers uncompressed; an OCI export gzips them by default).
+   * For `local` and `tar`, which hold no manifest, the stored image's.
+   */
   readonly manifestDigest: Digest;
+  /** The manifest's descriptor (media type, digest, size) as an index would name it; absent for `local` and `tar`. */
+  readonly descriptor?: Descriptor;
   readonly configDigest: Digest;
+  /** The image names written into the archive, in their full form (`docker.io/library/app:1`). */
+  readonly names: readonly string[];
+  /** The destination path, `-` for a stream. */
   readonly dest: string;
 }
 
@@ -75,6 +98,8 @@ const LAYER_MEDIA_TYPE: Record<Compression, string> = {
 
 const hexOf = (digest: Digest): string => digest.slice('sha256:'.length);
 
+export { familiarImageName, fullImageName };
+
 /** A reference split into its repository and tag (`busybox` → `busybox`, `latest`; `host:5000/a:v1` → `host:5000/a`, `v1`). */
 export function splitReference(ref: string): { repository: string; tag: string } {
   const noDigest = ref.split('@')[0] ?? ref;
@@ -82,6 +107,17 @@ export function splitReference(ref: string): { repository: string; tag: string }
   const colon = noDigest.lastIndexOf(':');
   if (colon > slash) return { repository: noDigest.slice(0, colon), tag: noDigest.slice(colon + 1) };
   return { repository: noDigest, tag: 'latest' };
+}
+
+/** Writes `source` to a stream (left open: stdout outlives the export). */
+async function writeStream(dest: Writable, source: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+  await pipeline(Readable.from(source), dest, { end: false, ...(signal ? { signal } : {}) });
+}
+
+/** Writes a tar to `dest`: a file (atomically) or a stream. */
+async function writeTar(dest: string | Writable, source: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+  if (typeof dest === 'string') await writeFileAtomically(dest, source, signal);
+  else await writeStream(dest, source, signal);
 }
 
 /** Writes into a temp file beside `dest` and renames it into place, so `dest` is never half-written. */
@@ -128,13 +164,21 @@ async function compressLayer(store: LayerStoreApi, diffId: Digest, compression: 
   return info;
 }
 
+/** A manifest as an export writes it. */
+interface ExportManifest {
+  readonly bytes: Buffer;
+  readonly digest: Digest;
+  readonly mediaType: string;
+  readonly layers: LayerInfo[];
+}
+
 /** The image's manifest with its layers in `compression`, serialised; reuses the stored bytes when nothing changes. */
 async function manifestFor(
   image: StoredImage,
   store: LayerStoreApi,
   compression: Compression,
   options: ExportOptions,
-): Promise<{ bytes: Buffer; digest: Digest; layers: LayerInfo[] }> {
+): Promise<ExportManifest> {
   const diffIds = image.config.rootfs.diff_ids;
   if (diffIds.length !== image.manifest.layers.length) {
     throw new RuntimeError(`image ${image.manifestDigest}: the config lists ${diffIds.length} layers, the manifest ${image.manifest.layers.length}`);
@@ -151,7 +195,7 @@ async function manifestFor(
     layers.push(info);
   }
   const same = layers.every((l, i) => l.digest === image.manifest.layers[i]?.digest && l.mediaType === image.manifest.layers[i]?.mediaType);
-  if (same) return { bytes: await store.readBlob(image.manifestDigest), digest: image.manifestDigest, layers };
+  if (same) return { bytes: await store.readBlob(image.manifestDigest), digest: image.manifestDigest, mediaType: image.manifest.mediaType ?? MEDIA_TYPES.ociManifest, layers };
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPES.ociManifest,
@@ -160,7 +204,7 @@ async function manifestFor(
     ...(image.manifest.annotations ? { annotations: image.manifest.annotations } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(manifest));
-  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, layers };
+  return { bytes, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, mediaType: MEDIA_TYPES.ociManifest, layers };
 }
 
 /** A file of an archive or a layout being written: bytes in memory or a blob of the store. */
@@ -219,7 +263,7 @@ async function writeDirectory(dest: string, files: readonly OutFile[], signal?: 
 }
 
 /** The blob files of an image's layout: config, manifest and layers (deduplicated). */
-function blobFiles(store: LayerStoreApi, image: StoredImage, manifest: { bytes: Buffer; digest: Digest; layers: LayerInfo[] }): OutFile[] {
+function blobFiles(store: LayerStoreApi, image: StoredImage, manifest: ExportManifest): OutFile[] {
   const files = new Map<string, OutFile>();
   const configName = `blobs/sha256/${hexOf(image.configDigest)}`;
   files.set(configName, { name: configName, path: store.blobPath(image.configDigest), size: image.manifest.config.size });
@@ -232,21 +276,19 @@ function blobFiles(store: LayerStoreApi, image: StoredImage, manifest: { bytes: 
   return [...files.values()];
 }
 
-/** `index.json` of a layout holding one image under `tags`. */
-function indexJson(image: StoredImage, manifest: { bytes: Buffer; digest: Digest }, tags: readonly string[]): Buffer {
+/** `index.json` of a layout holding one image under `names` (full names: one entry each, as containerd's archive writer). */
+function indexJson(image: StoredImage, manifest: ExportManifest, names: readonly string[]): Buffer {
   const platform = {
     architecture: image.config.architecture,
     os: image.config.os,
     ...(image.config.variant !== undefined ? { variant: image.config.variant } : {}),
   };
-  const base = { mediaType: MEDIA_TYPES.ociManifest, digest: manifest.digest, size: manifest.bytes.length };
-  const seen = new Set<string>();
+  const base = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
   const manifests: Descriptor[] = [];
-  for (const name of tags) {
-    const { tag } = splitReference(name);
-    if (seen.has(tag)) continue;
-    seen.add(tag);
-    manifests.push({ ...base, annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': tag }, platform });
+  for (const name of new Set(names)) {
+    // The OCI ref name is the tag alone; containerd's annotation carries the whole name.
+    const ref = name.includes('@') ? name.slice(name.lastIndexOf('/') + 1).replace(/^[^:@]*[:]?/, '') : splitReference(name).tag;
+    manifests.push({ ...base, annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': ref }, platform });
   }
   if (manifests.length === 0) manifests.push({ ...base, platform });
   const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests };
@@ -255,11 +297,6 @@ function indexJson(image: StoredImage, manifest: { bytes: Buffer; digest: Digest
 
 const OCI_LAYOUT = Buffer.from(`${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`);
 
-/** A `docker load` tag: a name with a tag part (`busybox` → `busybox:latest`). */
-function dockerTag(name: string): string {
-  const { repository, tag } = splitReference(name);
-  return `${repository}:${tag}`;
-}
 
 /**
  * Reads every layer and yields the image's final filesystem as one tar: each path's topmost version,
@@ -331,24 +368,34 @@ export async function exportImage(
   options: ExportOptions = {},
 ): Promise<ExportResult> {
   const { signal } = options;
-  const result = (manifestDigest: Digest): ExportResult => ({ manifestDigest, configDigest: image.configDigest, dest: output.dest });
+  const destName = typeof output.dest === 'string' ? output.dest : '-';
+  const names = output.type === 'oci' || output.type === 'docker' ? [...new Set((output.tags ?? []).map(fullImageName))] : [];
+  const result = (manifest?: ExportManifest): ExportResult => ({
+    manifestDigest: manifest?.digest ?? image.manifestDigest,
+    ...(manifest ? { descriptor: { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length } } : {}),
+    configDigest: image.configDigest,
+    names,
+    dest: destName,
+  });
   try {
     switch (output.type) {
       case 'oci': {
         const manifest = await manifestFor(image, store, output.compression ?? 'gzip', options);
         const files: OutFile[] = [
           ...blobFiles(store, image, manifest),
-          { name: 'index.json', bytes: indexJson(image, manifest, output.tags ?? []) },
+          { name: 'index.json', bytes: indexJson(image, manifest, names) },
           { name: 'oci-layout', bytes: OCI_LAYOUT },
         ];
         reportWrites(manifest.layers, options);
-        if (output.dest.endsWith('.tar')) await writeFileAtomically(output.dest, tarOf(files, signal), signal);
-        else await writeDirectory(output.dest, files, signal);
-        return result(manifest.digest);
+        const asTar = typeof output.dest !== 'string' || (output.tar ?? output.dest.endsWith('.tar'));
+        if (asTar) await writeTar(output.dest, tarOf(files, signal), signal);
+        else await writeDirectory(output.dest as string, files, signal);
+        return result(manifest);
       }
       case 'docker': {
-        const manifest = await manifestFor(image, store, 'none', options);
-        const tags = output.tags.map(dockerTag);
+        const manifest = await manifestFor(image, store, output.compression ?? 'none', options);
+        // docker load reads manifest.json: RepoTags in docker's short form, as `docker save` writes them.
+        const tags = names.filter((n) => !n.includes('@')).map(familiarImageName);
         const entry = {
           Config: `blobs/sha256/${hexOf(image.configDigest)}`,
           RepoTags: tags,
@@ -362,18 +409,18 @@ export async function exportImage(
         }
         const files: OutFile[] = [
           ...blobFiles(store, image, manifest),
-          { name: 'index.json', bytes: indexJson(image, manifest, tags) },
+          { name: 'index.json', bytes: indexJson(image, manifest, names) },
           { name: 'manifest.json', bytes: Buffer.from(`${JSON.stringify([entry])}\n`) },
           { name: 'oci-layout', bytes: OCI_LAYOUT },
           { name: 'repositories', bytes: Buffer.from(`${JSON.stringify(repositories)}\n`) },
         ];
         reportWrites(manifest.layers, options);
-        await writeFileAtomically(output.dest, tarOf(files, signal), signal);
-        return result(manifest.digest);
+        await writeTar(output.dest, tarOf(files, signal), signal);
+        return result(manifest);
       }
       case 'tar':
-        await writeFileAtomically(output.dest, flattenLayers(store, image.config.rootfs.diff_ids, signal), signal);
-        return result(image.manifestDigest);
+        await writeTar(output.dest, flattenLayers(store, image.config.rootfs.diff_ids, signal), signal);
+        return result();
       case 'local': {
         const { extractLayer } = await import('../store/extract.js');
         await mkdir(output.dest, { recursive: true });
@@ -381,7 +428,7 @@ export async function exportImage(
           mode: 'apply',
           ...(signal ? { signal } : {}),
         });
-        return result(image.manifestDigest);
+        return result();
       }
       default:
         return assertNever(output);
@@ -389,7 +436,7 @@ export async function exportImage(
   } catch (cause) {
     if (signal?.aborted && cause === signal.reason) throw cause;
     if (cause instanceof RuntimeError) throw cause;
-    throw new RuntimeError(`exporting image ${image.manifestDigest} to ${output.dest}: ${messageOf(cause)}`, { cause });
+    throw new RuntimeError(`exporting image ${image.manifestDigest} to ${typeof output.dest === 'string' ? output.dest : 'a stream'}: ${messageOf(cause)}`, { cause });
   }
 }
 

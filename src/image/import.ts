@@ -16,6 +16,7 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { readTar } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { DEFAULT_PATH_ENV, hostPlatform } from './base-image.js';
+import { familiarImageName, fullImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
 
@@ -290,11 +291,17 @@ function pickDescriptor(index: ImageIndex, ref: string | undefined, file: string
   const manifests = Array.isArray(index.manifests) ? index.manifests : [];
   const names = manifests.map((d) => d.annotations?.[REF_NAME]).filter((n): n is string => n !== undefined);
   if (ref !== undefined) {
-    const found = manifests.find((d) => d.annotations?.[REF_NAME] === ref || d.annotations?.[CONTAINERD_NAME] === ref);
+    // By the OCI ref name (a tag), or by image name in either form (`app` finds docker.io/library/app:latest).
+    const full = /^[a-z0-9]/.test(ref) ? fullImageName(ref) : undefined;
+    const found = manifests.find((d) => {
+      const name = d.annotations?.[CONTAINERD_NAME];
+      return d.annotations?.[REF_NAME] === ref || name === ref || (name !== undefined && full !== undefined && fullImageName(name) === full);
+    });
     if (!found) throw new RuntimeError(`${file} has no image named "${ref}" (it has: ${names.join(', ') || 'no names'})`);
     return found;
   }
-  if (manifests.length === 1 && manifests[0]) return manifests[0];
+  // One image under several names (an entry per name, as containerd and BuildKit write them) is still one image.
+  if (manifests[0] && manifests.every((d) => d.digest === manifests[0]!.digest)) return manifests[0];
   const latest = manifests.find((d) => d.annotations?.[REF_NAME] === 'latest');
   if (latest) return latest;
   throw new RuntimeError(`${file} holds ${manifests.length} images; choose one by ref (${names.join(', ') || 'none are named'})`);
@@ -316,7 +323,9 @@ async function importOciLayout(layout: string, ref: string | undefined, store: L
   const indexFile = join(layout, 'index.json');
   const index = await readJson<ImageIndex>(indexFile, 'OCI index');
   let desc = pickDescriptor(index, ref, indexFile);
-  const name = tag ?? desc.annotations?.[CONTAINERD_NAME];
+  const containerdName = desc.annotations?.[CONTAINERD_NAME];
+  // containerd names are full (docker.io/library/app:1); the store keys docker's short form, as `-t` writes it.
+  const name = tag ?? (containerdName !== undefined ? familiarImageName(containerdName) : undefined);
   for (let depth = 0; INDEX_TYPES.has(desc.mediaType); depth++) {
     if (depth > 4) throw new RuntimeError(`${indexFile}: image indexes nest too deeply`);
     const file = blobFile(layout, desc.digest);

@@ -4,7 +4,7 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -153,7 +153,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const rootfs = path.join(bundle, 'rootfs');
   const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
   let overlay: OverlayMount | undefined;
-  let stubs: Stubs = { missing: [], parents: new Map() };
+  let stubs: Stubs = { missing: [], madeParents: [], parents: new Map() };
   let run: RuntimeRun;
   try {
     mkdirSync(rootfs);
@@ -338,23 +338,30 @@ const VIRTUAL_ROOTS = ['/proc', '/dev', '/sys'];
 
 /** Mount-point stubs to remove after a run, as paths relative to the rootfs with symlinks resolved. */
 interface Stubs {
-  /** Paths that did not exist before the run. */
+  /** Mount points that did not exist before the run. */
   readonly missing: readonly string[];
+  /** Directories the runtime had to make above those mount points: they stay, with runc's mode. */
+  readonly madeParents: readonly string[];
   /** Existing parent directories of missing paths, with their times before the run. */
   readonly parents: ReadonlyMap<string, { readonly atimeNs: bigint; readonly mtimeNs: bigint }>;
 }
 
 /**
- * The mount points (and their parent directories) that do not exist in the rootfs yet. The runtime
- * creates them as empty files or directories in the upperdir; like BuildKit we remove such stubs after
- * the run, so a step's layer does not depend on what the runtime had to mount.
+ * The mount points that do not exist in the rootfs yet. The runtime creates them as empty files or
+ * directories in the upperdir; like BuildKit we remove such stubs after the run. Only the mount point
+ * itself is a stub: parent directories the runtime had to create for it stay in the layer (0755), as
+ * BuildKit leaves them (`RUN --mount=type=secret,id=x` leaves an empty `/run/secrets`).
  */
 async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<Stubs> {
-  const candidates = new Set<string>();
+  const targets = new Set<string>();
   for (const dest of destinations) {
     if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
-    const parts = dest.split('/').filter((p) => p !== '');
-    for (let i = 1; i <= parts.length; i++) candidates.add(`/${parts.slice(0, i).join('/')}`);
+    const normal = path.posix.resolve('/', dest);
+    if (normal !== '/') targets.add(normal);
+  }
+  const candidates = new Set<string>();
+  for (const t of targets) {
+    for (let p = t; p !== '/'; p = path.posix.dirname(p)) candidates.add(p);
   }
   const resolved = new Map<string, { rel: string; exists: boolean; atimeNs: bigint; mtimeNs: bigint }>();
   await Promise.all(
@@ -365,14 +372,19 @@ async function missingMountPoints(rootfs: string, destinations: readonly string[
     }),
   );
   const missing: string[] = [];
+  const madeParents: string[] = [];
   const parents = new Map<string, { atimeNs: bigint; mtimeNs: bigint }>();
   for (const [p, r] of resolved) {
     if (r.exists || r.rel === '' || r.rel.startsWith('..')) continue;
+    if (!targets.has(p)) {
+      madeParents.push(r.rel);
+      continue;
+    }
     missing.push(r.rel);
     const parent = resolved.get(path.posix.dirname(p));
     if (parent?.exists === true && parent.rel !== '') parents.set(parent.rel, { atimeNs: parent.atimeNs, mtimeNs: parent.mtimeNs });
   }
-  return { missing, parents };
+  return { missing, madeParents, parents };
 }
 
 /**
@@ -399,6 +411,12 @@ async function removeStubs(upperDir: string, stubs: Stubs): Promise<void> {
     } catch {
       // Not a stub any more: leave it.
     }
+  }
+  // crun makes missing mount-point parents 01755; runc, and so BuildKit, make them 0755.
+  for (const rel of stubs.madeParents) {
+    const hostPath = path.join(upperDir, rel);
+    const st = lstatSync(hostPath, { throwIfNoEntry: false });
+    if (st?.isDirectory() && (st.mode & 0o7777) === 0o1755) chmodSync(hostPath, 0o755);
   }
   for (const [rel, times] of stubs.parents) {
     const hostPath = path.join(upperDir, rel);

@@ -76,7 +76,11 @@ let volatileOption = true;
 export async function mountOverlay(options: OverlayOptions): Promise<OverlayMount> {
   const { upperDir, workDir, target, signal } = options;
   signal?.throwIfAborted();
-  let lowerDirs = options.lowerDirs.map((d) => path.resolve(d));
+  // One directory may appear more than once in a stack: two steps that produced the same layer (RUNs that
+  // change nothing, the same COPY twice) or an image whose manifest lists a diffID twice. overlayfs refuses a
+  // repeated lowerdir (EINVAL, "conflicting lowerdir path"), and only the top-most copy is visible anyway: every
+  // path the lower copy holds, the upper one holds too, so dropping the lower ones leaves the same view.
+  let lowerDirs = [...new Set(options.lowerDirs.map((d) => path.resolve(d)))];
   let helperDir: string | undefined;
   const cleanupHelper = async (): Promise<void> => {
     if (helperDir !== undefined) await rm(helperDir, { recursive: true, force: true });

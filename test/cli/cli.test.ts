@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +83,45 @@ test('build - reads the Dockerfile from stdin and has no build context, as docke
     });
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /^Dockerfile:2:1: error: .*"\/present\.txt": not found/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('build -o DIR, -o - and --metadata-file: stdout names the manifest the archive holds, or carries the image itself', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-out-'));
+  try {
+    const env = { ...process.env, KILN_ROOT: path.join(dir, 'store') };
+    const ctx = path.join(dir, 'ctx');
+    mkdirSync(ctx);
+    writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox:latest\nRUN echo out > /made\n');
+    const run = (args: string[]): ReturnType<typeof spawnSync> =>
+      spawnSync(process.execPath, ['--import', 'tsx', cli, 'build', '--progress', 'plain', ...args], { cwd: root, env, maxBuffer: 64 * 1024 * 1024 });
+    const oci = path.join(dir, 'image.tar');
+    const meta = path.join(dir, 'meta.json');
+    const r = run(['-o', path.join(dir, 'fs'), '-o', `type=oci,dest=${oci},name=cli/app:2`, '--metadata-file', meta, ctx]);
+    assert.equal(r.status, 0, String(r.stderr));
+    assert.equal(readFileSync(path.join(dir, 'fs', 'made'), 'utf8'), 'out\n');
+    const index = JSON.parse(String(spawnSync('tar', ['-xOf', oci, 'index.json']).stdout)) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    const digest = index.manifests[0]!.digest;
+    assert.equal(String(r.stdout).trim(), digest);
+    assert.equal(index.manifests[0]!.annotations['io.containerd.image.name'], 'docker.io/cli/app:2');
+    const doc = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
+    assert.equal(doc['containerimage.digest'], digest);
+    assert.equal(doc['image.name'], 'docker.io/cli/app:2');
+    assert.match(String(doc['containerimage.config.digest']), /^sha256:[0-9a-f]{64}$/);
+    // The progress names the archive's manifest too.
+    assert.match(String(r.stderr), new RegExp(`exported oci .*image\\.tar: manifest ${digest}`));
+
+    // -o -: the filesystem as a tar on stdout, and no digest mixed into it.
+    const t = run(['-o', '-', ctx]);
+    assert.equal(t.status, 0, String(t.stderr));
+    const listed = spawnSync('tar', ['-t'], { input: t.stdout as Buffer });
+    assert.ok(String(listed.stdout).split('\n').includes('made'));
+
+    const bad = run(['-o', `type=oci,dest=${oci},nmae=x`, ctx]);
+    assert.equal(bad.status, 2);
+    assert.match(String(bad.stderr), /unknown attribute "nmae"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

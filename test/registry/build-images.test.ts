@@ -95,6 +95,11 @@ test('a docker-image:// build context names a registry image as a stage base', a
 test('--push sends the image to the registry of its tag, and kiln pull / kiln push copy it between stores and repositories', async () => {
   const tag = `${registry.host}/pushed/app:1`;
   const { result } = await buildText(publisher, 'FROM busybox:latest\nRUN echo pushed > /p\n', { tags: [tag], outputs: [{ type: 'registry' }] });
+  // The digest the build reports for the push is the registry's manifest (not the store's: the push gzips layers).
+  const atRegistry = JSON.parse((await execa('skopeo', ['inspect', '--tls-verify=false', `docker://${tag}`])).stdout) as { Digest: string };
+  assert.equal(result.outputs[0]?.manifestDigest, atRegistry.Digest);
+  assert.equal(result.metadata['containerimage.digest'], atRegistry.Digest);
+  assert.equal(result.metadata['image.name'], tag);
 
   const kiln = promisify(execFile);
   const other = await dir('cli-store');

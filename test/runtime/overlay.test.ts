@@ -108,3 +108,23 @@ test('step overlays are mounted volatile, so unmounting one does not sync the st
     await m.unmount();
   }
 });
+
+test('a directory repeated in the stack mounts, and the top-most copy decides what is seen', async () => {
+  // Two steps that made the same layer, or a manifest listing one diffID twice: the same directory twice.
+  const p = await parts('repeated');
+  const a = path.join(dir, 'rep-a');
+  const b = path.join(dir, 'rep-b');
+  await mkdir(a);
+  await mkdir(b);
+  await writeFile(path.join(a, 'f'), 'from a');
+  await writeFile(path.join(b, 'f'), 'from b');
+  await writeFile(path.join(b, 'only-b'), '');
+  const m = await mountOverlay({ lowerDirs: [a, b, `${a}/`, b, a], ...p });
+  try {
+    assert.equal(await readFile(path.join(p.target, 'f'), 'utf8'), 'from a');
+    assert.deepEqual((await readdir(p.target)).sort(), ['f', 'only-b']);
+  } finally {
+    await m.unmount();
+  }
+  assert.equal(await isMounted(p.target), false);
+});

@@ -1,16 +1,15 @@
 /**
  * ADD's extras over COPY: a local tar archive (plain, gzip, bzip2, xz or zstd) is unpacked into the
- * destination instead of copied, and an http(s) URL is downloaded and verified against `--checksum`.
+ * destination instead of copied, and an http(s) URL is downloaded (src/net/http-source.ts: kept in the store,
+ * revalidated with the server on a rebuild, verified against `--checksum` when given) and copied in as a file.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
-import { open, mkdir, rm, chmod, chown, utimes } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, mkdir, copyFile, chmod, lstat, utimes, constants as fsConstants } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { trustExtraCaCerts } from '../../net/extra-ca.js';
-import { messageOf } from '../../errors.js';
+import { fetchUrlSource, type UrlSource, type UrlFetchOptions } from '../../net/http-source.js';
+import type { LayerStoreApi } from '../../store/types.js';
 import { extractLayer } from '../../store/extract.js';
 import { resolveInRoot } from '../user.js';
 import { copyIntoRootfs, type CopySource } from './copy.js';
@@ -70,69 +69,53 @@ export async function addLocalSources(rootfs: string, sources: readonly CopySour
     // The extractor refuses entries that would land outside destDir, as for layers.
     await extractLayer(decompressed(src.abs, kind, options.signal), destDir, { mode: 'apply', ...(options.signal ? { signal: options.signal } : {}) });
   }
-  if (plain.length > 0) {
-    await copyIntoRootfs(rootfs, {
-      sources: plain,
-      list: options.list,
-      dest: options.dest,
-      multiple: options.multiple,
-      keepOwner: false,
-      ...(options.owner ? { owner: options.owner } : {}),
-      ...(options.mode !== undefined ? { mode: options.mode } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-  }
+  if (plain.length > 0) await copyAsAdded(rootfs, plain, options.list, options);
 }
 
-/** ADD of an http(s) URL: downloaded, checked against `sha256:<hex>`, written 0600 like docker does. */
-export async function addUrlSource(
+/** COPY's file work for what ADD brings in: owned by root unless --chown, --chmod applied. */
+function copyAsAdded(rootfs: string, sources: readonly CopySource[], list: AddOptions['list'], options: Omit<AddOptions, 'list'>): Promise<number> {
+  return copyIntoRootfs(rootfs, {
+    sources,
+    list,
+    dest: options.dest,
+    multiple: options.multiple,
+    keepOwner: false,
+    ...(options.owner ? { owner: options.owner } : {}),
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/**
+ * ADD of http(s) URLs, given what {@link fetchUrlSource} resolved them to: each download becomes a file named as
+ * BuildKit's Dockerfile frontend names it (the URL path's last segment, `__unnamed__` without one), mode 0600
+ * unless `--chmod` says otherwise, mtime the response's Last-Modified (the epoch without one), owned by root unless
+ * `--chown`; it is then copied by COPY's rules (`dest/` or an existing directory: into it, else to `dest`).
+ * Remote archives are never unpacked, as in docker. `scratch` is an empty directory of the step.
+ */
+export async function addUrlSources(
   rootfs: string,
-  url: string,
-  options: { dest: string; checksum: string; owner?: { uid: number; gid: number }; mode?: number; signal?: AbortSignal },
+  scratch: string,
+  store: LayerStoreApi,
+  sources: readonly UrlSource[],
+  options: Omit<AddOptions, 'list'> & { readonly fetch?: Omit<UrlFetchOptions, 'checksum' | 'signal'> },
 ): Promise<void> {
-  const m = /^sha256:([0-9a-f]{64})$/.exec(options.checksum);
-  if (!m) throw new Error(`unsupported checksum ${options.checksum}: expected sha256:<64 hex digits>`);
-  trustExtraCaCerts(); // before the first connection: an http URL may redirect to https
-  let res: Response;
-  try {
-    res = await fetch(url, options.signal ? { signal: options.signal } : {});
-  } catch (err) {
-    // fetch's own message is just "fetch failed": the reason (DNS, refused, a certificate) is its cause.
-    if (options.signal?.aborted === true) throw err;
-    const cause = (err as { cause?: unknown }).cause;
-    throw new Error(`failed to fetch ${url}: ${cause !== undefined ? messageOf(cause) : messageOf(err)}`, { cause: err });
+  const staged: CopySource[] = [];
+  for (const [i, src] of sources.entries()) {
+    // The key named this content: the store's record gives its Last-Modified without a request; a source keyed by
+    // --checksum alone, or whose blob is gone, is downloaded now and must match.
+    const content = await fetchUrlSource(store, src.url, { ...options.fetch, checksum: src.digest, ...(options.signal ? { signal: options.signal } : {}) });
+    const dir = path.join(scratch, `url-${i}`);
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, src.name);
+    // A clone where the filesystem can, so a large download is not copied twice.
+    await copyFile(store.blobPath(content.digest), file, fsConstants.COPYFILE_FICLONE);
+    await chmod(file, 0o600);
+    // BuildKit: the Last-Modified time, else the epoch.
+    const parsed = content.lastModified !== undefined ? new Date(content.lastModified) : undefined;
+    const mtime = parsed !== undefined && !Number.isNaN(parsed.getTime()) ? parsed : new Date(0);
+    await utimes(file, mtime, mtime);
+    staged.push({ abs: file, rel: src.name, stats: await lstat(file), type: 'file' });
   }
-  if (!res.ok || !res.body) throw new Error(`failed to fetch ${url}: ${res.status} ${res.statusText}`);
-  const name = path.posix.basename(new URL(url).pathname) || 'index.html';
-  const target = options.dest.endsWith('/') ? path.posix.join(options.dest, name) : options.dest;
-  const host = await resolveInRoot(rootfs, target);
-  await mkdir(path.dirname(host), { recursive: true });
-  await rm(host, { force: true, recursive: true });
-  // Streamed to its place while hashing (a download can be large); a mismatch removes it again.
-  const hash = createHash('sha256');
-  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  const hashing = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const chunk of source) {
-      hash.update(chunk);
-      yield chunk;
-    }
-  };
-  try {
-    await pipeline(body, hashing, createWriteStream(host, { flags: 'wx' }), options.signal ? { signal: options.signal } : {});
-  } catch (err) {
-    await rm(host, { force: true });
-    throw err;
-  }
-  const got = hash.digest('hex');
-  if (got !== m[1]) {
-    await rm(host, { force: true });
-    throw new Error(`digest mismatch for ${url}: expected ${options.checksum}, got sha256:${got}`);
-  }
-  await chmod(host, options.mode ?? 0o600);
-  await chown(host, options.owner?.uid ?? 0, options.owner?.gid ?? 0);
-  const lastModified = res.headers.get('last-modified');
-  if (lastModified) {
-    const t = new Date(lastModified);
-    if (!Number.isNaN(t.getTime())) await utimes(host, t, t);
-  }
+  await copyAsAdded(rootfs, staged, async () => [], options);
 }

@@ -1,0 +1,68 @@
+/**
+ * Config and history details where kiln once differed from BuildKit, found by the differential fuzzer
+ * (`npm run fuzz:build`). The expected values were read off dockerd 20.10's BuildKit building the same
+ * Dockerfile from the same busybox base (`docker save`, then the image config).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { sandbox, type Built, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+let b: Built;
+before(async () => {
+  sb = await sandbox();
+  const ctx = await sb.context({
+    Dockerfile: [
+      'FROM busybox AS b',
+      'RUN mkdir -p /w/d1',
+      'FROM busybox',
+      'ARG P="80 81/udp"',
+      'EXPOSE $B $P 90',
+      'WORKDIR /w',
+      'WORKDIR /',
+      'WORKDIR /etc',
+      'COPY --from=b --chown=1:2 /w/ rel/',
+      'COPY --chmod=644 keep/ /etc/$UNSET/',
+      'ONBUILD RUN echo later',
+      'CMD []',
+      'ENTRYPOINT []',
+      'USER root',
+      '',
+    ].join('\n'),
+    'keep/k': 'k',
+  });
+  b = await sb.build({ context: ctx });
+});
+after(() => sb.cleanup());
+
+test('EXPOSE expands into words: an unset variable is no port, "80 81/udp" is two', () => {
+  assert.deepEqual(Object.keys(b.image.config.config.ExposedPorts ?? {}).sort(), ['80/tcp', '81/udp', '90/tcp']);
+});
+
+test('empty lists and strings are left out of the config (Go omitempty): CMD [] and ENTRYPOINT [] leave none', () => {
+  const cfg = b.image.config.config as Record<string, unknown>;
+  assert.ok(!('Cmd' in cfg), 'no Cmd');
+  assert.ok(!('Entrypoint' in cfg), 'no Entrypoint');
+  assert.equal(cfg['User'], 'root');
+  assert.equal(cfg['WorkingDir'], '/etc');
+  assert.deepEqual(cfg['OnBuild'], ['RUN echo later']);
+});
+
+test('history: every WORKDIR but / has a layer, ONBUILD has no entry, COPY shows no flags and the destination as written', () => {
+  const own = (b.image.config.history ?? []).slice(1).map((h) => [h.created_by, h.empty_layer === true]);
+  assert.deepEqual(own, [
+    ['ARG P=80 81/udp', true],
+    ['EXPOSE map[80/tcp:{} 81/udp:{} 90/tcp:{}]', true],
+    ['WORKDIR /w', false],
+    ['WORKDIR /', true],
+    ['WORKDIR /etc', false],
+    ['COPY /w/ rel/ # buildkit', false],
+    ['COPY keep/ /etc// # buildkit', false],
+    ['CMD []', true],
+    ['ENTRYPOINT []', true],
+    ['USER root', true],
+  ]);
+  assert.equal(b.image.config.rootfs.diff_ids.length, 5);
+  // WORKDIR /etc, which exists: the empty layer (a tar of two zero blocks), as BuildKit's.
+  assert.equal(b.image.config.rootfs.diff_ids[2], 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef');
+});
