@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz:build -- [--cases N] [--seed S] [--out DIR] [--fixtures DIR|none] [--shrink N]`
+ * `npm run fuzz:build -- [--cases N] [--seed S] [--out DIR] [--fixtures DIR|none] [--shrink N] [--rerecord NAME,…]`
  *
  * The differential build fuzzer: generates random but valid Dockerfiles and contexts
  * (test/differential/generator.ts), builds each with kiln and with Docker's BuildKit (the Docker peer
@@ -17,7 +17,7 @@ import { REPO, startDockerPeer } from '../test/differential/engines.js';
 import type { NetworkMode } from '../test/differential/engines.js';
 import { dockerfileText, generateCase } from '../test/differential/generator.js';
 import type { FuzzCase } from '../test/differential/generator.js';
-import { knownShapes, runCase, shapesOf, shrinkCase, writeFixture } from '../test/differential/fuzz.js';
+import { knownShapes, rerecordFixture, runCase, shapesOf, shrinkCase, writeFixture } from '../test/differential/fuzz.js';
 import type { Runner, Verdict } from '../test/differential/fuzz.js';
 
 const { values } = parseArgs({
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     shrink: { type: 'string', default: '40' },
     network: { type: 'string', default: 'none' },
     quiet: { type: 'boolean', default: false },
+    rerecord: { type: 'string' },
   },
 });
 const cases = Number(values.cases);
@@ -46,6 +47,15 @@ const { stdout: engine } = await execa(peer.bin, ['version', '--format', 'docker
 await mkdir(out, { recursive: true });
 const runner: Runner = { peer, root: path.join(out, 'kiln-store'), work: path.join(out, 'cases'), network: values.network as NetworkMode, signal: ac.signal };
 const log = (s: string): void => console.log(s);
+
+// `--rerecord a,b`: build those fixtures again and rewrite BuildKit's facts, then stop.
+if (values.rerecord !== undefined) {
+  for (const name of values.rerecord.split(',')) {
+    const v = await rerecordFixture(runner, path.join(values.fixtures, name), engine);
+    log(`${name}: ${v.kind}${v.lines.length ? `\n  ${v.lines.slice(0, 10).join('\n  ')}` : ''}`);
+  }
+  process.exit(0);
+}
 const findingsFile = path.join(out, 'findings.md');
 
 const counts: Record<Verdict['kind'], number> = { same: 0, 'both-failed': 0, 'kiln-failed': 0, 'buildkit-failed': 0, differ: 0 };

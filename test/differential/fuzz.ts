@@ -107,8 +107,19 @@ export interface Runner {
  * first and BuildKit only when kiln failed (shrinking a kiln failure: a case kiln builds is of no use).
  */
 export async function runCase(runner: Runner, c: FuzzCase, label: string, onlyIfKilnFails = false): Promise<Verdict> {
+  return runDockerfile(runner, c, dockerfileText(c), label, onlyIfKilnFails);
+}
+
+/** {@link runCase} for a Dockerfile given as text (a fixture's, or a hand-written case). */
+export async function runDockerfile(
+  runner: Runner,
+  c: Pick<FuzzCase, 'context' | 'dockerignore'>,
+  text: string,
+  label: string,
+  onlyIfKilnFails = false,
+): Promise<Verdict> {
   const dir = path.join(runner.work, label);
-  const { context, dockerfile } = await materializeCase(c, dockerfileText(c), dir);
+  const { context, dockerfile } = await materializeCase(c, text, dir);
   const common = { context, dockerfile, network: runner.network, ...(runner.signal ? { signal: runner.signal } : {}) };
   const kiln = () => buildWithKiln({ ...common, root: runner.root, dest: path.join(dir, 'kiln.tar') });
   // A tag of this process and case only (other fuzz runs and tests may share the daemon), removed after the save.
@@ -254,6 +265,15 @@ export async function writeFixture(
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'Dockerfile'), dockerfileText(c));
   await writeFile(path.join(dir, 'context.json'), `${JSON.stringify({ entries: c.context, dockerignore: c.dockerignore ?? null }, null, 1)}\n`);
+  await writeRecorded(dir, verdict, engine);
+  await writeFile(
+    path.join(dir, 'meta.json'),
+    `${JSON.stringify({ seed: c.seed, kind: verdict.kind, open: meta.open, finding: meta.finding, difference: verdict.lines.slice(0, 20) }, null, 1)}\n`,
+  );
+}
+
+/** Writes `buildkit.json`: BuildKit's facts from a verdict (or its error). */
+export async function writeRecorded(dir: string, verdict: Verdict, engine: string): Promise<void> {
   const bk = verdict.buildkit;
   const kilnBase = verdict.kiln.ok ? verdict.kiln.facts.diffIds[0] : undefined;
   // The busybox base layer is left out (its diffID stands for it); a stage FROM scratch has none.
@@ -264,10 +284,19 @@ export async function writeFixture(
       : { engine, baseDiffId: '', facts: bk.facts }
     : { engine, baseDiffId: kilnBase ?? '', error: bk.error };
   await writeFile(path.join(dir, 'buildkit.json'), `${JSON.stringify(recorded, null, 1)}\n`);
-  await writeFile(
-    path.join(dir, 'meta.json'),
-    `${JSON.stringify({ seed: c.seed, kind: verdict.kind, open: meta.open, finding: meta.finding, difference: verdict.lines.slice(0, 20) }, null, 1)}\n`,
-  );
+}
+
+/**
+ * Builds a fixture again with both engines and rewrites its BuildKit facts (and the difference it
+ * records), e.g. after a fix to how facts are read. Returns the new verdict.
+ */
+export async function rerecordFixture(runner: Runner, dir: string, engine: string): Promise<Verdict> {
+  const fx = await readFixture(dir);
+  const v = await runDockerfile(runner, { context: fx.context.entries, dockerignore: fx.context.dockerignore ?? undefined }, fx.dockerfile, `rerecord-${path.basename(dir)}`);
+  await writeRecorded(dir, v, engine);
+  const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as Record<string, unknown>;
+  await writeFile(path.join(dir, 'meta.json'), `${JSON.stringify({ ...meta, kind: v.kind, finding: v.lines[0] ?? '', difference: v.lines.slice(0, 20) }, null, 1)}\n`);
+  return v;
 }
 
 /** The difference shapes the fixtures under `dir` record (open ones only, unless `all`): kinds already known. */

@@ -277,7 +277,16 @@ interface RawConfig {
 
 /** The facts of the one image in a `docker save` / `docker load` archive (a file path or its bytes). */
 export async function dockerArchiveFacts(archive: string | Buffer, options: { skipLayers?: number } = {}): Promise<ImageFacts> {
-  const members = new Map((await readTarMembers(archive)).map((m) => [cleanPath(m.header.name).slice(1), m.data]));
+  const all = await readTarMembers(archive);
+  const members = new Map(all.map((m) => [cleanPath(m.header.name).slice(1), m.data]));
+  // `docker save` writes a layer that repeats an earlier one as a symlink to that one's layer.tar.
+  for (const m of all) {
+    if (m.header.type !== 'symlink' || m.header.linkname === undefined) continue;
+    const name = cleanPath(m.header.name).slice(1);
+    const target = cleanPath(path.posix.join(path.posix.dirname(name), m.header.linkname)).slice(1);
+    const data = members.get(target);
+    if (data !== undefined) members.set(name, data);
+  }
   const manifestBytes = members.get('manifest.json');
   if (manifestBytes === undefined) throw new Error('not a docker archive: no manifest.json');
   const [entry] = JSON.parse(manifestBytes.toString('utf8')) as Array<{ Config: string; Layers: string[] }>;
