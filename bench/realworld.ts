@@ -13,7 +13,7 @@
  * A skeleton: it times whole builds only; where the time goes (download, RUN, snapshot, export) is not
  * broken down yet.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -50,7 +50,7 @@ try {
         const { context, dockerfile } = await writeRealWorldCase(c, path.join(dir, 'case'), phase === 'change');
         const engines = kilnFirst ? (['kiln', 'buildkit'] as const) : (['buildkit', 'kiln'] as const);
         for (const engine of engines) {
-          const seconds = await timeBuild(engine, c, { context, dockerfile, root, dest: path.join(dir, `${engine}.tar`) }, peer);
+          const seconds = await timeBuild(engine, c, { context, dockerfile, root }, peer);
           r[engine][phase].push(seconds);
           console.log(`${c.name} rep ${rep + 1} ${phase}: ${engine} ${seconds.toFixed(1)} s`);
         }
@@ -78,8 +78,7 @@ for (const [name, r] of results) {
 }
 console.log(`(${reps} repetition(s), medians; RUN network: ${REALWORLD_NETWORK})`);
 
-async function timeBuild(engine: 'kiln' | 'buildkit', c: RealWorldCase, b: { context: string; dockerfile: string; root: string; dest: string }, p: DockerPeer): Promise<number> {
-  await mkdir(path.dirname(b.dest), { recursive: true });
+async function timeBuild(engine: 'kiln' | 'buildkit', c: RealWorldCase, b: { context: string; dockerfile: string; root: string }, p: DockerPeer): Promise<number> {
   const common = { context: b.context, dockerfile: b.dockerfile, network: REALWORLD_NETWORK };
   const o = engine === 'kiln' ? await buildWithKiln({ ...common, root: b.root }) : await buildWithDocker(p, { ...common, tag: `kiln-bench/${c.name}:latest` });
   if (!o.ok) throw new Error(`${engine} failed on ${c.name}: ${o.error}`);
