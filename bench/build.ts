@@ -336,7 +336,8 @@ async function main(): Promise<void> {
   const kilnBuild = (c: string): Command => ({
     file: kilnCmd.file,
     args: [
-      ...kilnCmd.args, 'build', '-t', `bench/${c}:kiln`, '--build-arg', `BASE=busybox:latest`,
+      // --network none as every peer gets: kiln's default RUN network (pasta) would add its start-up to each step.
+      ...kilnCmd.args, 'build', '--network', 'none', '-t', `bench/${c}:kiln`, '--build-arg', `BASE=busybox:latest`,
       '-f', path.join(PEERS_DIR, 'cases', c, 'Dockerfile'), '--progress', 'plain', path.join(env.state, 'ctx', c),
     ],
     env: { KILN_ROOT: store },

@@ -1148,6 +1148,66 @@ done:
   return result;
 }
 
+/* One syncfs(2) on a threadpool thread (see js_syncfs). */
+struct syncfs_job {
+  char *path;
+  int32_t *got;
+  napi_ref done_ref;
+  napi_async_work work;
+};
+
+static void syncfs_execute(napi_env env, void *arg) {
+  (void)env;
+  struct syncfs_job *j = arg;
+  int fd = open(j->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    *j->got = -errno;
+    return;
+  }
+  *j->got = syncfs(fd) == 0 ? 0 : -errno;
+  close(fd);
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *arg) {
+  struct syncfs_job *j = arg;
+  call_done(env, status, j->done_ref);
+  napi_delete_reference(env, j->done_ref);
+  napi_delete_async_work(env, j->work);
+  free(j->path);
+  free(j);
+}
+
+/*
+ * syncfs(dir, got: Int32Array, done): syncfs(2) of the filesystem holding `dir`, on a threadpool thread (it waits for
+ * the disk); got[0] is then 0 or -errno, and done() is called. Node has no syncfs, and fsyncing each file of a
+ * layer would cost one disk round trip per file.
+ */
+static napi_value js_syncfs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct syncfs_job *j = calloc(1, sizeof *j);
+  napi_valuetype done_type = napi_undefined;
+  napi_typedarray_type got_type = napi_int8_array;
+  size_t got_len = 0;
+  void *got_data = NULL;
+  if (argc == 3) napi_typeof(env, argv[2], &done_type);
+  if (j == NULL || argc < 3 || (j->path = string_arg(env, argv[0])) == NULL || done_type != napi_function ||
+      napi_get_typedarray_info(env, argv[1], &got_type, &got_len, &got_data, NULL, NULL) != napi_ok || got_type != napi_int32_array || got_len < 1) {
+    if (j != NULL) free(j->path);
+    free(j);
+    napi_throw_type_error(env, NULL, "syncfs(dir, got: Int32Array, done)");
+    return NULL;
+  }
+  j->got = got_data;
+  if (napi_create_reference(env, argv[2], 1, &j->done_ref) != napi_ok || !queue_batch(env, "kiln:syncfs", syncfs_execute, syncfs_complete, j, &j->work)) {
+    free(j->path);
+    free(j);
+    return throw_errno(env, ENOMEM, "syncfs", NULL);
+  }
+  return undefined(env);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1163,6 +1223,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"copyFiles", NULL, js_copy_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"linkFiles", NULL, js_link_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spreadSubdirs", NULL, js_spread_subdirs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system parts kiln's runtime and tests use, when they are missing (Debian 12, as root):
 #   runc, crun          OCI runtimes that run each RUN step (crun is tried first, runc is the fallback)
+#   passt               pasta: the user-mode network of RUN steps with the default network (src/runtime/network.ts)
 #   busybox-static      the embedded base image for demos and tests (no registry needed)
 #   skopeo, umoci       independent OCI tools the tests check kiln's images with
 #   docker-registry     a real registry the registry tests start on 127.0.0.1
@@ -12,7 +13,7 @@
 #   jq, apache2-utils   htpasswd for the registry auth tests
 #   openssh-client      ssh-agent, ssh-add and ssh-keygen for the RUN --mount=type=ssh tests (a real agent)
 set -euo pipefail
-pkgs=(runc crun busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils openssh-client)
+pkgs=(runc crun passt busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then

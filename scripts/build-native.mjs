@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Compiles native/kiln_sys.c (mount, umount2, mknod, xattr, posix_spawn and tree-scan syscalls for Node) into
 // build/native/kiln_sys.node with the system C compiler and the headers that ship with Node,
-// native/crun-launch.c into build/native/kiln-crun-launch, and, when libdeflate's headers are installed
+// native/crun-launch.c into build/native/kiln-crun-launch, native/run-guard.c into build/native/kiln-run-guard, and, when libdeflate's headers are installed
 // (Debian: libdeflate-dev), native/kiln_deflate.c into build/native/kiln_deflate.node (gzip of layers).
 // No node-gyp: it would download headers, and these machines only reach the npm registry.
 //
@@ -20,6 +20,8 @@ const source = join(root, 'native', 'kiln_sys.c');
 const out = join(root, 'build', 'native', 'kiln_sys.node');
 const launcherSource = join(root, 'native', 'crun-launch.c');
 const launcher = join(root, 'build', 'native', 'kiln-crun-launch');
+const guardSource = join(root, 'native', 'run-guard.c');
+const guard = join(root, 'build', 'native', 'kiln-run-guard');
 const deflateSource = join(root, 'native', 'kiln_deflate.c');
 const deflateOut = join(root, 'build', 'native', 'kiln_deflate.node');
 const libdeflateHeader = '/usr/include/libdeflate.h';
@@ -62,7 +64,7 @@ function build() {
     skip(DEFLATE_FALLBACK, 'not Linux');
     return;
   }
-  const sysDone = upToDate(out, [source, launcherSource]) && existsSync(launcher);
+  const sysDone = upToDate(out, [source, launcherSource, guardSource]) && existsSync(launcher) && existsSync(guard);
   const deflateDone = !existsSync(libdeflateHeader) || upToDate(deflateOut, [deflateSource]);
   if (sysDone && deflateDone && existsSync(deflateOut)) return;
 
@@ -77,9 +79,10 @@ function build() {
   mkdirSync(dirname(out), { recursive: true });
 
   if (!sysDone) {
-    // The launcher first: the addon's presence is what says "all built".
+    // The launcher and the guard first: the addon's presence is what says "all built".
     const why =
       compile(launcher, ['-O2', '-std=gnu11', '-Wall', '-Werror', launcherSource]) ??
+      compile(guard, ['-O2', '-std=gnu11', '-Wall', '-Werror', guardSource]) ??
       compile(out, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, source]);
     if (why !== undefined) skip(SYS_FALLBACK, why);
   }

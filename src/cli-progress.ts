@@ -66,7 +66,7 @@ function plainPrinter(out: NodeJS.WriteStream): ProgressPrinter {
           out.write(`WARNING: ${e.message}${e.line ? ` (line ${e.line})` : ''}\n`);
           break;
         case 'build-done':
-          out.write(`#${e.result.steps.length + 1} DONE ${seconds(e.result.durationMs)} ${e.result.manifestDigest}\n`);
+          out.write(`#${e.result.steps.length + 1} DONE ${seconds(e.result.durationMs)} ${e.result.metadata['containerimage.digest']}\n`);
           break;
       }
     },
@@ -145,7 +145,7 @@ function ttyPrinter(out: NodeJS.WriteStream): ProgressPrinter {
           break;
         case 'build-done':
           running.clear();
-          print(` => done in ${seconds(e.result.durationMs)}: ${e.result.manifestDigest}`);
+          print(` => done in ${seconds(e.result.durationMs)}: ${e.result.metadata['containerimage.digest']}`);
           break;
       }
     },

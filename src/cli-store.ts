@@ -1,5 +1,5 @@
 /**
- * The CLI's store commands: `images`, `inspect`, `rmi`, `prune`, `pull`, `push`, `login`, `run`.
+ * The CLI's store commands: `images`, `inspect`, `rmi`, `prune`, `pull`, `push`, `login`, `run`, `store verify`.
  * Each is a thin adapter over the library (store, registry client, container runtime).
  */
 import { parseArgs } from 'node:util';
@@ -101,6 +101,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       const image = await pullImage(positionals[0]!, store, {
         insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
         onProgress: (p: unknown) => process.stderr.write(`${JSON.stringify(p)}\n`),
+        signal: abortOnSignals(),
       });
       process.stdout.write(`${image.manifestDigest}\n`);
       return 0;
@@ -114,6 +115,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       const digest = await pushImage(image, positionals[1] ?? positionals[0]!, store, {
         insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [],
         onProgress: (p: unknown) => process.stderr.write(`${JSON.stringify(p)}\n`),
+        signal: abortOnSignals(),
       });
       process.stdout.write(`${digest}\n`);
       return 0;
@@ -147,13 +149,46 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
       process.once('SIGINT', () => controller.abort(new Error('interrupted')));
       const code = await runImage(image, store, {
         command: positionals.slice(1),
-        network: values.network === 'host' ? 'host' : 'none',
+        network: runNetwork(values.network),
         signal: controller.signal,
         onOutput: (chunk, stream) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
       });
       return code;
     }
+    case 'store': {
+      // `kiln store verify`: exit 0 when everything checked out, 1 when something was wrong (and quarantined).
+      const { values, positionals } = args(argv, { 'no-quarantine': { type: 'boolean' } });
+      if (positionals.length !== 1 || positionals[0] !== 'verify') throw new UsageError('store takes a subcommand: verify [--no-quarantine]');
+      const store = await openStore(values.root as string | undefined);
+      const { verifyStore } = await import('./store/verify.js');
+      const report = await verifyStore(store, { quarantine: values['no-quarantine'] !== true });
+      for (const p of report.problems) {
+        process.stdout.write(`${p.kind} ${p.path}: ${p.detail}${p.quarantinedTo === undefined ? '' : ` (moved to ${p.quarantinedTo})`}\n`);
+      }
+      for (const dir of report.unverifiable) process.stderr.write(`kiln store verify: ${dir}: cannot be checked (no blob, not built here)\n`);
+      process.stdout.write(`checked ${report.blobs} blobs, ${report.layers} layers, ${report.records} records: ${report.problems.length} problems\n`);
+      return report.problems.length === 0 ? 0 : 1;
+    }
     default:
       throw new UsageError(`unknown command ${command}`);
   }
+}
+
+/**
+ * A signal that SIGINT or SIGTERM aborts, so a pull or push stops at once and removes its temp files; a second
+ * SIGINT gets Node's default (the process ends).
+ */
+function abortOnSignals(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return controller.signal;
+}
+
+/** `kiln run --network`: the same modes as RUN steps, the sandboxed network by default (as `docker run`'s bridge). */
+function runNetwork(value: unknown): 'default' | 'none' | 'host' {
+  if (value === undefined || value === 'default' || value === 'bridge') return 'default';
+  if (value === 'none' || value === 'host') return value;
+  throw new UsageError(`invalid --network: ${String(value)} (default, none or host)`);
 }

@@ -21,7 +21,10 @@ commands:
   prune                         remove blobs and layers no tag or cache record uses
   pull REF / push NAME [REF]    copy images from / to a registry
   login HOST -u USER -p PASS    store registry credentials
-  run IMAGE [COMMAND...]        run an image's command in a container (like docker run --rm)
+  run [--network default|none|host] IMAGE [COMMAND...]
+                                run an image's command in a container (like docker run --rm)
+  store verify [--no-quarantine]
+                                re-hash blobs and unpacked layers; quarantine what is wrong
 
 build options (as docker build):
   -t, --tag NAME:TAG            tag the image (repeatable)
@@ -39,7 +42,10 @@ build options (as docker build):
   --ssh default|ID[=SOCKET]     give RUN --mount=type=ssh an SSH agent (default: $SSH_AUTH_SOCK) (repeatable)
   --label K=V                   add a label (repeatable)
   --iidfile FILE                write the image ID (config digest) to FILE
-  --network none|host           network of RUN steps (default none)
+  --network default|none|host   network of RUN steps: default = a sandboxed network with outbound access
+                                (pasta), none = loopback only, host = the host's network
+  --allow ENTITLEMENT           grant network.host (RUN --network=host) or security.insecure
+                                (RUN --security=insecure, privileged) (repeatable)
   --pull                        re-resolve base image tags from their registry
   --push                        push the image to the registry of its first tag
   --cache-from type=registry,ref=REF
@@ -75,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
     case 'push':
     case 'login':
     case 'run':
+    case 'store':
       return (await import('./cli-store.js')).runStoreCommand(command, rest);
     case '-h':
     case '--help':
@@ -188,6 +195,7 @@ async function cmdBuild(
     iidfile: { type: 'string' },
     'metadata-file': { type: 'string' },
     network: { type: 'string' },
+    allow: { type: 'string', multiple: true },
     pull: { type: 'boolean' },
     push: { type: 'boolean' },
     runtime: { type: 'string' },
@@ -202,6 +210,9 @@ async function cmdBuild(
   if (!['auto', 'tty', 'plain', 'rawjson', 'quiet'].includes(progress)) throw new UsageError(`invalid --progress: ${progress}`);
   const network = v.network as string | undefined;
   if (network !== undefined && network !== 'none' && network !== 'host' && network !== 'default') throw new UsageError(`invalid --network: ${network}`);
+  // Comma-separated lists too, as buildx accepts (`--allow network.host,security.insecure`).
+  const allow = ((v.allow as string[] | undefined) ?? []).flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a !== '');
+  for (const a of allow) if (a !== 'network.host' && a !== 'security.insecure') throw new UsageError(`invalid --allow: ${a} (network.host or security.insecure)`);
   const runtime = v.runtime as string | undefined;
   if (runtime !== undefined && !['auto', 'runc', 'crun'].includes(runtime)) throw new UsageError(`invalid --runtime: ${runtime}`);
 
@@ -267,7 +278,8 @@ async function cmdBuild(
     ssh,
     labels: keyValues(v.label as string[] | undefined, '--label'),
     ...(v.iidfile ? { iidfile: v.iidfile as string } : {}),
-    ...(network && network !== 'default' ? { network: network as 'none' | 'host' } : {}),
+    ...(network ? { network: network as 'default' | 'none' | 'host' } : {}),
+    allow: allow as Array<'network.host' | 'security.insecure'>,
     pull: Boolean(v.pull),
     ...(runtime ? { runtime: runtime as 'auto' | 'runc' | 'crun' } : {}),
     insecureRegistries: (v['insecure-registry'] as string[] | undefined) ?? [],

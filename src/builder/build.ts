@@ -3,11 +3,11 @@
  * in parallel, each step through the cache) → store the image, tag it, write the outputs.
  */
 import { writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
-import type { Instruction } from '../parser/instructions.js';
+import type { CopyInstruction, Instruction } from '../parser/instructions.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
@@ -18,6 +18,7 @@ import { parseCacheDir, parseWithCache } from './parse-cache.js';
 import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
 import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
+import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts, type NamedContext } from './named-context.js';
 import { normalizeTag, validateTag } from './tags.js';
 
 /** The platform kiln builds for: the host's (no emulation). */
@@ -43,12 +44,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     if (bad) throw new BuildError('USAGE', bad);
   }
 
+  // Named contexts are checked before anything runs: a directory that is not there is a usage error.
+  const namedContexts = parseNamedContexts(opts.buildContexts, process.cwd());
   const file = opts.dockerfileText !== undefined ? 'Dockerfile' : path.relative(process.cwd(), opts.dockerfile) || opts.dockerfile;
   let text: string;
   if (opts.dockerfileText !== undefined) text = opts.dockerfileText;
   else {
     try {
-      text = readFileSync(opts.dockerfile, 'utf8');
+      text = readDockerfile(opts.dockerfile);
     } catch (err) {
       throw new BuildError('DOCKERFILE', `failed to read dockerfile: ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : messageOf(err)}`, { cause: err });
     }
@@ -100,6 +103,18 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   let contextPromise: Promise<BuildContext> | undefined;
   const openContext = (): Promise<BuildContext> =>
     (contextPromise ??= BuildContext.open(opts.context, opts.dockerfileText === undefined ? opts.dockerfile : undefined, path.join(store.root, 'cache')));
+  // Named local contexts (`--build-context NAME=DIR`), each with its own .dockerignore, opened on first use.
+  const localContexts = new Map<string, Promise<BuildContext>>();
+  const localContext = (ref: string): Promise<BuildContext> | undefined => {
+    const named = lookupNamedContext(namedContexts, ref);
+    if (named?.kind !== 'local') return undefined;
+    let p = localContexts.get(named.dir);
+    if (!p) {
+      p = BuildContext.open(named.dir, undefined, path.join(store.root, 'cache'));
+      localContexts.set(named.dir, p);
+    }
+    return p;
+  };
 
   // Step numbering for progress: FROM plus every instruction of each needed stage.
   const total = graph.order.reduce((n, i) => n + 1 + graph.stages[i]!.instructions.length, 0);
@@ -123,11 +138,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   };
 
   const baseCache = new Map<string, Promise<StageState>>();
+  /** An image: a named context's (`oci-layout://`, `docker-image://`) or one a Dockerfile names by reference. */
   const imageState = async (ref: string): Promise<StageState> => {
-    let p = baseCache.get(ref);
+    const named = lookupNamedContext(namedContexts, ref);
+    if (named === undefined) checkDockerfileImageRef(ref);
+    else if (named.kind === 'local') throw new BuildError('DOCKERFILE', `the named context "${ref}" is a local directory, not an image`);
+    const key = named === undefined ? `ref ${ref}` : `named ${ref}`;
+    let p = baseCache.get(key);
     if (!p) {
-      p = resolveBaseImage(ref, store, opts, emit).then((image) => stateFromImage(image));
-      baseCache.set(ref, p);
+      p = resolveBaseImage(named ?? { kind: 'image', ref }, store, opts, emit).then((image) => stateFromImage(image));
+      baseCache.set(key, p);
     }
     return cloneState(await p);
   };
@@ -137,6 +157,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     if (p) return p;
     p = (async () => {
       const stage = graph.stages[index]!;
+      // A stage a named context overrides (BuildKit: "when the Dockerfile defines a stage with the same name, it's
+      // overwritten") is not built: what refers to it gets the named context.
+      const override = stage.name ? lookupNamedContext(namedContexts, stage.name) : undefined;
+      if (override !== undefined) {
+        if (override.kind !== 'local') return imageState(stage.name!);
+        if (index === graph.target) throw new DockerfileError(`the target stage "${stage.name}" is overridden by a local directory context`, file, stage.from.range);
+        return scratchState(); // only reached through COPY --from / RUN --mount=from, which read the directory itself
+      }
       const first = stepIndex.get(index) ?? 0;
       const ref = (n: number, ins: Instruction): StepRef => ({
         stage: stage.displayName,
@@ -149,12 +177,17 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       const t0 = Date.now();
       emit({ type: 'step-start', step: fromRef });
       let state: StageState;
-      if (stage.baseStage !== undefined) state = cloneState(await runStage(stage.baseStage));
-      else if (stage.base === 'scratch') state = scratchState();
+      const namedBase = lookupNamedContext(namedContexts, stage.base);
+      if (namedBase?.kind === 'local') {
+        // FROM a local directory context: its (filtered) files are the root filesystem of an image with an empty
+        // config, as BuildKit makes it (a local source has no image config); owners are 0:0 as docker sends them.
+        state = scratchState();
+        await dispatch(dctx(stage), state, fromLocalDirectory(stage), fromRef, stage.displayName);
+      } else if (stage.baseStage !== undefined && namedBase === undefined) state = cloneState(await runStage(stage.baseStage));
+      else if (stage.base === 'scratch' && namedBase === undefined) state = scratchState();
       else {
-        const named = opts.buildContexts[stage.base];
         try {
-          state = await imageState(named ?? stage.base);
+          state = await imageState(stage.base);
         } catch (err) {
           if (err instanceof BuildError && !(err instanceof DockerfileError)) {
             throw new DockerfileError(err.message, file, stage.from.range, { cause: err });
@@ -217,8 +250,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     file,
     escapeToken: dockerfile.escapeToken,
     context: openContext,
+    localContext,
     stageResult: async (ref: string, ins: Instruction) => {
-      const target = stageByRef(ref);
+      // A named context wins over a stage of the same name, as in BuildKit.
+      const target = lookupNamedContext(namedContexts, ref) === undefined ? stageByRef(ref) : undefined;
       if (target) {
         if (target.index >= stage.index) throw new DockerfileError(`stage "${ref}" is not defined before this stage`, file, ins.range);
         return runStage(target.index);
@@ -226,7 +261,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       // Not a stage: an image (COPY --from=alpine:3) or a named build context. A failure to find it
       // belongs to the instruction that named it.
       try {
-        return await imageState(opts.buildContexts[ref] ?? ref);
+        return await imageState(ref);
       } catch (err) {
         if (err instanceof BuildError && !(err instanceof DockerfileError) && !signal?.aborted) {
           throw new DockerfileError(err.message, file, ins.range, { cause: err });
@@ -269,6 +304,10 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   // The image: the target stage's config, history and layers; `created` is the newest history time,
   // so a fully cached rebuild reproduces the same config digest.
+  // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts); every
+  // step is done, and the writeback overlaps the image and output writing.
+  const durable = store.makeDurable();
+  durable.catch(() => undefined);
   const config: ImageConfig = structuredClone(final.config);
   config.history = [...(config.history ?? []), ...final.history];
   if (Object.keys(opts.labels).length > 0) config.config.Labels = { ...(config.config.Labels ?? {}), ...opts.labels };
@@ -286,6 +325,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const outputs = await writeOutputs(image, store, opts, tags, emit);
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
+  await durable;
 
   const result: BuildResult = {
     manifestDigest: image.manifestDigest,
@@ -329,6 +369,27 @@ function normalizePlatform(p: string): string {
   return [os, a, ...(v ? [v] : [])].join('/');
 }
 
+/** The copy that makes the root filesystem of `FROM NAME` when NAME is a local directory context. */
+function fromLocalDirectory(stage: Stage): CopyInstruction {
+  const from = stage.from;
+  return {
+    kind: 'copy',
+    from: stage.base,
+    sources: ['.'],
+    contents: [],
+    dest: '/',
+    link: false,
+    parents: false,
+    excludes: [],
+    range: from.range,
+    source: `COPY --from=${stage.base} . /`,
+    comments: [],
+    startLine: from.startLine,
+    endLine: from.endLine,
+    keyword: 'COPY',
+  };
+}
+
 /**
  * What the progress shows for a FROM step: the base as resolved (build args expanded, an image named in full,
  * `docker.io/library/busybox:latest`), as docker does, rather than the line as written (`FROM ${BASE} AS x`).
@@ -350,7 +411,8 @@ function oneLine(source: string): string {
 function scratchState(): StageState {
   const arch = hostPlatformArgs().TARGETARCH!;
   return {
-    config: { architecture: arch, os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
+    // BuildKit's empty image has WorkingDir "/" (and the default PATH, added to every image at the end).
+    config: { architecture: arch, os: 'linux', config: { WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
     layers: [],
     key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
     args: new Map(),
@@ -390,23 +452,22 @@ function cloneState(s: StageState): StageState {
 }
 
 /**
- * Finds a base image: a named build context (`oci-layout://DIR[:TAG]`, `docker-image://REF`), the
- * local store (by tag or digest), kiln's embedded busybox base, or a registry.
+ * Finds a base image: a named build context's OCI layout, or an image reference (a named context's
+ * `docker-image://REF`, or one the Dockerfile wrote, already checked to carry no scheme) in the local store
+ * (by tag or digest), kiln's embedded busybox base, or a registry.
  */
 async function resolveBaseImage(
-  ref: string,
+  source: Exclude<NamedContext, { kind: 'local' }>,
   store: LayerStoreApi,
   opts: ReturnType<typeof resolveBuildOptions>,
   emit: (e: BuildEvent) => void,
 ): Promise<StoredImage> {
   const signal = opts.signal;
-  if (ref.startsWith('oci-layout://')) {
-    const rest = ref.slice('oci-layout://'.length);
-    const m = /^(.*?)(?::([\w][\w.-]*))?$/.exec(rest);
+  if (source.kind === 'oci-layout') {
     const { importImage } = await import('../image/import.js');
-    return importImage({ type: 'oci-layout', path: m?.[1] ?? rest, ...(m?.[2] ? { ref: m[2] } : {}) }, store, signal ? { signal } : {});
+    return importImage({ type: 'oci-layout', path: source.path, ...(source.ref ? { ref: source.ref } : {}) }, store, signal ? { signal } : {});
   }
-  if (ref.startsWith('docker-image://')) ref = ref.slice('docker-image://'.length);
+  const ref = source.ref;
   const name = normalizeTag(ref);
   const digestPinned = /@sha256:[0-9a-f]{64}$/.exec(ref);
   if (digestPinned) {

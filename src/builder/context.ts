@@ -27,14 +27,14 @@
  * Both give the same entries, in the same order, with the same numbers.
  */
 import { appendFile, lstat, readdir, readFile, readlink, mkdir, writeFile, rename, rm } from 'node:fs/promises';
-import { constants as fsConstants, lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs';
+import { constants as fsConstants, lstatSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
 import { crypto, sha256Hex } from '../sha256.js';
-import { PatternMatcher, readIgnoreFile } from '../parser/dockerignore.js';
-import { resolveInRoot } from '../runtime/user.js';
+import { PatternMatcher, readIgnoreFile, type MatchInfo } from '../parser/dockerignore.js';
 import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { NativeSys } from '../native/sys.js';
+import { checkContextEntry } from './special-files.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
 let hasherPromise: Promise<Hasher> | undefined;
@@ -63,7 +63,22 @@ export interface ContextEntry {
   readonly abs: string;
   readonly stats: Stats;
   readonly type: 'file' | 'dir' | 'symlink';
+  /**
+   * The entry's path in the context once symlinks on the way are resolved (`self -> .` makes `self/a` the
+   * path `a`), when that differs from `rel`. .dockerignore rules apply to this path, never to `rel`.
+   */
+  readonly real?: string;
 }
+
+/** What a walk of one selected directory found: its entries, and the paths below it that the context leaves out. */
+interface WalkResult {
+  readonly entries: ContextEntry[];
+  /** Top-most excluded paths below the walked directory, relative to it (what a filtered view must hide). */
+  readonly hidden: string[];
+}
+
+/** Symlinks followed while resolving one context path before it fails (Linux's limit). */
+const MAX_SYMLINKS = 40;
 
 /** One per-file record: size, mtimeMs, ctimeMs, inode, xxhash64 hex of the content ('' if none), sha256 hex. */
 type StatCacheEntry = [s: number, m: number, c: number, i: number, x: string, h: string];
@@ -99,7 +114,9 @@ export class BuildContext {
   /** Source digests by stat fingerprint (see the file comment); newest last. */
   private treeCache: Record<string, string> = {};
   private treeCacheDirty = false;
-  private readonly walks = new Map<string, Promise<ContextEntry[]>>();
+  private readonly walks = new Map<string, Promise<WalkResult>>();
+  /** Excluded directories known to hold (true) or not to hold (false) something the exceptions re-include. */
+  private readonly keptParents = new Map<string, boolean>();
 
   private constructor(dir: string, matcher: PatternMatcher | undefined, ignoreFile: string | undefined, statCachePath: string | undefined) {
     this.dir = dir;
@@ -191,22 +208,113 @@ export class BuildContext {
   }
 
   /**
+   * True when `real` (a context path with no symlink on the way) is in the build context as the build sees it:
+   * not excluded by .dockerignore, or an excluded directory kept as the parent of something an exception
+   * re-includes (as docker sends the parents of every re-included path). Nothing else is reachable: no COPY
+   * source, no symlink and no bind mount may lead to a path for which this is false.
+   */
+  inContext(real: string): boolean {
+    if (!this.isIgnored(real)) return true;
+    return this.keptAsParent(real);
+  }
+
+  /** Whether the excluded path `real` is a directory that holds something re-included (memoised: a walk below it). */
+  private keptAsParent(real: string): boolean {
+    const matcher = this.matcher;
+    if (matcher === undefined || !matcher.mayReincludeBelow(real)) return false;
+    const known = this.keptParents.get(real);
+    if (known !== undefined) return known;
+    let kept = false;
+    const abs = join(this.dir, real);
+    const st = lstatSync(abs, { throwIfNoEntry: false });
+    if (st?.isDirectory()) {
+      for (const name of readdirSync(abs)) {
+        const child = `${real}/${name}`;
+        if (!this.isIgnored(child) || this.keptAsParent(child)) {
+          kept = true;
+          break;
+        }
+      }
+    }
+    this.keptParents.set(real, kept);
+    return kept;
+  }
+
+  /**
+   * Resolves a context-relative path the way the build sees the context: symlinks on the way (and the last
+   * one) are followed inside the context (an absolute or `..` target is taken from the context root), and
+   * every path reached must be in the filtered context ({@link inContext}). Undefined when it leads to
+   * nothing: a missing file, or one .dockerignore leaves out (which, as in docker, is simply not there).
+   */
+  private resolveInContext(rel: string): { abs: string; real: string; stats: Stats } | undefined {
+    const pending = rel.split('/').filter((p) => p !== '' && p !== '.');
+    const done: string[] = [];
+    let links = 0;
+    let stats: Stats | undefined = lstatSync(this.dir, { throwIfNoEntry: false });
+    while (pending.length > 0) {
+      const part = pending.shift()!;
+      if (part === '..') {
+        done.pop();
+        stats = undefined;
+        continue;
+      }
+      done.push(part);
+      const real = done.join('/');
+      if (!this.inContext(real)) return undefined;
+      const host = join(this.dir, real);
+      try {
+        stats = lstatSync(host, { throwIfNoEntry: false });
+      } catch {
+        stats = undefined; // ENOTDIR: a file on the way
+      }
+      if (stats === undefined) return undefined;
+      if (stats.isSymbolicLink()) {
+        if (++links > MAX_SYMLINKS) throw new Error(`too many levels of symbolic links resolving ${rel}`);
+        done.pop();
+        const target = readlinkSync(host);
+        if (target.startsWith('/')) done.length = 0;
+        pending.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+        stats = undefined;
+      }
+    }
+    const real = done.join('/');
+    const abs = real === '' ? this.dir : join(this.dir, real);
+    stats ??= lstatSync(abs, { throwIfNoEntry: false });
+    return stats === undefined ? undefined : { abs, real, stats };
+  }
+
+  /**
+   * One context path (no wildcards), resolved inside the filtered context as {@link resolveSource} resolves a
+   * source; undefined when the build cannot see it (what a bind mount's `source=` names).
+   */
+  resolveEntry(rel: string): ContextEntry | undefined {
+    const clean = posix.normalize(`/${rel}`).replace(/^\/+/, '').replace(/\/+$/, '');
+    const found = this.resolveInContext(clean);
+    if (found === undefined) return undefined;
+    return { rel: clean, abs: found.abs, stats: found.stats, type: typeOf(found.stats), ...(found.real !== clean ? { real: found.real } : {}) };
+  }
+
+  /**
    * Resolves one COPY/ADD source (relative to the context, wildcards `* ? [..]` per path segment)
-   * to the matching top-level entries. A source that matches nothing is an error, as in docker build.
+   * to the matching top-level entries. A source without wildcards that is missing is an error; a wildcard that
+   * matches nothing resolves to no entries, as in BuildKit.
    */
   async resolveSource(source: string): Promise<ContextEntry[]> {
     const clean = posix.normalize(`/${source}`).replace(/^\/+/, '');
-    const segments = clean === '' ? [] : clean.split('/');
+    const segments = clean.split('/').filter((s) => s !== '');
     if (segments.some((s) => s === '..')) throw new Error(`forbidden path outside the build context: ${source}`);
+    const entryOf = (rel: string): ContextEntry | undefined => {
+      const found = this.resolveInContext(rel);
+      if (found === undefined) return undefined;
+      const { abs, real, stats } = found;
+      // Sockets are not in the context; a FIFO or device node fails here, naming it, before anything opens it.
+      if (checkContextEntry(rel, stats) === 'skip') return undefined;
+      return { rel, abs, stats, type: typeOf(stats), ...(real !== rel ? { real } : {}) };
+    };
     if (!segments.some(hasWildcard)) {
-      const rel = segments.join('/');
-      if (rel && this.isIgnored(rel)) throw notFound(source);
-      // Symlinks on the way, and a symlink named as the source itself, are followed as BuildKit follows them:
-      // inside the context, where an absolute or `..` target stays clamped. Nothing outside it is reachable.
-      const abs = await resolveInRoot(this.dir, rel);
-      const stats = await lstat(abs).catch(() => undefined);
-      if (!stats) throw notFound(source);
-      return [{ rel, abs, stats, type: typeOf(stats) }];
+      const entry = entryOf(segments.join('/'));
+      if (entry === undefined) throw notFound(source);
+      return [entry];
     }
     let current: string[] = [''];
     for (const seg of segments) {
@@ -217,46 +325,74 @@ export class BuildContext {
           continue;
         }
         const re = globSegmentToRegExp(seg);
-        const names = await readdir(await resolveInRoot(this.dir, base)).catch(() => [] as string[]);
-        for (const name of names.sort()) if (re.test(name)) next.push(base ? `${base}/${name}` : name);
+        const dir = this.resolveInContext(base);
+        if (dir === undefined || !dir.stats.isDirectory()) continue;
+        const names = await readdir(dir.abs).catch(() => [] as string[]);
+        for (const name of names.sort()) {
+          if (re.test(name) && this.inContext(dir.real ? `${dir.real}/${name}` : name)) next.push(base ? `${base}/${name}` : name);
+        }
       }
       current = next;
     }
     const out: ContextEntry[] = [];
     for (const rel of current) {
-      if (this.isIgnored(rel)) continue;
-      const abs = await resolveInRoot(this.dir, rel);
-      const stats = await lstat(abs).catch(() => undefined);
-      if (stats) out.push({ rel, abs, stats, type: typeOf(stats) });
+      const entry = entryOf(rel);
+      if (entry !== undefined) out.push(entry);
     }
-    if (out.length === 0) throw notFound(source);
+    if (out.length === 0) {
+      // A wildcard that matches nothing copies nothing, as BuildKit allows (AllowEmptyWildcard); the directory
+      // the first wildcard is looked up in must still exist.
+      const prefix = segments.slice(0, segments.findIndex(hasWildcard)).join('/');
+      if (prefix === '' || entryOf(prefix)?.type === 'dir') return [];
+      throw notFound(source);
+    }
     return out;
   }
 
   /**
-   * Walks a selected directory (not following symlinks), skipping ignored paths; entries sorted.
-   * Yields the directory's descendants, not the directory itself.
+   * Walks a selected directory (not following symlinks), leaving out what the filtered context does not hold;
+   * entries sorted. Yields the directory's descendants, not the directory itself.
    */
   async walk(entry: ContextEntry): Promise<ContextEntry[]> {
+    return (await this.walkResult(entry)).entries;
+  }
+
+  /**
+   * The top-most paths below a selected directory (relative to it) that the filtered context leaves out:
+   * what a view of that directory must hide (see runtime/filtered-view.ts). Empty without a .dockerignore.
+   */
+  async hiddenBelow(entry: ContextEntry): Promise<string[]> {
+    return (await this.walkResult(entry)).hidden;
+  }
+
+  private walkResult(entry: ContextEntry): Promise<WalkResult> {
     // Memoised for the build: the cache key and the copy itself walk the same source.
-    const memo = this.walks.get(entry.rel);
+    const key = `${entry.rel}\0${entry.real ?? entry.rel}`;
+    const memo = this.walks.get(key);
     if (memo) return memo;
     const p = this.walkUncached(entry);
-    this.walks.set(entry.rel, p);
-    p.catch(() => this.walks.delete(entry.rel));
+    this.walks.set(key, p);
+    p.catch(() => this.walks.delete(key));
     return p;
   }
 
-  private async walkUncached(entry: ContextEntry): Promise<ContextEntry[]> {
+  private async walkUncached(entry: ContextEntry): Promise<WalkResult> {
     // Synchronous listing, yielding to the event loop every few hundred entries: walking an unchanged context
     // is the whole cost of a cached COPY, and one threadpool round trip per file made it several times slower
     // than the syscalls themselves (~0.1 s vs ~0.5 s for 5,000 files, loaded host). With the addon, one call per
     // directory lists it with every entry's lstat numbers (~3x faster again, and no Stats object per entry).
     const out: ContextEntry[] = [];
+    const hidden: string[] = [];
     let sinceYield = 0;
     const sys = nativeSys();
     const scanDir = typeof sys?.scanDir === 'function' ? sys.scanDir : undefined;
-    const walkDir = async (rel: string, dirAbs: string): Promise<void> => {
+    const matcher = this.matcher;
+    // `rel` names entries as the source named them; `real` is the same path in the context, which the
+    // .dockerignore rules apply to (they differ below a source reached through a symlink); `sub` is the path
+    // relative to the walked directory.
+    // `info` is what the ignore rules said of the directory (moby's MatchesUsingParentResults): a child is matched
+    // against the patterns once, never its parents again.
+    const walkDir = async (rel: string, real: string, sub: string, dirAbs: string, info: MatchInfo | undefined): Promise<void> => {
       // Host paths come from the entry's resolved path down (the selected directory may be reached through a
       // symlink, which resolveSource followed inside the context); below it nothing is followed, so plain
       // concatenations of readdir names stay in that tree.
@@ -287,16 +423,43 @@ export class BuildContext {
       for (const i of order) {
         const name = names[i]!;
         const childRel = rel ? `${rel}/${name}` : name;
-        if (this.matcher && this.isIgnored(childRel)) continue;
+        // Only ignore rules need these two paths; without any, the walk builds no extra strings.
+        const childReal = matcher === undefined ? '' : real ? `${real}/${name}` : name;
+        const childSub = matcher === undefined ? '' : sub ? `${sub}/${name}` : name;
         const abs = prefix + name;
+        const match = matcher?.matchesUsingParentResults(childReal, info);
+        if (matcher !== undefined && match !== undefined && match.matched) {
+          // Left out, unless it is a directory an exception re-includes something below: then it stays, as the
+          // parent of what is kept (docker keeps the parents of every re-included path), holding only that.
+          if (matcher.mayReincludeBelow(childReal)) {
+            const stats = stat(i);
+            if (stats.isDirectory()) {
+              const at = out.length;
+              const hiddenAt = hidden.length;
+              out.push({ rel: childRel, abs, stats, type: 'dir' });
+              await walkDir(childRel, childReal, childSub, abs, match.info);
+              if (out.length > at + 1) continue;
+              out.length = at;
+              hidden.length = hiddenAt;
+            }
+          }
+          hidden.push(childSub);
+          continue;
+        }
         const stats = stat(i);
+        // Sockets are not part of the context; FIFOs and devices are refused before anything opens them.
+        if (checkContextEntry(childRel, stats) === 'skip') continue;
         const type = typeOf(stats);
         out.push({ rel: childRel, abs, stats, type }); // parents before children, siblings in name order
-        if (type === 'dir') await walkDir(childRel, abs);
+        if (type === 'dir') await walkDir(childRel, childReal, childSub, abs, match?.info);
       }
     };
-    if (entry.type === 'dir') await walkDir(entry.rel, entry.abs);
-    return out;
+    if (entry.type === 'dir') {
+      const real = entry.real ?? entry.rel;
+      const info = matcher !== undefined && real !== '' ? matcher.matchesUsingParentResults(real).info : undefined;
+      await walkDir(entry.rel, real, '', entry.abs, info);
+    }
+    return { entries: out, hidden };
   }
 
   /** The sha256 of a file's content (hex), with xxhash64-based change detection (see the file comment). */

@@ -7,7 +7,8 @@
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { copyFile, mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
 import type { Digest, ImageConfig, HistoryEntry } from '../image/types.js';
@@ -33,6 +34,7 @@ const stepLayer = () => import('../runtime/step-layer.js');
 const copyHandlers = () => import('../runtime/handlers/copy.js');
 const users = () => import('../runtime/user.js');
 import { parseChmod } from './chmod.js';
+import { runPrivileges } from './entitlements.js';
 
 // The container runtime and overlay mounts (and execa behind them) load only when a step actually
 // runs: a fully cached rebuild never needs them, and its whole process time is the budget.
@@ -44,6 +46,11 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 
 /** Build args every stage can use without declaring them; kept out of history and cache keys. */
 export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
+
+/** `KEY=VALUE` entries for the {@link PROXY_ARGS} given with --build-arg. */
+export function proxyEnv(buildArgs: Readonly<Record<string, string>>): string[] {
+  return PROXY_ARGS.filter((k) => Object.hasOwn(buildArgs, k)).map((k) => `${k}=${buildArgs[k] ?? ''}`);
+}
 
 /** The filesystem and config of a stage as its steps build it up. */
 export interface StageState {
@@ -92,6 +99,8 @@ export interface DispatchContext {
   readonly context: () => Promise<BuildContext>;
   /** A finished stage (for COPY --from / RUN --mount from=), by name or index. */
   readonly stageResult: (ref: string, instruction: Instruction) => Promise<StageState>;
+  /** The named local context `ref` names (`--build-context NAME=DIR`), opened on first use; undefined for any other name. */
+  readonly localContext: (ref: string) => Promise<BuildContext> | undefined;
   /** Build args given on the command line (used to mark which were consumed). */
   readonly consumedArgs: Set<string>;
   /** Global ARG values (before the first FROM, plus the predefined platform ARGs): what `ARG X` inherits. */
@@ -482,15 +491,15 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   } else argv = [...ins.command.argv];
   const argsEnv = runArgs(state);
   const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
-  const network = ins.network && ins.network !== 'default' ? ins.network : ctx.options.network;
-  if (ins.security === 'insecure') fail(ctx, ins, 'RUN --security=insecure is not allowed: kiln runs every step sandboxed');
+  const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
   const mountKeys: string[] = [];
   for (const m of mounts) {
     if (m.type === 'bind') {
-      const from = m.from ? await ctx.stageResult(m.from, ins) : undefined;
-      mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(ctx, m.source ?? '.')} ${m.readOnly}`);
+      const local = m.from ? ctx.localContext(m.from) : ctx.context();
+      const from = m.from && !local ? await ctx.stageResult(m.from, ins) : undefined;
+      mountKeys.push(`bind ${m.target} ${m.source ?? ''} ${from ? from.key : await contextDigestFor(await local!, m.source ?? '.')} ${m.readOnly}`);
     } else if (m.type === 'secret') {
       // Secret values never enter keys; where they appear (file, variable) does.
       mountKeys.push(`secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}${m.env !== undefined ? ` env=${m.env}` : ''}`);
@@ -501,7 +510,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
   const key = cacheKey({
     parent: state.key,
-    instruction: `RUN ${JSON.stringify(argv)} network=${network} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
+    instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
     args: keyedArgs,
     inputs: mountKeys,
   });
@@ -511,7 +520,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       const extra = await prepareMounts(ctx, ins, state, mounts, dirs.scratch, stageName);
       try {
-        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], extra.env);
+        // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
+        // no such variable of its own, and never in the cache key or the history (they may carry credentials).
+        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -522,6 +533,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
+            ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
           },
@@ -552,10 +564,11 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   });
 }
 
-/** A digest of a context path, for bind mounts from the context. */
-async function contextDigestFor(ctx: DispatchContext, source: string): Promise<string> {
-  const c = await ctx.context();
-  return c.digestSources(await c.resolveSource(source));
+/** A digest of a context path, for bind mounts from the context (the filtered context: what the mount shows). */
+async function contextDigestFor(c: BuildContext, source: string): Promise<string> {
+  const entry = c.resolveEntry(source);
+  if (entry === undefined) throw new Error(`failed to compute cache key: "/${source.replace(/^\/+/, '')}": not found`);
+  return c.digestSources([entry]);
 }
 
 /** Turns RUN --mount specs into the container's extra mounts; `release` undoes what it set up. */
@@ -624,19 +637,33 @@ async function prepareMounts(
         case 'bind': {
           if (!target) fail(ctx, ins, 'mount type bind needs a target');
           let source: string;
-          if (m.from) {
-            const from = await ctx.stageResult(m.from, ins);
+          let privateView = false;
+          const local = m.from ? ctx.localContext(m.from) : ctx.context();
+          if (local === undefined) {
+            const from = await ctx.stageResult(m.from!, ins);
             const view = await mountStageView(ctx, from, scratch, `bind-${n}`);
             releases.push(view.release);
             source = await (await users()).resolveInRoot(view.rootfs, m.source ?? '/');
           } else {
-            // Resolved inside the context as a path inside an image is: a symlink cannot lead out of it.
-            source = await (await users()).resolveInRoot((await ctx.context()).dir, m.source ?? '/');
+            // The build context as the build sees it: resolved inside it (a symlink cannot lead out of it nor to
+            // an ignored file), and a directory shown without what .dockerignore leaves out.
+            const c = await local;
+            const entry = c.resolveEntry(m.source ?? '/');
+            if (entry === undefined) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
+            source = entry.abs;
+            const hidden = entry.type === 'dir' ? await c.hiddenBelow(entry) : [];
+            if (hidden.length > 0) {
+              const { mountFilteredView } = await import('../runtime/filtered-view.js');
+              const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${n}`), ctx.signal);
+              releases.push(view.release);
+              source = view.dir;
+              privateView = true; // writes land in the view's own upperdir
+            }
           }
           if (!(await lstat(source).catch(() => undefined))) fail(ctx, ins, `failed to mount ${m.source ?? '/'}: not found`);
           // Binds are read-only unless `rw`: writes must never reach the context or another stage.
           // A `rw` bind gets a private copy-on-write view instead.
-          if (!m.readOnly) {
+          if (!m.readOnly && !privateView) {
             const rw = path.join(scratch, `bind-rw-${n}`);
             await mkdir(path.join(rw, 'upper'), { recursive: true });
             await mkdir(path.join(rw, 'work'));
@@ -650,7 +677,9 @@ async function prepareMounts(
             } else {
               // A single file: the step writes to a private copy (a bind of the file itself would write through).
               const copy = path.join(rw, 'file');
-              await copyFile(source, copy);
+              if (!st.isFile()) fail(ctx, ins, `bind mount source ${m.source ?? '/'} is not a regular file or directory`);
+              // Not fs.copyFile, which spins forever on a file truncated meanwhile (see store/copy-file.ts).
+              await copyRegularFile(source, copy, { size: st.size });
               await chmodFile(copy, st.mode & 0o7777);
               source = copy;
             }
@@ -673,11 +702,11 @@ async function prepareMounts(
           // a file is mounted too when there is no env= or a target is also given.
           if (m.env !== undefined) env.set.push(`${m.env}=${value.toString('utf8')}`);
           if (m.env !== undefined && m.target === undefined) break;
-          const file = path.join(scratch, `secret-${n}`);
-          await writeFile(file, value, { mode: 0o400 });
-          await chmodFile(file, m.mode ?? 0o400);
-          releases.push(() => rm(file, { force: true }));
-          out.push({ type: 'bind', source: file, target: target ?? `/run/secrets/${id}`, readonly: true });
+          // In memory-backed storage only, never on the store's disk (see runtime/secret-file.ts).
+          const { writeSecretFile } = await import('../runtime/secret-file.js');
+          const secretFile = await writeSecretFile(value, m.mode ?? 0o400).catch((err: unknown) => fail(ctx, ins, `secret ${id}: ${messageOf(err)}`));
+          releases.push(() => secretFile.release());
+          out.push({ type: 'bind', source: secretFile.file, target: target ?? `/run/secrets/${id}`, readonly: true });
           break;
         }
         case 'ssh': {
@@ -768,6 +797,15 @@ async function resolveStageSource(rootfs: string, source: string): Promise<CopyS
   return out;
 }
 
+/** Whether a wildcard source that matched nothing is allowed: the directory its first wildcard looks in exists. */
+async function emptyWildcardAllowed(rootfs: string, source: string): Promise<boolean> {
+  const segments = path.posix.normalize(`/${source}`).split('/').filter(Boolean);
+  const first = segments.findIndex(hasWildcard);
+  if (first === -1) return false;
+  const dir = await (await users()).resolveInRoot(rootfs, `/${segments.slice(0, first).join('/')}`);
+  return (await lstat(dir).catch(() => undefined))?.isDirectory() === true;
+}
+
 async function listTree(dir: CopySource): Promise<CopySource[]> {
   const out: CopySource[] = [];
   const visit = async (abs: string, rel: string): Promise<void> => {
@@ -835,11 +873,13 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   const urlSources: UrlSource[] = [];
   let stage: StageState | undefined;
   let contextEntries: ContextEntry[][] = [];
-  if (from !== undefined) {
-    stage = await ctx.stageResult(from, ins);
+  // The files come from the build context, a named local context (`COPY --from=NAME` with NAME=DIR), or a stage/image.
+  const sourceContext = from === undefined ? ctx.context() : ctx.localContext(from);
+  if (sourceContext === undefined) {
+    stage = await ctx.stageResult(from!, ins);
     inputs.push(`from ${stage.key}`, ...sources);
   } else {
-    const c = await ctx.context();
+    const c = await sourceContext;
     try {
       contextEntries = await Promise.all(sources.filter((s) => !isUrl(s)).map((s) => c.resolveSource(s)));
     } catch (err) {
@@ -894,9 +934,9 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) =>
       (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))
         ? (async () => {
-            if (from === undefined && contextEntries.length > 0) {
+            if (sourceContext !== undefined && contextEntries.length > 0) {
               const { CopyReuse } = await import('../store/file-reuse.js');
-              reuse = await CopyReuse.open(ctx.store, `${(await ctx.context()).dir}\0${text}`);
+              reuse = await CopyReuse.open(ctx.store, `${(await sourceContext).dir}\0${text}`);
             }
             return copyWork(dirs.upperDir, dirs);
           })()
@@ -944,7 +984,10 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         const found: Array<{ source: string; entries: CopySource[] }> = [];
         for (const s of sources) {
           const r = await resolveStageSource(view.rootfs, s);
-          if (r.length === 0) throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+          // A wildcard may match nothing (BuildKit's AllowEmptyWildcard) if the directory it looks in exists.
+          if (r.length === 0 && !(await emptyWildcardAllowed(view.rootfs, s))) {
+            throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
+          }
           found.push({ source: s, entries: r.filter((e) => !topExcluded(e.rel)) });
         }
         const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
@@ -954,8 +997,8 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
       } finally {
         await view.release();
       }
-    } else if (contextEntries.length > 0) {
-      const c = await ctx.context();
+    } else if (contextEntries.length > 0 && sourceContext !== undefined) {
+      const c = await sourceContext;
       const all = contextEntries.flat();
       const list = async (d: CopySource): Promise<ContextEntry[]> => filterTree(d, await c.walk(d as ContextEntry));
       const placer = await placerFor(rootfs, c, all, list);

@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
+import { BuildError } from '../errors.js';
 import type { Descriptor, Digest } from '../image/types.js';
 
 /**
@@ -58,6 +59,11 @@ export type CacheExportSpec =
   | { readonly type: 'registry'; readonly ref: string; readonly mode?: 'min' | 'max'; readonly cacheMounts?: boolean }
   | { readonly type: 'inline' };
 
+/** The privileges a build may be granted (`--allow`), named as BuildKit names them. */
+export const ENTITLEMENTS = ['network.host', 'security.insecure'] as const;
+/** One of {@link ENTITLEMENTS}. */
+export type Entitlement = (typeof ENTITLEMENTS)[number];
+
 /** Options of {@link build}. Everything is optional. */
 export interface BuildOptions {
   /** The build context directory. @default process.cwd() */
@@ -92,8 +98,17 @@ export interface BuildOptions {
   readonly root?: string;
   /** The OCI runtime that runs RUN steps. @default 'auto' (crun if it works here, else runc) */
   readonly runtime?: 'auto' | 'runc' | 'crun';
-  /** Network of RUN steps that do not say `--network`. @default 'none' */
-  readonly network?: 'none' | 'host';
+  /**
+   * Network of RUN steps that do not say `--network` (docker build's `--network`): `default`, a sandboxed network of
+   * the step's own with outbound access; `none`, loopback only; `host`, the host's network (choosing it here grants
+   * `network.host`, as buildx does for `--network host`). @default 'default'
+   */
+  readonly network?: 'default' | 'none' | 'host';
+  /**
+   * Entitlements (`--allow`): `network.host` lets `RUN --network=host` use the host's network, `security.insecure`
+   * lets `RUN --security=insecure` run privileged. Without them such steps are refused. @default []
+   */
+  readonly allow?: readonly Entitlement[];
   /** Re-resolve tags of base images from their registries. @default false */
   readonly pull?: boolean;
   /** Registries reached over plain http besides loopback ones. @default [] */
@@ -128,7 +143,8 @@ export interface ResolvedBuildOptions {
   readonly iidfile: string | undefined;
   readonly root: string;
   readonly runtime: 'auto' | 'runc' | 'crun';
-  readonly network: 'none' | 'host';
+  readonly network: 'default' | 'none' | 'host';
+  readonly allow: readonly Entitlement[];
   readonly pull: boolean;
   readonly insecureRegistries: readonly string[];
   readonly cacheFrom: readonly CacheImportSpec[];
@@ -167,7 +183,8 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     iidfile: options.iidfile,
     root: options.root ? resolve(options.root) : defaultRoot(),
     runtime: options.runtime ?? 'auto',
-    network: options.network ?? 'none',
+    network: options.network ?? 'default',
+    allow: resolveAllow(options.allow ?? [], options.network),
     pull: options.pull ?? false,
     insecureRegistries: options.insecureRegistries ?? [],
     cacheFrom: options.cacheFrom ?? [],
@@ -176,6 +193,19 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     onEvent: options.onEvent ?? (() => {}),
     signal: options.signal,
   };
+}
+
+/**
+ * The granted entitlements: the ones asked for, plus `network.host` when the caller chose the host network for the
+ * whole build (buildx adds it for `--network host` the same way). Unknown names are refused, as buildx refuses them.
+ */
+function resolveAllow(allow: readonly string[], network: BuildOptions['network']): Entitlement[] {
+  for (const e of allow) {
+    if (!(ENTITLEMENTS as readonly string[]).includes(e)) throw new BuildError('INVALID_OPTION', `invalid entitlement: ${JSON.stringify(e)} (known: ${ENTITLEMENTS.join(', ')})`);
+  }
+  const granted = new Set(allow as readonly Entitlement[]);
+  if (network === 'host') granted.add('network.host');
+  return [...granted];
 }
 
 /** Identifies a step in events: its stage, its index in the stage and its instruction text. */

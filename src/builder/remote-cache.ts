@@ -38,6 +38,7 @@
  * blob is verified twice (its digest, then the diffID of the gunzipped tar, as a pull does); a record
  * whose blob fails verification is refused with a warning and the step runs.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -206,7 +207,7 @@ export class RemoteCache implements StepCacheHook {
     let config: CacheConfig | undefined;
     try {
       const bytes = await fetchSmallBlob(client, ref.repository, manifest.config.digest, signal);
-      const json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+      const json = parseUntrustedJson(bytes.toString('utf8'), `cache config ${manifest.config.digest}`) as Record<string, unknown>;
       // A registry cache's config is the cache; an image's config may carry an inline cache.
       config = manifest.config.mediaType === CACHE_CONFIG_MEDIA_TYPE ? parseCacheConfig(json) : parseCacheConfig(json[INLINE_CACHE_FIELD]);
     } catch (err) {

@@ -90,6 +90,12 @@ export interface StageInput {
 const VARIABLE = /\$./;
 
 /**
+ * The most build stages a Dockerfile may have. Real Dockerfiles have a handful; the limit keeps a hostile one
+ * from costing unbounded planning time and memory (every stage gets its own graph node and cache chain).
+ */
+export const MAX_STAGES = 1000;
+
+/**
  * Builds the stage graph of a parsed Dockerfile.
  * @throws DockerfileError at the offending instruction (unknown target, blank base name,
  *   `--from` with a variable, a COPY from a URL, a circular dependency …)
@@ -112,6 +118,8 @@ export function resolveStages(dockerfile: StageInput, options: ResolveStagesOpti
     } else raw[raw.length - 1]?.instructions.push(ins);
   }
   if (raw.length === 0) fail('dockerfile contains no stages to build', lineRange(1));
+  const beyond = raw[MAX_STAGES];
+  if (beyond !== undefined) fail(`too many build stages: ${raw.length} (kiln's limit is ${MAX_STAGES})`, beyond.from.range);
 
   // 2. Global ARGs: a --build-arg overrides the default; defaults expand with earlier globals.
   const buildArgs = options.buildArgs ?? {};
@@ -204,17 +212,26 @@ export function resolveStages(dockerfile: StageInput, options: ResolveStagesOpti
     if (st !== undefined) fail(`circular dependency detected on stage: ${st.displayName}`, st.from.range);
   }
 
-  // 7. Prune to what the target needs; level = longest dependency chain below a stage.
+  // 7. Prune to what the target needs; level = longest dependency chain below a stage. Iterative (a
+  // post-order walk with an explicit stack): a long chain of stages must not exhaust the call stack.
   const level = new Map<number, number>();
-  const visit = (i: number): number => {
-    const known = level.get(i);
-    if (known !== undefined) return known;
+  const stack: number[] = [target];
+  while (stack.length > 0) {
+    const i = stack[stack.length - 1] as number;
+    if (level.has(i)) {
+      stack.pop();
+      continue;
+    }
+    const pending = stageDeps(stages[i]).filter((d) => !level.has(d));
+    if (pending.length > 0) {
+      for (const d of pending) stack.push(d);
+      continue;
+    }
+    stack.pop();
     let l = 0;
-    for (const d of stages[i]?.deps ?? []) if (d.kind === 'stage') l = Math.max(l, visit(d.stage) + 1);
+    for (const d of stageDeps(stages[i])) l = Math.max(l, (level.get(d) ?? 0) + 1);
     level.set(i, l);
-    return l;
-  };
-  visit(target);
+  }
   const order = [...level.keys()].sort((a, b) => (level.get(a) ?? 0) - (level.get(b) ?? 0) || a - b);
   const levels: number[][] = [];
   for (const i of order) (levels[level.get(i) ?? 0] ??= []).push(i);
@@ -234,21 +251,40 @@ export function resolveStages(dockerfile: StageInput, options: ResolveStagesOpti
   return { metaArgs, globalArgs, stages, target, order, levels: levels.filter((l) => l.length > 0), warnings };
 }
 
-/** The first stage (in file order) from which a dependency cycle is reachable, if any. */
+/** The stages a stage depends on. */
+function stageDeps(stage: Stage | undefined): number[] {
+  const out: number[] = [];
+  for (const d of stage?.deps ?? []) if (d.kind === 'stage') out.push(d.stage);
+  return out;
+}
+
+/**
+ * The first stage (in file order) from which a dependency cycle is reachable, if any. A depth-first search
+ * with an explicit stack (each frame: a stage and the index of its next dependency), so that its depth is
+ * not bounded by the call stack.
+ */
 function findCycle(stages: readonly Stage[]): number | undefined {
   const visited = new Set<number>();
   const onPath = new Set<number>();
-  const visit = (i: number): boolean => {
-    if (visited.has(i)) return false;
-    visited.add(i);
-    onPath.add(i);
-    for (const d of stages[i]?.deps ?? []) {
-      if (d.kind !== 'stage') continue;
-      if (onPath.has(d.stage) || visit(d.stage)) return true;
+  for (const st of stages) {
+    if (visited.has(st.index)) continue;
+    const frames: Array<{ stage: number; deps: number[]; next: number }> = [{ stage: st.index, deps: stageDeps(st), next: 0 }];
+    visited.add(st.index);
+    onPath.add(st.index);
+    while (frames.length > 0) {
+      const top = frames[frames.length - 1] as { stage: number; deps: number[]; next: number };
+      if (top.next >= top.deps.length) {
+        onPath.delete(top.stage);
+        frames.pop();
+        continue;
+      }
+      const d = top.deps[top.next++] as number;
+      if (onPath.has(d)) return st.index;
+      if (visited.has(d)) continue;
+      visited.add(d);
+      onPath.add(d);
+      frames.push({ stage: d, deps: stageDeps(stages[d]), next: 0 });
     }
-    onPath.delete(i);
-    return false;
-  };
-  for (const st of stages) if (visit(st.index)) return st.index;
+  }
   return undefined;
 }

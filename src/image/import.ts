@@ -4,9 +4,10 @@
  * diffID); every blob is verified against its digest while it streams, and a failure leaves no tag and
  * no partial blob behind.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, mkdir, mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -16,6 +17,7 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { readTar } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { DEFAULT_PATH_ENV, hostPlatform } from './base-image.js';
+import { IMAGE_JSON_LIMITS, formatLimit } from './limits.js';
 import { familiarImageName, fullImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
@@ -113,40 +115,59 @@ interface TarCheck {
 
 /**
  * Passes `source` through unchanged while parsing it as a tar, so that a corrupt or truncated tar fails
- * the stream (and with it the blob write) instead of being stored.
+ * the stream (and with it the blob write) instead of being stored. The parser runs in lockstep with the
+ * consumer: each chunk is handed to it before it is passed on, so memory stays at a chunk or two whatever the
+ * tar holds (an entry the parser skips is not queued up).
  */
 async function* validatedTar(source: AsyncIterable<Uint8Array>, check: TarCheck, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
-  const it = source[Symbol.asyncIterator]();
-  const queue: Uint8Array[] = [];
   const hash = createHash('sha256');
-  // readTar closes its source when the archive ends; keep the underlying iterator open so that
-  // the padding after the end-of-archive blocks is still passed on (and hashed).
-  const tapped: AsyncIterable<Uint8Array> = {
+  // The hand-over: `offer` gives the parser one chunk and waits until it asks for the next (or stops).
+  let waiting: ((r: IteratorResult<Uint8Array>) => void) | undefined;
+  let asked: (() => void) | undefined;
+  let parserDone = false;
+  const askedOnce = (): Promise<void> => new Promise((r) => { asked = r; });
+  let nextAsk = askedOnce();
+  const feed: AsyncIterable<Uint8Array> = {
     [Symbol.asyncIterator]: () => ({
-      next: async () => {
-        const r = await it.next();
-        if (r.done) return r;
-        queue.push(r.value);
-        hash.update(r.value);
-        // readTar scribbles on header blocks (checksum), so it gets a copy.
-        return { done: false as const, value: Buffer.from(r.value) };
+      next: () =>
+        new Promise<IteratorResult<Uint8Array>>((resolve) => {
+          waiting = resolve;
+          asked?.();
+        }),
+      // readTar closes its source at the end of the archive: the padding after it is still passed on.
+      return: async () => {
+        parserDone = true;
+        asked?.();
+        return { done: true as const, value: undefined };
       },
-      return: async () => ({ done: true as const, value: undefined }),
     }),
   };
   let entries = 0;
-  for await (const entry of readTar(tapped, signal)) {
-    entries++;
-    while (queue.length > 0) yield queue.shift() as Uint8Array;
-    for await (const _ of entry.body) {
-      while (queue.length > 0) yield queue.shift() as Uint8Array;
+  const parser = (async () => {
+    for await (const entry of readTar(feed, signal)) {
+      entries++;
+      for await (const _ of entry.body) { /* validated as it streams */ }
     }
+  })();
+  let failure: { error: unknown } | undefined;
+  parser.then(() => { parserDone = true; asked?.(); }, (error: unknown) => { failure = { error }; parserDone = true; asked?.(); });
+  const offer = async (r: IteratorResult<Uint8Array>): Promise<void> => {
+    await Promise.race([nextAsk, parser.catch(() => undefined)]);
+    if (failure) throw failure.error;
+    if (parserDone) return;
+    nextAsk = askedOnce();
+    const give = waiting;
+    waiting = undefined;
+    // readTar scribbles on header blocks (checksum), so it gets a copy.
+    give?.(r.done ? r : { done: false, value: Buffer.from(r.value) });
+  };
+  for await (const chunk of source) {
+    hash.update(chunk);
+    await offer({ done: false, value: chunk });
+    yield chunk;
   }
-  while (queue.length > 0) yield queue.shift() as Uint8Array;
-  for (let r = await it.next(); !r.done; r = await it.next()) {
-    hash.update(r.value);
-    yield r.value;
-  }
+  await offer({ done: true, value: undefined });
+  await parser;
   if (entries === 0) throw new RuntimeError('tar: no entries (empty or not a tar)');
   check.digest = `sha256:${hash.digest('hex')}`;
 }
@@ -184,27 +205,69 @@ async function keepCompressed(store: LayerStoreApi, file: string, layer: LayerIn
   await store.registerLayer({ diffId: layer.diffId, digest: written.digest, size: written.size, mediaType });
 }
 
-/** Parses JSON from a file, naming the file when it is not JSON. */
-async function readJson<T>(file: string, what: string): Promise<T> {
-  let text: string;
+/** Reads a JSON file of at most `limit` bytes (see {@link IMAGE_JSON_LIMITS}), naming the file when it is too big or missing. */
+async function readJsonBytes(file: string, what: string, limit: number): Promise<Buffer> {
+  let fh;
   try {
-    text = await readFile(file, 'utf8');
+    fh = await open(file, 'r');
   } catch {
     throw new RuntimeError(`${what} ${file} is missing`);
   }
   try {
-    return JSON.parse(text) as T;
-  } catch (cause) {
-    throw new RuntimeError(`${what} ${file} is not valid JSON: ${messageOf(cause)}`, { cause });
+    const st = await fh.stat();
+    if (!st.isFile()) throw new RuntimeError(`${what} ${file} is not a regular file`);
+    if (st.size > limit) throw new RuntimeError(`${what} ${file} is ${st.size} bytes, over kiln's limit of ${formatLimit(limit)}`);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
   }
+}
+
+/** Parses JSON bytes, naming the file when they are not JSON. */
+function parseJson<T>(bytes: Buffer, file: string, what: string): T {
+  try {
+    return parseUntrustedJson(bytes.toString('utf8'), `${what} ${file}`) as T;
+  } catch (cause) {
+    // Never the text itself, nor a cause that quotes it: the file may be a symlink to something private.
+    throw new RuntimeError(messageOf(cause));
+  }
+}
+
+/** Parses a JSON file of at most `limit` bytes. */
+async function readJson<T>(file: string, what: string, limit: number): Promise<T> {
+  return parseJson<T>(await readJsonBytes(file, what, limit), file, what);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks a descriptor's shape (a JSON document from an archive is untrusted). */
+function checkDescriptor(value: unknown, file: string, what: string): Descriptor {
+  if (!isObject(value) || typeof value.digest !== 'string' || typeof value.mediaType !== 'string') {
+    throw new RuntimeError(`${file}: ${what} is not a descriptor with a mediaType and a digest`);
+  }
+  if (value.size !== undefined && !(typeof value.size === 'number' && Number.isSafeInteger(value.size) && value.size >= 0)) {
+    throw new RuntimeError(`${file}: ${what} has an invalid size`);
+  }
+  if (value.annotations !== undefined && !isObject(value.annotations)) throw new RuntimeError(`${file}: ${what} has invalid annotations`);
+  if (value.platform !== undefined && !isObject(value.platform)) throw new RuntimeError(`${file}: ${what} has an invalid platform`);
+  return value as unknown as Descriptor;
+}
+
+/** Checks an index's shape: an object whose `manifests` are descriptors. */
+function checkIndex(value: unknown, file: string): ImageIndex {
+  if (!isObject(value) || !Array.isArray(value.manifests)) throw new RuntimeError(`${file} is not an image index (no manifests list)`);
+  value.manifests.forEach((d, i) => checkDescriptor(d, file, `manifests[${i}]`));
+  return value as unknown as ImageIndex;
 }
 
 /** Checks the parts of a config that kiln relies on. */
 function checkConfig(config: ImageConfig, file: string, layerCount: number): void {
-  if (typeof config !== 'object' || config === null || config.rootfs?.type !== 'layers' || !Array.isArray(config.rootfs.diff_ids)) {
+  if (!isObject(config) || !isObject(config.rootfs) || config.rootfs.type !== 'layers' || !Array.isArray(config.rootfs.diff_ids)) {
     throw new RuntimeError(`image config ${file} has no rootfs.diff_ids`);
   }
-  for (const d of config.rootfs.diff_ids) if (!DIGEST_RE.test(d)) throw new RuntimeError(`image config ${file} has an invalid diff_id: ${String(d)}`);
+  for (const d of config.rootfs.diff_ids) {
+    if (typeof d !== 'string' || !DIGEST_RE.test(d)) throw new RuntimeError(`image config ${file} has an invalid diff_id: ${String(JSON.stringify(d)).slice(0, 80)}`);
+  }
   if (config.rootfs.diff_ids.length !== layerCount) {
     throw new RuntimeError(`image config ${file} lists ${config.rootfs.diff_ids.length} diff_ids for ${layerCount} layers`);
   }
@@ -316,12 +379,31 @@ function pickPlatform(index: ImageIndex, file: string): Descriptor {
   return best;
 }
 
+/**
+ * A layout's files must be its own: a symlink in it could make kiln read (and report on: a size, a digest, a parse
+ * error) any file of the host. Layouts written by image tools hold only directories and regular files.
+ */
+async function refuseLinksInLayout(layout: string): Promise<void> {
+  const check = async (rel: string): Promise<boolean> => {
+    const st = await lstat(join(layout, rel)).catch(() => undefined);
+    if (st?.isSymbolicLink()) throw new RuntimeError(`OCI layout ${layout}: ${rel} is a symbolic link; kiln reads only the layout's own files`);
+    return st?.isDirectory() ?? false;
+  };
+  for (const rel of ['oci-layout', 'index.json']) await check(rel);
+  if (!(await check('blobs'))) return;
+  for (const algo of await readdir(join(layout, 'blobs'))) {
+    if (!(await check(`blobs/${algo}`))) continue;
+    for (const name of await readdir(join(layout, 'blobs', algo))) await check(`blobs/${algo}/${name}`);
+  }
+}
+
 async function importOciLayout(layout: string, ref: string | undefined, store: LayerStoreApi, tag: string | undefined, signal?: AbortSignal): Promise<{ image: StoredImage; tag: string | undefined }> {
+  await refuseLinksInLayout(layout);
   const layoutFile = join(layout, 'oci-layout');
-  const marker = await readJson<{ imageLayoutVersion?: string }>(layoutFile, 'OCI layout marker');
-  if (typeof marker.imageLayoutVersion !== 'string') throw new RuntimeError(`${layoutFile} has no imageLayoutVersion`);
+  const marker = await readJson<{ imageLayoutVersion?: string } | null>(layoutFile, 'OCI layout marker', IMAGE_JSON_LIMITS.small);
+  if (!isObject(marker) || typeof marker.imageLayoutVersion !== 'string') throw new RuntimeError(`${layoutFile} has no imageLayoutVersion`);
   const indexFile = join(layout, 'index.json');
-  const index = await readJson<ImageIndex>(indexFile, 'OCI index');
+  const index = checkIndex(await readJson<unknown>(indexFile, 'OCI index', IMAGE_JSON_LIMITS.manifest), indexFile);
   let desc = pickDescriptor(index, ref, indexFile);
   const containerdName = desc.annotations?.[CONTAINERD_NAME];
   // containerd names are full (docker.io/library/app:1); the store keys docker's short form, as `-t` writes it.
@@ -330,17 +412,22 @@ async function importOciLayout(layout: string, ref: string | undefined, store: L
     if (depth > 4) throw new RuntimeError(`${indexFile}: image indexes nest too deeply`);
     const file = blobFile(layout, desc.digest);
     await verifyFile(file, desc.digest, desc.size, 'image index', signal);
-    desc = pickPlatform(await readJson<ImageIndex>(file, 'image index'), file);
+    desc = pickPlatform(checkIndex(await readJson<unknown>(file, 'image index', IMAGE_JSON_LIMITS.manifest), file), file);
   }
   if (!MANIFEST_TYPES.has(desc.mediaType)) throw new RuntimeError(`${indexFile}: unsupported manifest media type ${desc.mediaType}`);
   const manifestFile = blobFile(layout, desc.digest);
   await verifyFile(manifestFile, desc.digest, desc.size, 'manifest', signal);
-  const manifest = await readJson<ImageManifest>(manifestFile, 'manifest');
-  if (!manifest.config || !Array.isArray(manifest.layers)) throw new RuntimeError(`manifest ${manifestFile} has no config or layers`);
+  const manifest = await readJson<ImageManifest | null>(manifestFile, 'manifest', IMAGE_JSON_LIMITS.manifest);
+  if (!isObject(manifest) || !isObject(manifest.config) || !Array.isArray(manifest.layers)) throw new RuntimeError(`manifest ${manifestFile} has no config or layers`);
+  checkDescriptor(manifest.config, manifestFile, 'config');
+  manifest.layers.forEach((l, i) => checkDescriptor(l, manifestFile, `layers[${i}]`));
   const configFile = blobFile(layout, manifest.config.digest);
+  if (manifest.config.size > IMAGE_JSON_LIMITS.config) {
+    throw new RuntimeError(`image config ${configFile} is ${manifest.config.size} bytes, over kiln's limit of ${formatLimit(IMAGE_JSON_LIMITS.config)}`);
+  }
   await verifyFile(configFile, manifest.config.digest, manifest.config.size, 'image config', signal);
-  const configBytes = await readFile(configFile);
-  const config = await readJson<ImageConfig>(configFile, 'image config');
+  const configBytes = await readJsonBytes(configFile, 'image config', IMAGE_JSON_LIMITS.config);
+  const config = parseJson<ImageConfig>(configBytes, configFile, 'image config');
   checkConfig(config, configFile, manifest.layers.length);
   // Check every blob is there before storing anything.
   for (const l of manifest.layers) {
@@ -383,8 +470,15 @@ function claimedDigest(name: string): Digest | undefined {
 
 async function importDockerArchive(dir: string, archive: string, wanted: string | undefined, store: LayerStoreApi, tag: string | undefined, signal?: AbortSignal): Promise<{ image: StoredImage; tag: string | undefined }> {
   const manifestFile = join(dir, 'manifest.json');
-  const entries = await readJson<DockerManifestEntry[]>(manifestFile, 'docker archive manifest');
+  const entries = await readJson<DockerManifestEntry[]>(manifestFile, 'docker archive manifest', IMAGE_JSON_LIMITS.manifest);
   if (!Array.isArray(entries) || entries.length === 0) throw new RuntimeError(`${archive}: manifest.json lists no images`);
+  for (const e of entries as unknown[]) {
+    const ok =
+      isObject(e) &&
+      (e.RepoTags === undefined || e.RepoTags === null || (Array.isArray(e.RepoTags) && e.RepoTags.every((t) => typeof t === 'string'))) &&
+      (e.Layers === undefined || (Array.isArray(e.Layers) && e.Layers.every((l) => typeof l === 'string')));
+    if (!ok) throw new RuntimeError(`${archive}: manifest.json has an invalid entry (want Config, RepoTags and Layers)`);
+  }
   const normal = (t: string): string => (/:[^/]*$/.test(t) ? t : `${t}:latest`);
   let entry: DockerManifestEntry | undefined;
   if (wanted !== undefined) entry = entries.find((e) => (e.RepoTags ?? []).some((t) => normal(t) === normal(wanted)));
@@ -396,8 +490,8 @@ async function importDockerArchive(dir: string, archive: string, wanted: string 
   const configFile = archivePath(dir, entry.Config, `${archive}:manifest.json`);
   const configDigest = claimedDigest(entry.Config ?? '');
   if (configDigest) await verifyFile(configFile, configDigest, undefined, 'image config', signal);
-  const config = await readJson<ImageConfig>(configFile, 'image config');
-  const configBytes = await readFile(configFile);
+  const configBytes = await readJsonBytes(configFile, 'image config', IMAGE_JSON_LIMITS.config);
+  const config = parseJson<ImageConfig>(configBytes, configFile, 'image config');
   const layerNames = entry.Layers ?? [];
   checkConfig(config, configFile, layerNames.length);
   const files = layerNames.map((n) => archivePath(dir, n, `${archive}:manifest.json`));

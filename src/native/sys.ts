@@ -69,6 +69,8 @@ export interface NativeSys {
   copyFiles(srcs: readonly string[], targets: readonly string[], meta: Float64Array, got: Int32Array, done: () => void): void;
   /** Sets the ext2/3/4 FS_TOPDIR_FL flag (`chattr +T`) on `dir`: 0, or the errno when it could not (see {@link spreadSubdirs}). */
   spreadSubdirs(dir: string): number;
+  /** syncfs(2) of the filesystem holding `dir` on a libuv threadpool thread; when done, `got[0]` is 0 or -errno and `done()` is called. */
+  syncfs(dir: string, got: Int32Array, done: () => void): void;
 }
 
 /** Numbers per file in {@link NativeSys.copyFiles}' `meta`. */
@@ -129,6 +131,16 @@ export function crunLauncher(): string | undefined {
   const dir = nativeBuildDir();
   const launcher = dir === undefined ? undefined : path.join(dir, 'kiln-crun-launch');
   return launcher !== undefined && existsSync(launcher) ? launcher : undefined;
+}
+
+/**
+ * The guard that makes a runtime and its containers die with kiln (native/run-guard.c), or undefined when it is
+ * not built (src/runtime/run-guard.ts then uses setpriv(1) and unshare(1)).
+ */
+export function runGuard(): string | undefined {
+  const dir = nativeBuildDir();
+  const guard = dir === undefined ? undefined : path.join(dir, 'kiln-run-guard');
+  return guard !== undefined && existsSync(guard) ? guard : undefined;
 }
 
 /** The addon, or undefined when it is not built or `KILN_NATIVE=0` (memoized per process). */

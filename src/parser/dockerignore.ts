@@ -631,6 +631,61 @@ class Program {
 
 // ---------------------------------------------------------------------------------------------
 
+/** One pattern segment (no `/`, no `**`) against one path segment, as the full pattern would match it. */
+function segmentMatches(seg: string, name: string): boolean {
+  try {
+    const { type, source } = patternToRegexpSource(seg);
+    if (type !== 'regexp') return seg === name;
+    return new Program(source).test(name);
+  } catch {
+    return true; // cannot tell: walk
+  }
+}
+
+/**
+ * The upstream regexp source of a pattern as a native RegExp, for patterns without classes or escapes (no `[`,
+ * `]` or backslash): their sources hold only literals (those Go's syntax needs escaped come escaped), `[^/]`,
+ * `[^/]*`, an optional group of any text ending in a slash, `.*`, `^` and `$`, which mean the same in RE2 and in
+ * a `u`-flag RegExp once `.` is spelled `[^\n]` (RE2's `.` excludes only a newline). That is most real patterns
+ * (`*.log`, `build*`, `**` then a name), and V8's matcher is ~100x faster than the NFA walk; everything else keeps
+ * the NFA, which follows RE2 exactly.
+ */
+function nativeRegExp(pattern: string, source: string): RegExp | undefined {
+  if (/[[\]\\]/.test(pattern)) return undefined;
+  let out = '';
+  let stars = 0;
+  // A leading `**/` (the group `(.*/)?` right after `^`) backtracks over the path's slashes only.
+  const lead = source.startsWith('^(.*/)?') ? '^(.*/)?'.length : 0;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      out += c + (source[i + 1] ?? '');
+      i++;
+      continue;
+    }
+    if (c === '*' && i >= lead) stars++;
+    out += c === '.' ? '[^\\n]' : c;
+  }
+  // V8 backtracks: two stars that can overlap cost O(n^2) and k stars O(n^k) on a path that does not match
+  // (`a*a*a*…b`). One star (besides a leading `**/`) stays linear in practice; more go to the NFA.
+  if (stars > 1) return undefined;
+  try {
+    return new RegExp(out, 'u');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * For tests: how the NFA and, when the pattern qualifies, the native RegExp answer for one (cleaned, regexp-type)
+ * pattern and path; the two must always agree.
+ */
+export function matchBothWays(pattern: string, path: string): { nfa: boolean; native: boolean | undefined } {
+  const { type, source } = patternToRegexpSource(pattern);
+  if (type !== 'regexp') throw new Error(`${pattern} is not a regexp pattern`);
+  return { nfa: new Program(source).test(path), native: nativeRegExp(pattern, source)?.test(path) };
+}
+
 /** One compiled `.dockerignore` line. */
 export interface IgnorePattern {
   /** The cleaned pattern without its `!`. */
@@ -650,6 +705,8 @@ class CompiledPattern implements IgnorePattern {
   readonly dirs: number;
   private type: MatchType | undefined;
   private program: Program | undefined;
+  /** The same regexp as a native RegExp, when the pattern is simple enough for both to agree (see nativeRegExp). */
+  private native: RegExp | undefined;
   constructor(pattern: string, exclusion: boolean) {
     this.pattern = pattern;
     this.exclusion = exclusion;
@@ -666,6 +723,7 @@ class CompiledPattern implements IgnorePattern {
         } catch {
           throw new IgnorePatternError(BAD_PATTERN);
         }
+        this.native = nativeRegExp(this.pattern, source);
       }
       this.type = type;
     }
@@ -680,8 +738,25 @@ class CompiledPattern implements IgnorePattern {
         return suffix.startsWith('/') && path === suffix.slice(1); // **/foo matches foo
       }
       case 'regexp':
-        return this.program?.test(path) ?? false;
+        return this.native !== undefined ? this.native.test(path) : (this.program?.test(path) ?? false);
     }
+  }
+
+  /**
+   * Whether this pattern could match a path strictly below the directory whose segments are `dirParts`:
+   * segment by segment, until a `**` (anything may follow) or the end of the directory's segments.
+   */
+  couldMatchBelow(dirParts: readonly string[]): boolean {
+    const parts = this.pattern.split('/');
+    for (let i = 0; i < dirParts.length; i++) {
+      const seg = parts[i];
+      // The pattern ends at an ancestor of the path (or at the directory itself): whatever it matches there
+      // applies to everything below, through the parent rule.
+      if (seg === undefined) return true;
+      if (seg.includes('**')) return true;
+      if (!segmentMatches(seg, dirParts[i] ?? '')) return false;
+    }
+    return true;
   }
 
   /** Whether any ancestor directory of `path` (`a`, `a/b`, … of `Dir(path)`) matches. */
@@ -782,6 +857,23 @@ export class PatternMatcher {
       if (hit) matched = !p.exclusion;
     });
     return { matched, info: { parentMatched: info } };
+  }
+
+  /**
+   * Whether an exception (`!`) pattern could re-include something strictly below directory `dir` (a cleaned
+   * context path). A directory the patterns exclude must still be walked when this is true, because a path
+   * below it may be re-included (and then the directory stays in the context as its parent), as moby's and
+   * fsutil's walkers descend into it. Answers true whenever it cannot rule that out (a `**`, a class it cannot
+   * compile), so it only ever costs a walk, never a file.
+   */
+  mayReincludeBelow(dir: string): boolean {
+    if (!this.hasExclusions) return false;
+    const dirParts = dir === '' || dir === '.' ? [] : dir.split('/');
+    for (const p of this.compiled) {
+      if (!p.exclusion) continue;
+      if (p.couldMatchBelow(dirParts)) return true;
+    }
+    return false;
   }
 
   /** The deprecated `PatternMatcher.Matches`: like matchesOrParentMatches but checks only the parent at the pattern's depth. */

@@ -25,6 +25,20 @@ export interface ParseOptions {
 /** BuildKit's limit: bufio.Scanner's 64 KiB buffer, line break included. */
 export const MAX_LINE_BYTES = 65535;
 
+/**
+ * kiln's limit on a Dockerfile's size (UTF-8 bytes). BuildKit sets none; real Dockerfiles are a few KiB (the
+ * largest seen in the wild are a few hundred), and the parser's time and memory grow with the input, so a
+ * bigger file is refused at once with an error rather than parsed for minutes.
+ */
+export const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
+
+/** The UTF-8 size of `text` when it is over {@link MAX_DOCKERFILE_BYTES}, else undefined (cheap for small texts). */
+function oversize(text: string): number | undefined {
+  if (text.length * 3 <= MAX_DOCKERFILE_BYTES) return undefined;
+  const bytes = Buffer.byteLength(text, 'utf8');
+  return bytes > MAX_DOCKERFILE_BYTES ? bytes : undefined;
+}
+
 /** The grammar with `unit` as its start rule (see grammar/dockerfile.ne). */
 const unitGrammar = nearley.Grammar.fromCompiled({ ...grammar, ParserStart: 'unit' });
 
@@ -170,6 +184,11 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   const fail = (message: string, range: SourceRange, cause?: unknown): never => {
     throw new DockerfileError(message, file, range, cause === undefined ? undefined : { cause });
   };
+  const size = oversize(text);
+  if (size !== undefined) {
+    const start = { offset: 0, line: 1, column: 1 };
+    fail(`${file} is ${size > 1 << 20 ? `${(size / (1 << 20)).toFixed(1)} MiB` : `${size} bytes`}, over kiln's limit of ${MAX_DOCKERFILE_BYTES >> 20} MiB for a Dockerfile`, { start, end: start });
+  }
 
   // A line over the limit stops BuildKit's scanner there: what came before is parsed first.
   const long = findLongLine(body);

@@ -5,6 +5,7 @@
  * Loopback registries (and those named in `insecureRegistries`) are spoken to over plain http,
  * every other registry over https.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -13,6 +14,7 @@ import { trustExtraCaCerts } from '../net/extra-ca.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { IMAGE_JSON_LIMITS } from '../image/limits.js';
 import type { Descriptor, Digest, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import { Authenticator, findCredentials } from './auth.js';
 import type { Credentials } from './auth.js';
@@ -37,6 +39,97 @@ export interface RegistryClientOptions {
   readonly chunkedThreshold?: number;
   /** Chunk size of chunked uploads. @default 16 MiB */
   readonly chunkSize?: number;
+  /**
+   * A transfer that moves no bytes for this long fails (connecting, waiting for an answer, a body that stops
+   * mid-way, an upload the registry stops reading), naming the registry and what was being transferred.
+   * Failed transfers are retried within `retries`. @default 30 s, or `KILN_REGISTRY_TIMEOUT` (seconds)
+   */
+  readonly idleTimeoutMs?: number;
+}
+
+/** The default of {@link RegistryClientOptions.idleTimeoutMs}. */
+export const DEFAULT_REGISTRY_IDLE_TIMEOUT_MS = 30_000;
+
+/** The idle timeout from the options, else `KILN_REGISTRY_TIMEOUT` (seconds), else the default. */
+export function registryIdleTimeoutMs(options: RegistryClientOptions, env: NodeJS.ProcessEnv = process.env): number {
+  if (options.idleTimeoutMs !== undefined) return options.idleTimeoutMs;
+  const text = env['KILN_REGISTRY_TIMEOUT'];
+  if (text !== undefined && text !== '') {
+    const seconds = Number(text);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new RegistryError(`KILN_REGISTRY_TIMEOUT must be a positive number of seconds, not "${text}"`);
+    return seconds * 1000;
+  }
+  return DEFAULT_REGISTRY_IDLE_TIMEOUT_MS;
+}
+
+/**
+ * An idle timer for one transfer: `signal` aborts (with a RegistryError saying what stalled) once `touch` has
+ * not been called for `ms`, and also when `parent` aborts (with its reason). `stop` disarms it.
+ */
+export class IdleTimer {
+  readonly #controller = new AbortController();
+  readonly #ms: number;
+  readonly #message: () => string;
+  #timer: NodeJS.Timeout | undefined;
+  readonly signal: AbortSignal;
+  constructor(ms: number, message: () => string, parent?: AbortSignal) {
+    this.#ms = ms;
+    this.#message = message;
+    this.signal = parent !== undefined ? AbortSignal.any([parent, this.#controller.signal]) : this.#controller.signal;
+    this.touch();
+  }
+  /** Bytes moved: the silence starts again. */
+  touch(): void {
+    if (this.#controller.signal.aborted) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#controller.abort(new RegistryError(this.#message())), this.#ms);
+    // An armed timer alone does not keep the process alive.
+    this.#timer.unref();
+  }
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+  /** Whether it fired (rather than the parent aborting). */
+  get fired(): boolean {
+    return this.#controller.signal.aborted;
+  }
+}
+
+/** A request body as a stream of slices, touching `timer` as the connection takes each one. */
+function timedBody(data: Buffer, timer: IdleTimer): ReadableStream<Uint8Array> {
+  const SLICE = 64 * 1024;
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      timer.touch();
+      if (at >= data.length) {
+        controller.close();
+        return;
+      }
+      controller.enqueue(data.subarray(at, at + SLICE));
+      at += SLICE;
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** Reads a fetch response's body whole (at most `limit` bytes), touching `timer` per chunk. */
+async function readBody(response: Response, timer: IdleTimer, limit: number, what: string): Promise<Buffer> {
+  if (response.body === null) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    timer.touch();
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new RegistryError(`${what}: the response is larger than kiln's limit of ${String(limit)} bytes`, response.status);
+    }
+    parts.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  }
+  return Buffer.concat(parts, size);
 }
 
 /** The Accept header for manifests: OCI and Docker v2, single-platform and lists. */
@@ -142,15 +235,14 @@ interface RequestOptions {
   readonly retry?: boolean;
   /** What the request is for, in error messages. */
   readonly what: string;
+  /** The most response body bytes read (the answer is read whole, under the idle timer). @default 1 MiB */
+  readonly maxBody?: number;
 }
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
 /** Redirects followed by a blob download (a registry may send blob GETs on to a CDN). */
 const MAX_REDIRECTS = 10;
-
-/** A blob download gives up when its connection is silent this long (fetch's default body timeout). */
-const BLOB_IDLE_TIMEOUT_MS = 300_000;
 
 /**
  * An answer whose body is read as it arrives. Blob downloads use {@link rawGet} over plain http and
@@ -184,21 +276,21 @@ function toHeaders(raw: http.IncomingHttpHeaders): Headers {
  * One GET; rejects on a network error, an idle timeout or an abort. Plain http goes through {@link rawGet},
  * https through node:http.
  */
-async function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<StreamResponse> {
-  if (url.protocol === 'http:') return rawGet(url, headers, { signal, idleTimeoutMs: BLOB_IDLE_TIMEOUT_MS, pool });
-  return fromIncoming(await sendNodeGet(url, headers, signal));
+async function sendGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, pool: BufferPool | undefined, idleMs: number): Promise<StreamResponse> {
+  if (url.protocol === 'http:') return rawGet(url, headers, { signal, idleTimeoutMs: idleMs, pool });
+  return fromIncoming(await sendNodeGet(url, headers, signal, idleMs));
 }
 
 /** One GET over node:http(s). */
-function sendNodeGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+function sendNodeGet(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, idleMs: number): Promise<http.IncomingMessage> {
   if (url.protocol === 'https:') trustExtraCaCerts(); // e.g. a loopback registry redirecting to https storage
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? https.request : http.request;
     const req = send(url, { method: 'GET', headers, ...(signal !== undefined ? { signal } : {}) }, (res) => {
-      res.setTimeout(BLOB_IDLE_TIMEOUT_MS, () => res.destroy(new Error(`no data for ${String(BLOB_IDLE_TIMEOUT_MS / 1000)} s`)));
+      res.setTimeout(idleMs, () => res.destroy(new Error(`no data for ${String(idleMs / 1000)} s`)));
       resolve(res);
     });
-    req.setTimeout(BLOB_IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no answer for ${String(BLOB_IDLE_TIMEOUT_MS / 1000)} s`)));
+    req.setTimeout(idleMs, () => req.destroy(new Error(`no answer for ${String(idleMs / 1000)} s`)));
     req.on('error', reject);
     req.end();
   });
@@ -222,11 +314,13 @@ export class RegistryClient {
   /** `http://host:port` or `https://host`. */
   readonly baseUrl: string;
   readonly #options: RegistryClientOptions;
+  readonly #idleMs: number;
   #auth: Authenticator | undefined;
 
   constructor(registry: string, options: RegistryClientOptions = {}) {
     this.registry = registry;
     this.#options = options;
+    this.#idleMs = registryIdleTimeoutMs(options);
     const host = registryApiHost(registry);
     const insecure = isLoopback(host) || (options.insecureRegistries ?? []).includes(registry) || (options.insecureRegistries ?? []).includes(host);
     this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
@@ -240,7 +334,9 @@ export class RegistryClient {
       const credentials = opt === null ? undefined : (opt ?? (await findCredentials(this.registry, this.#options.dockerConfigDir !== undefined ? { configDir: this.#options.dockerConfigDir } : {})));
       this.#auth ??= new Authenticator(credentials, (url, init) => {
         if (url.startsWith('https:')) trustExtraCaCerts(); // a loopback registry's token realm may be https
-        return fetch(url, init);
+        // A token answer is small: the whole exchange (answer and body) gets one idle period.
+        const timeout = AbortSignal.timeout(this.#idleMs);
+        return fetch(url, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
       });
     }
     return this.#auth;
@@ -250,7 +346,10 @@ export class RegistryClient {
     return new URL(pathOrUrl, this.baseUrl).toString();
   }
 
-  /** Sends a request with auth, retrying network errors and 5xx answers with backoff (bounded). */
+  /**
+   * Sends a request with auth, retrying network errors and 5xx answers with backoff (bounded). The answer's
+   * body is read whole (at most `maxBody` bytes) under the idle timer, so the Response returned is complete.
+   */
   async #request(method: string, pathOrUrl: string, opts: RequestOptions): Promise<Response> {
     const auth = await this.#authenticator();
     const scope = [...(opts.repo !== '' ? [`repository:${opts.repo}:${opts.actions}`] : []), ...(opts.extraScopes ?? [])].join(' ');
@@ -264,18 +363,26 @@ export class RegistryClient {
       const headers: Record<string, string> = { ...opts.headers };
       if (authHeader !== undefined) headers['authorization'] = authHeader;
       const body = opts.body?.();
+      const timer = new IdleTimer(this.#idleMs, () => `${opts.what}: no data from registry ${this.registry} for ${String(this.#idleMs / 1000)} s`, opts.signal);
       let response: Response;
       try {
-        response = await fetch(url, {
+        const sent = await fetch(url, {
           method,
           headers,
           redirect: 'follow',
-          ...(body !== undefined ? { body } : {}),
-          ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-        });
+          ...(body !== undefined ? { body: timedBody(body, timer), duplex: 'half' } : {}),
+          signal: timer.signal,
+        } as RequestInit);
+        timer.touch();
+        const bytes = method === 'HEAD' ? Buffer.alloc(0) : await readBody(sent, timer, opts.maxBody ?? 1 << 20, opts.what);
+        const nullBody = method === 'HEAD' || [101, 204, 205, 304].includes(sent.status);
+        response = new Response(nullBody ? null : bytes, { status: sent.status, statusText: sent.statusText, headers: sent.headers });
       } catch (cause) {
-        await this.#afterNetworkError(cause, attempt, retries, baseDelay, opts);
+        if (cause instanceof RegistryError && !timer.fired) throw cause; // a body over the limit
+        await this.#afterNetworkError(timer.fired ? timer.signal.reason : cause, attempt, retries, baseDelay, opts);
         continue;
+      } finally {
+        timer.stop();
       }
       if (response.status === 401 && !authTried) {
         authTried = true;
@@ -304,6 +411,7 @@ export class RegistryClient {
   async #afterNetworkError(cause: unknown, attempt: number, retries: number, baseDelay: number, opts: { what: string; signal?: AbortSignal | undefined }): Promise<void> {
     if (opts.signal?.aborted === true) throw opts.signal.reason;
     if (attempt >= retries) {
+      if (cause instanceof RegistryError) throw cause; // an idle timeout: its message says what stalled
       throw new RegistryError(`${opts.what}: cannot reach registry ${this.registry}: ${networkMessage(cause)}`, undefined, { cause });
     }
     await delay(baseDelay * 2 ** attempt, undefined, opts.signal !== undefined ? { signal: opts.signal } : {});
@@ -325,7 +433,7 @@ export class RegistryClient {
           opts.signal?.throwIfAborted();
           const headers: Record<string, string> = { ...opts.headers };
           if (authHeader !== undefined && url.origin === start.origin) headers['authorization'] = authHeader;
-          res = await sendGet(url, headers, opts.signal, pool);
+          res = await sendGet(url, headers, opts.signal, pool, this.#idleMs);
           const location = res.headers.get('location');
           if (![301, 302, 303, 307, 308].includes(res.status) || location === null) break;
           res.body.discard();
@@ -390,7 +498,7 @@ export class RegistryClient {
   /** Fetches a manifest (or index) by tag or digest; the digest is verified when the reference is one. */
   async getManifest(repo: string, reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
     const what = `get manifest ${this.registry}/${repo}:${reference}`;
-    const r = await this.#request('GET', `/v2/${repo}/manifests/${reference}`, { repo, actions: 'pull', headers: { accept: MANIFEST_ACCEPT }, signal, what });
+    const r = await this.#request('GET', `/v2/${repo}/manifests/${reference}`, { repo, actions: 'pull', headers: { accept: MANIFEST_ACCEPT }, signal, what, maxBody: IMAGE_JSON_LIMITS.manifest });
     if (!r.ok) throw await this.#error(r, what);
     const bytes = Buffer.from(await r.arrayBuffer());
     const digest = sha256Digest(bytes);
@@ -423,7 +531,7 @@ export class RegistryClient {
    */
   async resolveManifest(repo: string, reference: string, platform: Platform, signal?: AbortSignal): Promise<{ index?: FetchedManifest; manifest: FetchedManifest; parsed: ImageManifest }> {
     const first = await this.getManifest(repo, reference, signal);
-    const json = JSON.parse(first.bytes.toString('utf8')) as unknown;
+    const json = parseUntrustedJson(first.bytes.toString('utf8'), `manifest ${this.registry}/${repo}:${reference}`);
     if (!isIndex(first.mediaType, json)) return { manifest: first, parsed: checkManifest(json, `${this.registry}/${repo}:${reference}`) };
     const entry = selectPlatform(json as ImageIndex, platform);
     if (entry === undefined) {
@@ -432,7 +540,7 @@ export class RegistryClient {
       throw new RegistryError(`${this.registry}/${repo}:${reference} has no image for platform ${want} (it has: ${have})`);
     }
     const manifest = await this.getManifest(repo, entry.digest, signal);
-    const parsed = JSON.parse(manifest.bytes.toString('utf8')) as unknown;
+    const parsed = parseUntrustedJson(manifest.bytes.toString('utf8'), `manifest ${this.registry}/${repo}@${entry.digest}`);
     if (isIndex(manifest.mediaType, parsed)) throw new RegistryError(`${this.registry}/${repo}@${entry.digest}: nested indexes are not supported`);
     return { index: first, manifest, parsed: checkManifest(parsed, `${this.registry}/${repo}@${entry.digest}`) };
   }
@@ -545,12 +653,17 @@ export class RegistryClient {
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     if (location.startsWith('https:')) trustExtraCaCerts();
+    // The idle timer runs only while kiln waits on the registry (a write it does not take, the answer at the
+    // end), not while the caller is still producing the bytes.
+    const timer = new IdleTimer(this.#idleMs, () => `${what}: registry ${this.registry} took no data for ${String(this.#idleMs / 1000)} s`, signal);
+    timer.stop();
+    const stalled = (): unknown => (timer.fired ? timer.signal.reason : undefined);
     const patch = fetch(location, {
       method: 'PATCH',
       headers: { 'content-type': 'application/octet-stream', ...(auth !== undefined ? { authorization: auth } : {}) },
       body: readable,
       duplex: 'half',
-      ...(signal !== undefined ? { signal } : {}),
+      signal: timer.signal,
     } as RequestInit);
     // The registry may answer (an error) or drop the connection before the body ends; then the body is no
     // longer read, and a write waiting for room must not wait forever.
@@ -561,30 +674,38 @@ export class RegistryClient {
     let sent = 0;
     return {
       write: async (chunk) => {
+        timer.touch();
         const wrote = writer.write(chunk).then(() => 'written' as const);
         wrote.catch(() => undefined);
-        if ((await Promise.race([wrote, answered])) !== 'written') throw new RegistryError(`${what}: the registry ended the upload early`);
+        const outcome = await Promise.race([wrote, answered]);
+        timer.stop();
+        if (outcome !== 'written') throw stalled() ?? new RegistryError(`${what}: the registry ended the upload early`);
         sent += chunk.byteLength;
       },
       finish: async (digest, size) => {
         const whatBlob = `upload blob ${digest} to ${this.registry}/${repo}`;
         if (size !== sent) throw new RegistryError(`${whatBlob}: streamed ${String(sent)} bytes, the blob has ${String(size)}`);
-        await writer.close();
-        let r: Response;
+        timer.touch();
         try {
-          r = await patch;
-        } catch (cause) {
-          throw new RegistryError(`${whatBlob}: ${networkMessage(cause)}`, undefined, { cause });
+          let r: Response;
+          try {
+            await Promise.race([writer.close(), answered]);
+            r = await patch;
+          } catch (cause) {
+            throw stalled() ?? new RegistryError(`${whatBlob}: ${networkMessage(cause)}`, undefined, { cause });
+          }
+          if (r.status !== 202) throw await this.#error(r, whatBlob);
+          await r.body?.cancel().catch(() => {});
+          const u = new URL(this.#location(r, whatBlob));
+          u.searchParams.set('digest', digest);
+          const done = await this.#request('PUT', u.toString(), { repo, actions: 'pull,push', headers: { 'content-length': '0' }, signal, what: whatBlob });
+          if (done.status !== 201) throw await this.#error(done, whatBlob);
+        } finally {
+          timer.stop();
         }
-        if (r.status !== 202) throw await this.#error(r, whatBlob);
-        await r.body?.cancel().catch(() => {});
-        const u = new URL(this.#location(r, whatBlob));
-        u.searchParams.set('digest', digest);
-        const done = await this.#request('PUT', u.toString(), { repo, actions: 'pull,push', headers: { 'content-length': '0' }, signal, what: whatBlob });
-        if (done.status !== 201) throw await this.#error(done, whatBlob);
-        await done.body?.cancel().catch(() => {});
       },
       abort: async () => {
+        timer.stop();
         await writer.abort(new Error(`${what}: abandoned`)).catch(() => undefined);
         await patch.then((r) => r.body?.cancel()).catch(() => undefined);
       },

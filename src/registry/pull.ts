@@ -6,11 +6,13 @@
  * layer is first used: the store decompresses the blob to unpack or export it and refuses content that
  * does not hash to the diffID. The stored blobs let the image be pushed again without recompressing.
  */
+import { parseUntrustedJson } from '../untrusted-json.js';
 import { RegistryError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
+import { IMAGE_JSON_LIMITS, formatLimit } from '../image/limits.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
-import { downloadBlobToStore, wrapVerify } from './blob-file.js';
+import { downloadBlobToStore } from './blob-file.js';
 import { RegistryClient, checkManifest, hostPlatform, isIndex, parsePlatform, selectPlatform } from './client.js';
 import type { RegistryClientOptions } from './client.js';
 import { recordBlobLocation } from './locations.js';
@@ -76,7 +78,7 @@ function compressionOfMediaType(mediaType: string): 'none' | 'gzip' | 'zstd' {
 /** The local copy of an image is complete when its manifest, config and every layer (in any form) are stored. */
 async function completeLocally(store: LayerStoreApi, digest: Digest): Promise<StoredImage | undefined> {
   if (!(await store.hasBlob(digest))) return undefined;
-  const parsed = JSON.parse((await store.readBlob(digest)).toString('utf8')) as unknown;
+  const parsed = parseUntrustedJson((await store.readBlob(digest)).toString('utf8'), `manifest ${digest}`);
   if (isIndex('', parsed)) return undefined; // resolved by the caller through the index
   const manifest = parsed as ImageManifest;
   if (!(await store.hasBlob(manifest.config.digest))) return undefined;
@@ -134,7 +136,7 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
   if (parsed.digest !== undefined) {
     let digest: Digest | undefined = parsed.digest;
     if (await store.hasBlob(digest)) {
-      const json = JSON.parse((await store.readBlob(digest)).toString('utf8')) as unknown;
+      const json = parseUntrustedJson((await store.readBlob(digest)).toString('utf8'), `manifest ${digest}`);
       if (isIndex('', json)) digest = selectPlatform(json as ImageIndex, platform)?.digest;
     }
     const local = digest !== undefined ? await completeLocally(store, digest) : undefined;
@@ -159,12 +161,23 @@ export async function pullImage(ref: string | ImageReference, store: LayerStoreA
 
   // The config first: it names the diffIDs the layers are checked against.
   const cfgDesc = manifest.config;
+  // The config is read into memory whole: refuse a big one before downloading it.
+  if (cfgDesc.size > IMAGE_JSON_LIMITS.config) {
+    throw new RegistryError(`${name}: its image config ${cfgDesc.digest} is ${String(cfgDesc.size)} bytes, over kiln's limit of ${formatLimit(IMAGE_JSON_LIMITS.config)}`);
+  }
   if (!(await store.hasBlob(cfgDesc.digest))) {
     onProgress?.({ type: 'blob-start', digest: cfgDesc.digest, size: cfgDesc.size, mediaType: cfgDesc.mediaType });
-    await wrapVerify(store.writeBlob(client.getBlob(repo, cfgDesc.digest, signal), { expectedDigest: cfgDesc.digest, ...(signal !== undefined ? { signal } : {}) }), cfgDesc.digest);
+    // Exactly the descriptor's size and digest (a registry cannot stream more than it promised).
+    await downloadBlobToStore(client, store, repo, cfgDesc, signal, () => {});
     onProgress?.({ type: 'blob-done', digest: cfgDesc.digest, size: cfgDesc.size, how: 'transferred' });
   }
-  const config = JSON.parse((await store.readBlob(cfgDesc.digest)).toString('utf8')) as ImageConfig;
+  let config: ImageConfig;
+  try {
+    config = parseUntrustedJson((await store.readBlob(cfgDesc.digest)).toString('utf8'), `image config ${cfgDesc.digest}`) as ImageConfig;
+  } catch (cause) {
+    // parseUntrustedJson's message never quotes the bytes; no cause is attached for the same reason.
+    throw new RegistryError(`${name}: ${messageOf(cause)}`);
+  }
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new RegistryError(`${name}: the manifest has ${String(manifest.layers.length)} layers but the config names ${String(diffIds.length)} diffIDs`);

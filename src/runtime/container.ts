@@ -4,15 +4,19 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
-import { detectRuntime, type RuntimeInfo } from './oci-runtime.js';
+import { detectRuntime, hostCacheDir, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
+import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type SandboxNetwork } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
+import { guardPrefix, outerPid } from './run-guard.js';
+import { makePrivateDir } from '../store/owner.js';
+import { compiledSeccomp, SECCOMP_BPF_ANNOTATION } from './seccomp-bpf-cache.js';
+import { seccompProfile } from './seccomp.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
 /** A mount added to the container on top of the rootfs (what `RUN --mount` turns into). */
@@ -47,8 +51,13 @@ export interface ContainerSpec {
   readonly user?: string;
   /** @default the first 12 characters of the container id */
   readonly hostname?: string;
-  /** `none`: a new network namespace with only loopback; `host`: the host's network. */
-  readonly network: 'none' | 'host';
+  /**
+   * `default`: a network namespace of its own with outbound access through pasta (src/runtime/network.ts);
+   * `none`: a new network namespace with only loopback; `host`: the host's network.
+   */
+  readonly network: NetworkMode;
+  /** `insecure`: what `RUN --security=insecure` grants (all capabilities, no seccomp filter, no masked paths). @default 'sandbox' */
+  readonly security?: 'sandbox' | 'insecure';
   readonly mounts?: readonly ExtraMount[];
   /** @default 'auto' */
   readonly runtime?: 'auto' | 'runc' | 'crun';
@@ -103,6 +112,27 @@ const DEFAULT_CAPABILITIES = [
   'CAP_AUDIT_WRITE',
 ] as const;
 
+/** Every capability Linux 6.x defines, in bit order. */
+const ALL_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
+  'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
+  'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+] as const;
+
+/**
+ * What a privileged (`--security=insecure`) step gets: every capability kiln itself may hold (its bounding set), as
+ * Docker's privileged mode gives every capability the daemon has; asking for more makes the runtime's capset fail.
+ */
+function ownCapabilities(): string[] {
+  let bounding = (1n << BigInt(ALL_CAPABILITIES.length)) - 1n;
+  const m = /^CapBnd:\s+([0-9a-f]+)$/m.exec(hostFile('/proc/self/status') ?? '');
+  if (m?.[1] !== undefined) bounding = BigInt(`0x${m[1]}`);
+  return ALL_CAPABILITIES.filter((_, bit) => (bounding & (1n << BigInt(bit))) !== 0n);
+}
+
 /** Docker's masked and read-only paths. */
 const MASKED_PATHS = [
   '/proc/asound',
@@ -149,12 +179,22 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   const hostname = spec.hostname ?? id.slice(5, 17);
   // The bundle's small files are made with synchronous calls: each is a few µs, where an awaited call is a
   // threadpool round trip of 0.1–0.3 ms, and a RUN step makes a dozen of them.
-  const bundle = mkdtempSync(path.join(os.tmpdir(), 'kiln-run-'));
+  // In memory-backed storage, private (0700) and named after this process: the config may hold secret
+  // environment values, and a later kiln recovers the bundle (and unmounts its rootfs) if this one is killed.
+  const bundle = makePrivateDir('run');
   const rootfs = path.join(bundle, 'rootfs');
   const stateRoot = options.stateRoot ?? path.join(bundle, 'state');
   let overlay: OverlayMount | undefined;
   let stubs: Stubs = { missing: [], madeParents: [], parents: new Map() };
   let run: RuntimeRun;
+  // Docker's resolv.conf: the host's without loopback resolvers; pasta forwards DNS when only those were there.
+  const resolv = spec.network === 'host' ? { text: hostResolvConf(), forwarder: false } : containerResolvConf(hostResolvConf(), spec.network === 'default' ? DNS_FORWARD_ADDRESS : undefined);
+  // The step's network starts while the rootfs is being mounted; it is released on every path below.
+  const network: Promise<SandboxNetwork> | undefined =
+    spec.network === 'default'
+      ? startSandboxNetwork(path.join(bundle, 'netns'), { ...(signal === undefined ? {} : { signal }), dnsForward: resolv.forwarder })
+      : undefined;
+  network?.catch(() => {});
   try {
     mkdirSync(rootfs);
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
@@ -165,16 +205,21 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     const files = path.join(bundle, 'files');
     mkdirSync(files);
     writeFileSync(path.join(files, 'hosts'), hostsFile(spec.network, hostname));
-    writeFileSync(path.join(files, 'resolv.conf'), hostFile('/etc/resolv.conf') ?? '');
+    writeFileSync(path.join(files, 'resolv.conf'), resolv.text);
     writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
-    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups);
+    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure');
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
-    const wantsHook = nativeSys() === undefined && runtime.command.length === 1;
+    const wantsHook = nativeSys() === undefined && runtime.command.length === 1 && guardPrefix() === undefined;
     const nofile = openFilesLimit();
     const umountBin = wantsHook ? findUmount() : undefined;
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
+    // `--security=insecure` is Docker's privileged mode: every capability, no seccomp filter, nothing masked.
+    const insecure = spec.security === 'insecure';
+    const caps: readonly string[] = insecure ? ownCapabilities() : DEFAULT_CAPABILITIES;
+    const seccomp = insecure ? undefined : seccompProfile(caps);
+    const seccompBpf = seccomp === undefined ? undefined : await compiledSeccomp(runtime, seccomp, caps, hostCacheDir() ?? options.versionCacheDir);
     const config = {
       ociVersion: '1.0.2',
       process: {
@@ -183,7 +228,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
         args: [...spec.args],
         env,
         cwd,
-        capabilities: { bounding: [...DEFAULT_CAPABILITIES], effective: [...DEFAULT_CAPABILITIES], permitted: [...DEFAULT_CAPABILITIES] },
+        capabilities: { bounding: [...caps], effective: [...caps], permitted: [...caps] },
         rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile }],
         noNewPrivileges: false,
       },
@@ -204,13 +249,14 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
           { type: 'uts' },
           { type: 'mount' },
           ...(spec.network === 'none' ? [{ type: 'network' }] : []),
+          ...(network === undefined ? [] : [{ type: 'network', path: (await network).nsPath }]),
         ],
         // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
         resources: { devices: [{ allow: false, access: 'rwm' }] },
         ...(runtime.cgroups ? cgroupsPath(id) : {}),
-        maskedPaths: [...MASKED_PATHS],
-        readonlyPaths: [...READONLY_PATHS],
+        ...(seccomp === undefined ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp }),
       },
+      ...(seccompBpf === undefined ? {} : { annotations: { [SECCOMP_BPF_ANNOTATION]: seccompBpf } }),
     };
     writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
     signal?.throwIfAborted();
@@ -218,6 +264,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     run = await runRuntime(runtime, bundle, stateRoot, id, options);
     signal?.throwIfAborted();
   } finally {
+    if (network !== undefined) await network.then((n) => n.release(), () => {});
     if (overlay !== undefined) {
       // Usually a no-op: the runtime's poststop hook has unmounted it already.
       await overlay.unmount();
@@ -282,9 +329,10 @@ function openFilesLimit(): number {
   return nofileLimit;
 }
 
-function hostsFile(network: 'none' | 'host', hostname: string): string {
+/** BuildKit's /etc/hosts for a step in a namespace of its own (`none`, `default`); with the host's network, the host's file. */
+function hostsFile(network: NetworkMode, hostname: string): string {
   const loopback = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
-  if (network === 'none') return loopback;
+  if (network !== 'host') return loopback;
   const host = hostFile('/etc/hosts') ?? loopback;
   return `${host.replace(/\n?$/, '\n')}127.0.0.1\t${hostname}\n`;
 }
@@ -293,7 +341,7 @@ function hostsFile(network: 'none' | 'host', hostname: string): string {
  * The container's mounts. `cgroups` false (the runtime makes no cgroup for the step, see
  * {@link RuntimeInfo.cgroups}): there is no cgroup of its own to show at /sys/fs/cgroup, so none is mounted.
  */
-function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean): OciMount[] {
+function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean): OciMount[] {
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -305,7 +353,7 @@ function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', insecure ? 'rw' : 'ro'] },
     ...(cgroups ? [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }] : []),
     // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
     { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },
@@ -354,13 +402,16 @@ interface Stubs {
  */
 async function missingMountPoints(rootfs: string, destinations: readonly string[]): Promise<Stubs> {
   const targets = new Set<string>();
+  const kept = new Set<string>();
   for (const dest of destinations) {
     if (VIRTUAL_ROOTS.some((v) => dest.startsWith(`${v}/`))) continue;
     const normal = path.posix.resolve('/', dest);
-    if (normal !== '/') targets.add(normal);
+    // /proc, /dev and /sys themselves are not stubs: BuildKit leaves them in the layer when the rootfs lacks
+    // them (FROM scratch), so they are treated like the directories made above a mount point.
+    if (normal !== '/') (VIRTUAL_ROOTS.includes(normal) ? kept : targets).add(normal);
   }
   const candidates = new Set<string>();
-  for (const t of targets) {
+  for (const t of [...targets, ...kept]) {
     for (let p = t; p !== '/'; p = path.posix.dirname(p)) candidates.add(p);
   }
   const resolved = new Map<string, { rel: string; exists: boolean; atimeNs: bigint; mtimeNs: bigint }>();
@@ -451,11 +502,15 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
   let tail = '';
   let exited = false;
   const [bin, ...wrapper] = runtime.command as [string, ...string[]];
+  // The runtime and its container die with this process (see run-guard.ts); the guard's pid namespace
+  // means the pid file holds the container's pid as seen in there.
+  const guard = guardPrefix();
+  const [spawnBin, ...spawnArgs] = (guard === undefined ? runtime.command : [...guard, ...runtime.command]) as [string, ...string[]];
   // A SIGTERM to the runtime is forwarded to the container's pid 1, which ignores it unless it installed a
   // handler; the SIGKILL below is what actually stops it. The runtime itself is force-killed as a last resort.
   let subprocess: StartedProcess;
   try {
-    subprocess = await startProcess(bin, [...wrapper, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
+    subprocess = await startProcess(spawnBin, [...spawnArgs, ...global, 'run', '--pid-file', pidFile, '--bundle', bundle, id], {
       ...(signal === undefined ? {} : { signal }),
       forceKillAfterMs: 5000,
     });
@@ -481,10 +536,12 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
       // reused while `run` is alive: the runtime is the init's parent and reaps it only at the end.
       // SIGKILL also empties the pid namespace, so nothing the step started survives.
       while (!exited) {
-        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
-        if (Number.isInteger(pid) && pid > 0) {
+        const inner = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        if (Number.isInteger(inner) && inner > 0) {
+          // Not found (already gone, or no /proc children file): killing the guard kills the whole namespace.
+          const pid = guard === undefined ? inner : subprocess.pid === undefined ? undefined : (outerPid(subprocess.pid, inner) ?? subprocess.pid);
           try {
-            process.kill(pid, 'SIGKILL');
+            if (pid !== undefined) process.kill(pid, 'SIGKILL');
           } catch {
             // already gone
           }
@@ -506,7 +563,9 @@ async function runRuntime(runtime: RuntimeInfo, bundle: string, stateRoot: strin
     // state (and possibly processes) remain: `delete --force` kills and removes them.
     if (await exists(path.join(stateRoot, id))) {
       const { execa } = await import('execa');
-      await execa(bin, [...wrapper, ...global, 'delete', '--force', id], { stdin: 'ignore', reject: false });
+      // Guarded, the runtime's pid namespace is gone with it, so nothing of the container runs any more, and
+      // the pids in its state are of that namespace: a plain delete, which never signals anything.
+      await execa(bin, [...wrapper, ...global, 'delete', ...(guard === undefined ? ['--force'] : []), id], { stdin: 'ignore', reject: false });
       if (await exists(path.join(stateRoot, id))) throw new RuntimeError(`could not delete container ${id} (state in ${stateRoot})`);
     }
   }

@@ -246,7 +246,7 @@ export async function runtimeVersion(bin: string, cacheDir?: string): Promise<{ 
  * root (root-only, like the runtimes' own state under /run), so that a build in a fresh store does not pay
  * for `--version` again; undefined otherwise (the caller's store cache is used).
  */
-function hostCacheDir(): string | undefined {
+export function hostCacheDir(): string | undefined {
   if (process.getuid?.() !== 0) return undefined;
   try {
     mkdirSync(HOST_CACHE_DIR, { recursive: true, mode: 0o700 });

@@ -23,6 +23,8 @@ export interface ProcessEnd {
 
 /** A started process: stdin is /dev/null, stdout and stderr are piped. */
 export interface StartedProcess {
+  /** Its pid (undefined only when it could not be started). */
+  readonly pid: number | undefined;
   readonly stdout: Readable;
   readonly stderr: Readable;
   /** Resolves when it has exited and both pipes are drained; never rejects. */
@@ -77,7 +79,7 @@ function startNative(sys: NonNullable<ReturnType<typeof nativeSys>>, file: strin
     const name = Object.entries(constants.signals).find(([, n]) => n === termSignal)?.[0];
     return { exitCode: undefined, signal: name ?? `signal ${termSignal}`, canceled };
   });
-  return { stdout, stderr, ended };
+  return { pid, stdout, stderr, ended };
 }
 
 function kill(pid: number, sig: NodeJS.Signals): void {
@@ -106,5 +108,5 @@ async function startWithExeca(file: string, args: readonly string[], options: St
     }),
     (cause: unknown): ProcessEnd => ({ exitCode: undefined, signal: undefined, canceled: false, error: messageOf(cause) }),
   );
-  return { stdout: subprocess.stdout, stderr: subprocess.stderr, ended };
+  return { pid: subprocess.pid, stdout: subprocess.stdout, stderr: subprocess.stderr, ended };
 }

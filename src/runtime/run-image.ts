@@ -3,16 +3,19 @@
  * layers as overlay lowerdirs, a throwaway upperdir, its Env, WorkingDir, User, Entrypoint and Cmd.
  * Used by `kiln run` (the README demo) and by tests that show a built image works.
  */
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { ownedName } from '../store/owner.js';
 import { spreadSubdirs } from '../native/sys.js';
 import path from 'node:path';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { runContainer } from './container.js';
+import type { NetworkMode } from './network.js';
 
 export interface RunImageOptions {
   /** Replaces the image's Cmd (as arguments after the image name do). */
   readonly command?: readonly string[];
-  readonly network?: 'none' | 'host';
+  /** @default 'default' (a sandboxed network with outbound access, see src/runtime/network.ts) */
+  readonly network?: NetworkMode;
   readonly signal?: AbortSignal;
   readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -27,7 +30,8 @@ export async function runImage(image: StoredImage, store: LayerStoreApi, options
   for (const diffId of [...image.config.rootfs.diff_ids].reverse()) lowerDirs.push(await store.unpackedLayer(diffId, options.signal ? { signal: options.signal } : {}));
   await mkdir(path.join(store.root, 'tmp'), { recursive: true });
   spreadSubdirs(path.join(store.root, 'tmp'));
-  const scratch = await mkdtemp(path.join(store.root, 'tmp', 'run-'));
+  const scratch = path.join(store.root, 'tmp', ownedName('run'));
+  await mkdir(scratch, { mode: 0o700 });
   try {
     await mkdir(path.join(scratch, 'upper'));
     await mkdir(path.join(scratch, 'work'));
@@ -38,7 +42,7 @@ export async function runImage(image: StoredImage, store: LayerStoreApi, options
         env: cfg.Env ?? [],
         cwd: cfg.WorkingDir || '/',
         ...(cfg.User ? { user: cfg.User } : {}),
-        network: options.network ?? 'none',
+        network: options.network ?? 'default',
       },
       {
         ...(options.signal ? { signal: options.signal } : {}),

@@ -4,7 +4,7 @@
  * blob, and renamed into the store as that layer's unpacked form (the next step's lowerdir), so
  * nothing is extracted again. Whatever happens, the scratch directory is removed.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import type { Digest } from '../image/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { adoptHashedDir, hashDirForAdoption } from '../store/snapshot.js';
 import { spreadSubdirs } from '../native/sys.js';
+import { ownedName } from '../store/owner.js';
 
 export interface StepDirs {
   /** The parent layers' unpacked dirs, top-most first (overlay lowerdir order). */
@@ -90,7 +91,9 @@ export async function runStepLayer<T>(
   // Synchronous: four tiny metadata calls, each far cheaper than an awaited threadpool round trip.
   mkdirSync(path.join(store.root, 'tmp'), { recursive: true });
   spreadSubdirs(path.join(store.root, 'tmp'));
-  const scratch = mkdtempSync(path.join(store.root, 'tmp', 'step-'));
+  // Named after this process (pid and start time): if it is killed, the next kiln removes the directory.
+  const scratch = path.join(store.root, 'tmp', ownedName('step'));
+  mkdirSync(scratch, { mode: 0o700 });
   const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
   let value: T;
   try {

@@ -73,11 +73,31 @@ async function lstatOrUndefined(p: string): Promise<import('node:fs').Stats | un
 
 /**
  * Extracts a layer tar (uncompressed) into `targetDir`; see the module comment for the safety rules.
+ * Every failure (a malformed tar, an entry the filesystem refuses) is a RuntimeError; cancellation rethrows
+ * the signal's reason.
  */
 export async function extractLayer(
   tarStream: Readable | AsyncIterable<Uint8Array>,
   targetDir: string,
   options: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const where = { entry: '' };
+  try {
+    return await extractEntries(tarStream, targetDir, options, where);
+  } catch (cause) {
+    // A hostile entry may make a filesystem call fail in any way (an empty symlink target, a uid the kernel
+    // refuses): every such failure is a RuntimeError naming the entry, never a bare errno error.
+    if (cause instanceof RuntimeError || (options.signal?.aborted && cause === options.signal.reason)) throw cause;
+    const at = where.entry === '' ? '' : ` at entry "${where.entry.slice(0, 200)}"`;
+    throw new RuntimeError(`cannot extract layer${at}: ${messageOf(cause)}`, { cause });
+  }
+}
+
+async function extractEntries(
+  tarStream: Readable | AsyncIterable<Uint8Array>,
+  targetDir: string,
+  options: ExtractOptions,
+  where: { entry: string },
 ): Promise<ExtractResult> {
   const { signal } = options;
   const mode = options.mode ?? 'apply';
@@ -151,6 +171,7 @@ export async function extractLayer(
   for await (const { header, body } of readTar(tarStream as AsyncIterable<Uint8Array>, signal)) {
     signal?.throwIfAborted();
     entries++;
+    where.entry = header.name;
     const parts = cleanEntryName(header.name);
     const base = parts.at(-1);
     if (base === undefined) continue; // the root directory itself: the target keeps its own metadata
@@ -250,6 +271,7 @@ export async function extractLayer(
     if (header.xattrs && header.xattrs.size > 0 && header.type !== 'link') pendingXattrs.push({ parts: dest, xattrs: header.xattrs });
   }
 
+  where.entry = '';
   // Batched work: every path is resolved again, so nothing replaced later in the tar can redirect it.
   const again = async (parts: readonly string[]): Promise<string[] | undefined> => {
     try {

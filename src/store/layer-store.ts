@@ -14,10 +14,16 @@
  *   layers/<diffID hex>/snapshot.json           how an adopted layer's tar is regenerated (size, sourceDateEpoch)
  *   locks/<name>.lock                           cross-process lock files (pid inside)
  *   leases/<pid>                                "this process writes to the store since <time>" (see prune)
+ *   layers/<diffID hex>/durable                 the layer directory was synced to disk (see durability.ts)
+ *   boot                                        the boot id of the last boot that used the store (durability.ts)
+ *   quarantine/                                 what `kiln store verify` or a recovery found wrong (verify.ts)
+ *
+ * The store root is private to its owner (0700): unpacked layers hold setuid binaries and device nodes from
+ * images nobody vetted, which any host user could otherwise run (see {@link ensurePrivateRoot}).
  */
 import { BufferPool } from '../buffer-pool.js';
 import { crypto, randomHex, sha256Hex } from '../sha256.js';
-import { createReadStream, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { availableParallelism, homedir, hostname } from 'node:os';
 import * as path from 'node:path';
@@ -33,6 +39,9 @@ import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/ty
 const snapshotModule = () => import('./snapshot.js');
 import type { XattrTree } from './snapshot.js';
 import type { AdoptOptions, Compression, LayerInfo, LayerStoreApi, StoredImage, WriteBlobOptions } from './types.js';
+import { ownedName, ownerAlive, ownerOfName, processStartTime, selfOwner } from './owner.js';
+import { detachMountsBelow, mountPoints, recoverDeadOwners } from './recovery.js';
+import { bootId, markLayersDurable, needsBootRecovery, recoverAfterBoot } from './durability.js';
 
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
 // node:zlib is loaded on first use: a cached build never compresses, and loading it costs ~4 ms of start-up.
@@ -70,6 +79,29 @@ export function digestHex(digest: string): string {
 const isErrno = (err: unknown, ...codes: string[]): boolean =>
   typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
 
+/**
+ * Makes the store root reachable by its owner only, whatever `KILN_ROOT` is: unpacked layers hold setuid-root
+ * binaries and device nodes from untrusted images, and a world-traversable store let any host user run them.
+ * A looser mode is fixed (chmod 0700); a root that belongs to another user is refused.
+ */
+export function ensurePrivateRoot(dir: string): void {
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new RuntimeError(`the store root ${dir} is not a directory`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new RuntimeError(
+      `the store root ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); kiln keeps unpacked layers there (setuid binaries, device nodes) and needs a store only its user can reach: use a directory you own (KILN_ROOT or --root)`,
+    );
+  }
+  if ((st.mode & 0o077) !== 0) {
+    try {
+      chmodSync(dir, 0o700);
+    } catch (cause) {
+      throw new RuntimeError(`the store root ${dir} has mode ${(st.mode & 0o777).toString(8)} and cannot be made private (0700): ${messageOf(cause)}`, { cause });
+    }
+  }
+}
+
 function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
@@ -82,14 +114,8 @@ function pidAlive(pid: number): boolean {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A unique temp name carrying the owner's pid, so that prune can tell abandoned temp files from live ones. */
-const tempName = (prefix: string): string => `${prefix}-${process.pid}-${randomHex(6)}`;
-
-/** The pid a temp name was made by, if it has one. */
-function tempOwner(name: string): number | undefined {
-  const m = /-(\d+)-[0-9a-f]{12}$/.exec(name);
-  return m?.[1] ? Number(m[1]) : undefined;
-}
+/** A unique temp name carrying its owner (pid and start time), so that a later process can tell abandoned temp files from live ones. */
+const tempName = (prefix: string): string => ownedName(prefix);
 
 /** Options of {@link LayerStore.compressLayer}. */
 export interface CompressOptions {
@@ -119,6 +145,9 @@ export class LayerStore implements LayerStoreApi {
   /** Whether this instance has written its process's lease file (see {@link LayerStore.prune}). */
   private leased = false;
 
+  /** Whether this instance put a layer directory into the store since its last {@link LayerStore.makeDurable}. */
+  private layersWritten = false;
+
   private constructor(root: string) {
     this.root = root;
   }
@@ -129,11 +158,38 @@ export class LayerStore implements LayerStoreApi {
    */
   static async open(root?: string): Promise<LayerStore> {
     const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ensurePrivateRoot(dir);
     // Synchronous: seven awaited mkdir calls were seven threadpool round trips at every kiln start.
     for (const sub of ['blobs/sha256', 'layers', 'layerinfo', 'cache', 'tmp', 'locks', 'leases']) {
       mkdirSync(path.join(dir, sub), { recursive: true });
     }
-    return new LayerStore(dir);
+    const store = new LayerStore(dir);
+    // Every open recovers what dead kiln processes left (a few directory listings when there is nothing),
+    // and the first open of a new boot drops what was not durable, before this process writes anything.
+    await recoverDeadOwners(dir);
+    // Locks a dead process held (a released lock is removed, so there are normally none): broken the safe way.
+    for (const name of readdirSync(path.join(dir, 'locks'))) {
+      if (name.endsWith('.lock')) await store.breakIfStale(path.join(dir, 'locks', name));
+    }
+    const boot = bootId();
+    if (needsBootRecovery(dir, boot)) {
+      await store.withLock('recovery', async () => {
+        if (boot !== undefined && needsBootRecovery(dir, boot)) await recoverAfterBoot(dir, boot);
+      });
+    }
+    return store;
+  }
+
+  /**
+   * Syncs the store's filesystem once and marks every layer directory put in place before that as durable
+   * (see durability.ts); nothing to do when this instance wrote no layer. The builder calls it at the end of
+   * a build. Returns how many layers it marked.
+   */
+  async makeDurable(): Promise<number> {
+    if (!this.layersWritten) return 0;
+    this.layersWritten = false;
+    return markLayersDurable(this.root);
   }
 
   // ---------------------------------------------------------------- blobs
@@ -497,6 +553,7 @@ export class LayerStore implements LayerStoreApi {
           throw new RuntimeError(`layer ${diffId}: its stored content has diffID ${got}, not the one the image names; refused (pull the image again from a trustworthy source)`);
         }
         await fs.rename(tmpDir, dir);
+        this.layersWritten = true;
       } catch (err) {
         await fs.rm(tmpDir, { recursive: true, force: true });
         throw err;
@@ -516,7 +573,7 @@ export class LayerStore implements LayerStoreApi {
     const file = path.join(this.root, 'leases', String(process.pid));
     mkdirSync(path.dirname(file), { recursive: true });
     try {
-      writeFileSync(file, `${process.pid} ${hostname()} ${Date.now()}\n`, { flag: 'wx' });
+      writeFileSync(file, `${process.pid} ${hostname()} ${Date.now()} ${processStartTime('self') ?? 0}\n`, { flag: 'wx' });
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
     }
@@ -569,6 +626,7 @@ export class LayerStore implements LayerStoreApi {
         writeFileSync(path.join(tmpDir, 'snapshot.json'), JSON.stringify(meta));
         renameSync(dir, path.join(tmpDir, 'rootfs'));
         renameSync(tmpDir, target);
+        this.layersWritten = true;
       } catch (err) {
         await fs.rm(tmpDir, { recursive: true, force: true });
         throw new RuntimeError(`cannot adopt ${dir} as layer ${diffId}: ${messageOf(err)}`, { cause: err });
@@ -713,7 +771,8 @@ export class LayerStore implements LayerStoreApi {
   async withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RuntimeError(`invalid lock name: ${name}`);
     const file = path.join(this.root, 'locks', `${name}.lock`);
-    const token = `${process.pid} ${hostname()} ${randomHex(8)}\n`;
+    // The owner's start time too: after a reboot a stale lock's pid may belong to an unrelated live process.
+    const token = `${process.pid} ${hostname()} ${randomHex(8)} ${selfOwner().split('.')[1] ?? ''}\n`;
     for (let attempt = 0; ; attempt++) {
       try {
         writeFileSync(file, token, { flag: 'wx' });
@@ -739,8 +798,8 @@ export class LayerStore implements LayerStoreApi {
   private async breakIfStale(file: string): Promise<void> {
     const owner = await fs.readFile(file, 'utf8').catch(() => undefined);
     if (owner === undefined || !owner.includes(' ')) return; // gone, or being written right now
-    const [pid, host] = owner.split(' ');
-    if (host !== hostname() || pidAlive(Number(pid))) return;
+    const [pid, host, , start] = owner.trim().split(' ');
+    if (host !== hostname() || (start ? ownerAlive(`${pid}.${start}`) : pidAlive(Number(pid)))) return;
     const breaker = `${file}.break`;
     try {
       await fs.writeFile(breaker, String(process.pid), { flag: 'wx' });
@@ -840,15 +899,22 @@ export class LayerStore implements LayerStoreApi {
       for (const hex of await fs.readdir(path.join(this.root, 'layerinfo'))) {
         if (!diffIds.has(hex)) await fs.rm(path.join(this.root, 'layerinfo', hex), { recursive: true, force: true });
       }
-      const mounts = await mountPoints();
+      const mounts = mountPoints();
       const removeTree = async (p: string): Promise<void> => {
-        // Never recurse into a live mount (a crashed build's merged rootfs would expose its lower layers).
-        if (mounts.some((m) => m === p || m.startsWith(`${p}/`))) return;
+        // A dead build's mounts are detached first; never recurse into a live mount (a merged rootfs would
+        // expose its lower layers to the rm).
+        if (mounts.some((m) => m === p || m.startsWith(`${p}/`))) {
+          const ok = await detachMountsBelow(p, mounts).then(
+            () => true,
+            () => false,
+          );
+          if (!ok) return;
+        }
         await fs.rm(p, { recursive: true, force: true });
       };
       const abandoned = async (p: string, name: string): Promise<boolean> => {
-        const owner = tempOwner(name);
-        if (owner !== undefined) return !pidAlive(owner);
+        const owner = ownerOfName(name);
+        if (owner !== undefined) return !ownerAlive(owner);
         // Temp entries of other components (e.g. step scratch dirs) carry no pid: old ones only.
         const st = await fs.lstat(p).catch(() => undefined);
         return st !== undefined && Date.now() - st.mtimeMs > TEMP_GRACE_MS;
@@ -889,15 +955,6 @@ function sortKeys<T>(record: Record<string, T>): Record<string, T> {
 /** Temp entries without an owner pid in their name are removed by prune only after this long. */
 const TEMP_GRACE_MS = 60 * 60 * 1000;
 
-/** Mount points from /proc/self/mountinfo (unescaped). */
-async function mountPoints(): Promise<string[]> {
-  const text = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((m): m is string => m !== undefined)
-    .map((m) => m.replace(/\\([0-7]{3})/g, (_x, o: string) => String.fromCharCode(parseInt(o, 8))));
-}
 
 async function exists(p: string): Promise<boolean> {
   // A synchronous stat without an exception for a missing entry (see hasBlob).

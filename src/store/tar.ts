@@ -295,16 +295,52 @@ class ByteReader {
   }
 }
 
-function readNumber(buf: Buffer, offset: number, width: number): number {
+/**
+ * Limits on header records, which the reader holds in memory (everything else streams). Go's archive/tar, which
+ * docker and containerd use, refuses PAX and GNU long-name records over 1 MiB (`maxSpecialFileSize`); kiln
+ * does the same, and also bounds the global PAX state and the records that accumulate for one entry.
+ */
+export const TAR_LIMITS = {
+  /** The largest PAX extended header (`x`, `g`) or GNU long name/link (`L`, `K`) record. */
+  maxHeaderRecordBytes: 1 << 20,
+  /** The most bytes of PAX keys and values that may apply to one entry (its own and the global ones). */
+  maxPaxStateBytes: 1 << 20,
+} as const;
+
+/** A tar header field is malformed. */
+function badField(field: string): RuntimeError {
+  return new RuntimeError(`tar: invalid ${field} field in a header (corrupt archive?)`);
+}
+
+/**
+ * A numeric header field: octal text (leading and trailing spaces and NULs allowed, as Go and GNU tar read it)
+ * or GNU base-256 (the first byte's top bit set; 0xff marks a negative number). Throws on anything else, or a
+ * value that is not a safe integer.
+ */
+function readNumber(buf: Buffer, offset: number, width: number, field: string): number {
   const first = buf[offset] ?? 0;
   if (first & 0x80) {
-    // GNU base-256: big-endian, first byte's top bit is the marker.
-    let value = first & 0x7f;
-    for (let i = 1; i < width; i++) value = value * 256 + (buf[offset + i] ?? 0);
-    return value;
+    // GNU base-256: big-endian two's complement behind the marker bit (0x40 set: negative), read as Go reads it.
+    const inv = first & 0x40 ? 0xff : 0;
+    const negative = inv !== 0;
+    let value = (first ^ inv) & 0x7f;
+    for (let i = 1; i < width; i++) {
+      value = value * 256 + ((buf[offset + i] ?? 0) ^ inv);
+      if (value > Number.MAX_SAFE_INTEGER) throw badField(field);
+    }
+    return negative ? -value - 1 : value;
   }
-  const text = buf.toString('latin1', offset, offset + width).replace(/[\0 ].*$/s, '').trim();
-  return text === '' ? 0 : parseInt(text, 8);
+  let start = offset;
+  let end = offset + width;
+  while (start < end && (buf[start] === 0x20 || buf[start] === 0)) start++;
+  while (end > start && (buf[end - 1] === 0x20 || buf[end - 1] === 0)) end--;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const c = buf[i] ?? 0;
+    if (c < 0x30 || c > 0x37) throw badField(field);
+    value = value * 8 + (c - 0x30);
+  }
+  return value;
 }
 
 function readString(buf: Buffer, offset: number, width: number): string {
@@ -312,18 +348,46 @@ function readString(buf: Buffer, offset: number, width: number): string {
   return buf.toString('utf8', offset, end === -1 || end > offset + width ? offset + width : end);
 }
 
+/** Parses PAX records strictly (`<decimal length> <key>=<value>\n`), as Go's archive/tar does. */
 function parsePax(data: Buffer, into: Map<string, Buffer>): void {
   let pos = 0;
   while (pos < data.length) {
+    // GNU tar and Go stop at the NUL padding some writers leave after the last record.
+    if (data[pos] === 0) break;
     const space = data.indexOf(0x20, pos);
-    if (space === -1) break;
-    const len = parseInt(data.toString('ascii', pos, space), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length) throw new RuntimeError('tar: malformed PAX header');
+    if (space === -1 || space === pos || space - pos > 20) throw new RuntimeError('tar: malformed PAX header');
+    let len = 0;
+    for (let i = pos; i < space; i++) {
+      const c = data[i] ?? 0;
+      if (c < 0x30 || c > 0x39) throw new RuntimeError('tar: malformed PAX header');
+      len = len * 10 + (c - 0x30);
+    }
+    if (len <= space - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) throw new RuntimeError('tar: malformed PAX header');
     const record = data.subarray(space + 1, pos + len - 1); // without the trailing '\n'
     const eq = record.indexOf(0x3d);
-    if (eq !== -1) into.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)));
+    if (eq <= 0) throw new RuntimeError('tar: malformed PAX header');
+    const key = record.toString('utf8', 0, eq);
+    // An empty value deletes the key (POSIX): it no longer overrides the ustar field.
+    if (eq === record.length - 1) into.delete(key);
+    else into.set(key, Buffer.from(record.subarray(eq + 1)));
     pos += len;
   }
+}
+
+/** The total size of a PAX state's keys and values. */
+function paxBytes(map: ReadonlyMap<string, Buffer>): number {
+  let n = 0;
+  for (const [k, v] of map) n += k.length + v.length;
+  return n;
+}
+
+/** A PAX number (`size`, `uid`, `gid`: decimal digits; `mtime`: decimal seconds with an optional fraction and sign). */
+function paxNumber(value: Buffer, key: string): number {
+  const text = value.toString('latin1');
+  const ok = key === 'mtime' ? /^-?[0-9]{1,16}(\.[0-9]*)?$/.test(text) : /^[0-9]{1,16}$/.test(text);
+  const n = ok ? Math.floor(Number(text)) : NaN;
+  if (!Number.isSafeInteger(n)) throw new RuntimeError(`tar: invalid PAX ${key} "${text.slice(0, 40)}"`);
+  return n;
 }
 
 /** An entry read from a tar stream; `body` must be consumed before the next entry is requested (or it is skipped). */
@@ -339,6 +403,8 @@ const READ_TYPES: Record<string, TarEntryType> = {
 /**
  * Reads a tar stream entry by entry without buffering file contents. Understands ustar, PAX (path, linkpath,
  * size, uid, gid, mtime, SCHILY.xattr.*, global headers) and GNU long names; other entry kinds are skipped.
+ * Header records are bounded by {@link TAR_LIMITS}; a malformed number, PAX record or checksum, a record over
+ * the limits, or a truncated archive throws a RuntimeError.
  */
 export async function* readTar(source: AsyncIterable<Uint8Array>, signal?: AbortSignal): AsyncGenerator<TarEntry> {
   const reader = new ByteReader(source, signal);
@@ -350,20 +416,29 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, signal?: Abort
     for (;;) {
       const block = await reader.read(BLOCK);
       if (!block || block.every((b) => b === 0)) return;
-      const stored = readNumber(block, 148, 8);
+      const stored = readNumber(block, 148, 8, 'checksum');
       block.fill(0x20, 148, 156);
       let sum = 0;
       for (const b of block) sum += b;
       if (sum !== stored) throw new RuntimeError('tar: bad header checksum (not a tar, or compressed?)');
       const flag = String.fromCharCode(block[156] ?? 0);
-      let size = readNumber(block, 124, 12);
+      let size = readNumber(block, 124, 12, 'size');
+      if (size < 0) throw badField('size');
       if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+        // Header records are held in memory: refuse big ones before reading them.
+        if (size > TAR_LIMITS.maxHeaderRecordBytes) {
+          throw new RuntimeError(`tar: a ${flag === 'x' || flag === 'g' ? 'PAX' : 'GNU long name'} header record of ${size} bytes exceeds the limit of ${TAR_LIMITS.maxHeaderRecordBytes}`);
+        }
         const data = (await reader.read(size)) ?? Buffer.alloc(0);
+        if (data.length < size) throw new RuntimeError('tar: unexpected end of archive');
         await reader.skip(padding(size).length);
         if (flag === 'x') parsePax(data, pax);
         else if (flag === 'g') parsePax(data, globalPax);
         else if (flag === 'L') longName = readString(data, 0, data.length);
         else longLink = readString(data, 0, data.length);
+        if (paxBytes(pax) + paxBytes(globalPax) > TAR_LIMITS.maxPaxStateBytes) {
+          throw new RuntimeError(`tar: PAX records for one entry exceed the limit of ${TAR_LIMITS.maxPaxStateBytes} bytes`);
+        }
         continue;
       }
       const all = new Map([...globalPax, ...pax]);
@@ -374,16 +449,22 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, signal?: Abort
       const linkname = all.get('linkpath')?.toString('utf8') ?? longLink ?? readString(block, 157, 100);
       longName = undefined;
       longLink = undefined;
-      const num = (key: string, fallback: number): number => {
+      const num = (key: string, fallback: () => number): number => {
         const v = all.get(key);
-        return v === undefined ? fallback : Math.floor(Number(v.toString('ascii')));
+        return v === undefined ? fallback() : paxNumber(v, key);
       };
-      size = num('size', size);
+      const id = (key: 'uid' | 'gid', offset: number): number => {
+        const n = num(key, () => readNumber(block, offset, 8, key));
+        if (n < 0 || n > 0xffffffff) throw badField(key);
+        return n;
+      };
+      size = num('size', () => size);
       let type = READ_TYPES[flag];
       if (type === 'file' && name.endsWith('/')) type = 'directory';
       const xattrs = new Map<string, Buffer>();
       for (const [k, v] of all) if (k.startsWith('SCHILY.xattr.')) xattrs.set(k.slice('SCHILY.xattr.'.length), v);
-      const dataSize = type === undefined || type === 'file' ? size : (flag === '1' || flag === '2' ? 0 : size);
+      // As in Go's archive/tar: links, devices, directories and FIFOs carry no data, whatever their size says.
+      const dataSize = type === undefined || type === 'file' ? size : 0;
       if (type === undefined) {
         await reader.skip(dataSize + padding(dataSize).length);
         continue;
@@ -391,16 +472,17 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, signal?: Abort
       const header: TarHeader = {
         name: name.replace(/\/+$/, ''),
         type,
-        mode: readNumber(block, 100, 8) & 0o7777,
-        uid: num('uid', readNumber(block, 108, 8)),
-        gid: num('gid', readNumber(block, 116, 8)),
+        mode: readNumber(block, 100, 8, 'mode') & 0o7777,
+        uid: id('uid', 108),
+        gid: id('gid', 116),
         size: type === 'file' ? size : 0,
-        mtime: num('mtime', readNumber(block, 136, 12)),
+        mtime: num('mtime', () => readNumber(block, 136, 12, 'mtime')),
         linkname,
-        devmajor: readNumber(block, 329, 8),
-        devminor: readNumber(block, 337, 8),
+        devmajor: type === 'char' || type === 'block' ? readNumber(block, 329, 8, 'devmajor') : 0,
+        devminor: type === 'char' || type === 'block' ? readNumber(block, 337, 8, 'devminor') : 0,
         xattrs,
       };
+      if (header.devmajor! < 0 || header.devminor! < 0) throw badField('device number');
       let remaining = dataSize;
       const body = (async function* () {
         for await (const piece of reader.stream(remaining)) {

@@ -66,3 +66,39 @@ test('history: every WORKDIR but / has a layer, ONBUILD has no entry, COPY shows
   // WORKDIR /etc, which exists: the empty layer (a tar of two zero blocks), as BuildKit's.
   assert.equal(b.image.config.rootfs.diff_ids[2], 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef');
 });
+
+test('FROM scratch: WorkingDir is /, and a RUN leaves the mount points the runtime made (/dev /etc /proc /sys, 0755)', async () => {
+  const ctx = await sb.context({
+    Dockerfile: 'FROM busybox AS full\nFROM scratch\nCOPY --from=full /bin /bin\nRUN --mount=type=tmpfs,target=/x/y true\n',
+  });
+  const s = await sb.build({ context: ctx });
+  assert.equal(s.image.config.config.WorkingDir, '/');
+  const { lstat, readdir } = await import('node:fs/promises');
+  const path = await import('node:path');
+  assert.deepEqual((await readdir(s.fs)).sort(), ['bin', 'dev', 'etc', 'proc', 'sys', 'x']);
+  for (const d of ['dev', 'etc', 'proc', 'sys', 'x']) {
+    const st = await lstat(path.join(s.fs, d));
+    assert.ok(st.isDirectory(), d);
+    assert.equal(st.mode & 0o7777, 0o755, d);
+  }
+  // The mount point itself is removed, as BuildKit's stub cleaner (v0.10 on) does; dockerd 20.10's BuildKit
+  // left /x/y too (a deliberate difference, README).
+  assert.deepEqual(await readdir(path.join(s.fs, 'x')), []);
+});
+
+test('a wildcard that matches nothing copies nothing (an empty layer, no destination made); a missing directory before it fails', async () => {
+  const ctx = await sb.context({
+    Dockerfile: 'FROM busybox AS s0\nCOPY *.txt rel/\nFROM busybox\nCOPY --from=s0 /nothere* /x/\nCOPY --from=s0 /etc/nomatch* /y/\n',
+    'keep.md': 'k',
+  });
+  const s = await sb.build({ context: ctx });
+  const empty = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef';
+  assert.deepEqual(s.image.config.rootfs.diff_ids.slice(1), [empty, empty]);
+  const { readdir } = await import('node:fs/promises');
+  const names = await readdir(s.fs);
+  assert.ok(!names.includes('x') && !names.includes('y') && !names.includes('rel'));
+
+  for (const df of ['FROM busybox\nCOPY missingdir/*.txt /x/\n', 'FROM busybox AS s\nFROM busybox\nCOPY --from=s /missingdir/* /x/\n']) {
+    await assert.rejects(sb.build({ context: await sb.context({ Dockerfile: df }) }), /not found/);
+  }
+});

@@ -88,6 +88,30 @@ test('build - reads the Dockerfile from stdin and has no build context, as docke
   }
 });
 
+test('RUN --network=host fails at its line without --allow network.host; --allow grants it; a bad --allow or --network is a usage error', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-'));
+  try {
+    const env = { ...process.env, KILN_ROOT: path.join(dir, 'store') };
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'build', '--progress', 'plain', ...args, '-'], {
+        cwd: dir,
+        encoding: 'utf8',
+        input: 'FROM busybox:latest\nRUN --network=host true\n',
+        env,
+      });
+    const refused = run(['--network', 'none']);
+    assert.equal(refused.status, 1, refused.stderr);
+    assert.match(refused.stderr, /^Dockerfile:2:1: error: RUN --network=host needs the network\.host entitlement: pass --allow network\.host/m);
+    const granted = run(['--allow', 'network.host']);
+    assert.equal(granted.status, 0, granted.stderr);
+    assert.match(granted.stdout, /^sha256:[0-9a-f]{64}\n$/);
+    assert.equal(run(['--allow', 'device']).status, 2);
+    assert.equal(run(['--network', 'bridge']).status, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('build -o DIR, -o - and --metadata-file: stdout names the manifest the archive holds, or carries the image itself', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'kiln-cli-out-'));
   try {

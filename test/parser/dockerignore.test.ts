@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IgnorePatternError, PatternMatcher, ignoreFileFor, legacyMatches, readIgnoreFile, type MatchInfo } from '../../src/parser/dockerignore.js';
+import { IgnorePatternError, PatternMatcher, ignoreFileFor, legacyMatches, matchBothWays, patternToRegexpSource, readIgnoreFile, type MatchInfo } from '../../src/parser/dockerignore.js';
 
 test('the reader drops comments, blanks and a BOM and cleans each pattern', () => {
   const text = '\ufeff# comment\r\n  node_modules/  \r\n\n !  ./docs/../README.md\n/abs/path\n # not a comment\n!\n';
@@ -57,4 +57,66 @@ test('matching paths against many stars does not backtrack exponentially', () =>
 
 test('the Dockerfile-specific ignore file is looked up before the context one', () => {
   assert.deepEqual(ignoreFileFor('/src/build/app.Dockerfile', '/src'), ['/src/build/app.Dockerfile.dockerignore', '/src/.dockerignore']);
+});
+
+test('an excluded directory is walked only when an exception could re-include something below it', () => {
+  // The answer must never be false when a path below the directory is re-included (checked against the matcher
+  // itself), and is false for directories no exception can reach, so a walk skips them as moby's walkers do.
+  const cases: Array<[string[], string, boolean, string?]> = [
+    [['**', '!src/**'], 'src', true, 'src/main.c'],
+    [['**', '!src/**'], 'node_modules', false],
+    [['**', '!src/**'], 'src/lib', true, 'src/lib/x.c'],
+    [['docs', '!docs/README.md'], 'docs', true, 'docs/README.md'],
+    [['build*', '!build-out/keep/**'], 'build-tmp', false],
+    [['build*', '!build-out/keep/**'], 'build-out', true, 'build-out/keep/k'],
+    [['*', '!app/**/*.js'], 'app', true, 'app/a/b/c.js'],
+    [['*', '!**/*.go'], 'vendor', true, 'vendor/x/y.go'],
+    [['*', '!a/b'], 'a/b/c', true, 'a/b/c/d'],
+    [['*'], 'anything', false],
+  ];
+  for (const [patterns, dir, want, below] of cases) {
+    const pm = PatternMatcher.compile(patterns);
+    assert.equal(pm.mayReincludeBelow(dir), want, `${patterns.join(' ')} below ${dir}`);
+    if (below !== undefined) assert.equal(pm.matchesOrParentMatches(below), false, `${below} is re-included`);
+  }
+});
+
+test('the native RegExp fast path answers as the RE2-exact NFA on random patterns and paths', () => {
+  // A fixed-seed generator (xorshift) over the characters that matter: wildcards, separators, characters Go's
+  // syntax escapes, a newline and astral characters (which `?` must match as one code point).
+  let seed = 0x2545f491;
+  const rand = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const patternAtoms = ['a', 'b', '.', '*', '**', '?', '/', '+', '(', ')', '|', '{', '}', '$', '^', '-', 'é', '😀'];
+  const pathAtoms = ['a', 'b', '.', '/', '+', '(', ')', '|', '{', '}', '$', '^', '-', 'é', '😀', '\n', '\r'];
+  let compared = 0;
+  for (let i = 0; i < 3000; i++) {
+    let pattern = '';
+    for (let k = 1 + rand(6); k > 0; k--) pattern += patternAtoms[rand(patternAtoms.length)];
+    let type: string;
+    try {
+      type = patternToRegexpSource(pattern).type;
+    } catch {
+      continue;
+    }
+    if (type !== 'regexp') continue;
+    for (let j = 0; j < 5; j++) {
+      let p = '';
+      for (let k = rand(8); k > 0; k--) p += pathAtoms[rand(pathAtoms.length)];
+      let both: { nfa: boolean; native: boolean | undefined };
+      try {
+        both = matchBothWays(pattern, p);
+      } catch {
+        continue; // a source the NFA rejects is not compared
+      }
+      if (both.native === undefined) continue;
+      compared++;
+      assert.equal(both.native, both.nfa, `pattern ${JSON.stringify(pattern)} path ${JSON.stringify(p)}`);
+    }
+  }
+  assert.ok(compared > 1000, `only ${compared} comparisons`);
 });

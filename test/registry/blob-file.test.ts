@@ -114,7 +114,7 @@ test('a download killed mid-body leaves no blob, only a temp file of the dead pr
       assert.equal(child.exitCode, null, 'the child exited before it was killed');
     }
     assert.ok(temp !== undefined, 'the child never wrote a temp file');
-    assert.ok(temp.includes(`-${String(child.pid)}-`), `temp file ${temp} names its owner`);
+    assert.ok(temp.includes(`-${String(child.pid)}.`), `temp file ${temp} names its owner (pid and start time)`);
   } finally {
     child.kill('SIGKILL');
     await once(child, 'exit').catch(() => undefined);

@@ -26,11 +26,13 @@ before(async () => {
   await mkdir(lower);
   await makeBusyboxRootfs(lower);
   stateRoot = path.join(dir, 'state');
-  // runContainer puts its bundle (kiln-run-*) in os.tmpdir(); a private one lets us check it is gone.
+  // runContainer puts its bundle (kiln-run-*) in memory-backed storage, $XDG_RUNTIME_DIR first: a private
+  // tmpfs there lets us check it is gone.
   tmp = path.join(dir, 'tmp');
   await mkdir(tmp);
-  savedTmp = process.env['TMPDIR'];
-  process.env['TMPDIR'] = tmp;
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'kiln-test-run', tmp]);
+  savedTmp = process.env['XDG_RUNTIME_DIR'];
+  process.env['XDG_RUNTIME_DIR'] = tmp;
   // No skip: the bootstrap installs runc and crun, so a missing runtime must fail the suite.
   const runtime = await detectRuntime('auto');
   assert.equal(runtime.name, process.env['KILN_RUNTIME'] ?? runtime.name, `KILN_RUNTIME=${process.env['KILN_RUNTIME']} was not used`);
@@ -38,8 +40,9 @@ before(async () => {
 });
 
 after(async () => {
-  if (savedTmp === undefined) delete process.env['TMPDIR'];
-  else process.env['TMPDIR'] = savedTmp;
+  if (savedTmp === undefined) delete process.env['XDG_RUNTIME_DIR'];
+  else process.env['XDG_RUNTIME_DIR'] = savedTmp;
+  execFileSync('umount', [tmp]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -66,9 +69,10 @@ async function sh(script: string, extra: Partial<ContainerSpec> = {}) {
 
 /** Asserts nothing of any container is left: mounts, runtime state, bundle dirs, processes. */
 async function assertNothingLeft(marker?: string): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const mountinfo = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] !== tmp).join('\n');
   assert.ok(!mountinfo.includes(dir), `a mount below ${dir} is left:\n${mountinfo}`);
-  assert.deepEqual(await readdir(tmp), [], 'a bundle dir is left');
+  // (crun keeps a directory of its own in $XDG_RUNTIME_DIR.)
+  assert.deepEqual((await readdir(tmp)).filter((n) => n.startsWith('kiln-')), [], 'a bundle dir is left');
   const [bin, ...args] = listContainers as [string, ...string[]];
   const list = execFileSync(bin, args, { encoding: 'utf8' });
   assert.equal(list.trim(), '', 'the runtime still lists a container');
@@ -267,4 +271,113 @@ test('device nodes can be made, but only the standard ones opened (Docker’s de
   assert.equal(r.stdout, 'lc\nnul\nwrote-nul\n', r.outputTail);
   const ok = await sh('echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c');
   assert.equal(ok.stdout, '4\n4\n', ok.outputTail);
+});
+
+test('every container runs under Docker’s seccomp profile: it cannot make namespaces or mount', async () => {
+  const r = await sh('grep "^Seccomp:" /proc/self/status; unshare -Urm true && echo unshare-ok; unshare -n true && echo netns-ok; mkdir -p /m; mount -t tmpfs none /m && echo mount-ok; echo done');
+  assert.equal(r.exitCode, 0, r.outputTail);
+  // 2 = SECCOMP_MODE_FILTER; 0 (no filter) was what every step had before.
+  assert.match(r.stdout, /^Seccomp:\s+2$/m);
+  assert.doesNotMatch(r.stdout, /unshare-ok|netns-ok|mount-ok/);
+  assert.match(r.stdout, /done/);
+  // Ordinary work is not affected: fork/exec, files, chown, chroot.
+  const ok = await sh('echo x > /tmp/f && chown 1000:1000 /tmp/f && ls -ln /tmp/f | grep -q " 1000 " && chroot / true && echo fine');
+  assert.match(ok.stdout, /fine/);
+  await assertNothingLeft();
+});
+
+test('RUN --security=insecure runs privileged: every capability, no seccomp filter, nothing masked', async () => {
+  // Masked and read-only paths are mounts over /proc (a /dev/null bind, a read-only bind); privileged has none of them.
+  const procMounts = 'grep -cE " /proc/(keys|timer_list|sys|sysrq-trigger|bus) " /proc/self/mountinfo';
+  const sandboxed = await sh(procMounts);
+  assert.notEqual(sandboxed.stdout.trim(), '0', 'the sandboxed step has masked and read-only paths');
+  const r = await sh(`grep -E "^(Seccomp|CapEff):" /proc/self/status; echo "proc-mounts=$(${procMounts})"`, { security: 'insecure' });
+  assert.equal(r.exitCode, 0, r.outputTail);
+  assert.match(r.stdout, /^Seccomp:\s+0$/m);
+  const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(r.stdout)?.[1];
+  // CAP_SYS_ADMIN is bit 21: the sandboxed set never has it.
+  assert.ok(capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 21n)) !== 0n, r.stdout);
+  assert.match(r.stdout, /^proc-mounts=0$/m);
+  await assertNothingLeft();
+});
+
+test('a step cannot write the host’s OCI runtime binary through /proc/self/exe or /proc/PID/exe (CVE-2019-5736)', async () => {
+  const runtime = await detectRuntime('auto');
+  const { createHash } = await import('node:crypto');
+  const digest = async () => createHash('sha256').update(await readFile(runtime.path)).digest('hex');
+  const before = await digest();
+  // Every exe link the step can see (its own, pid 1, anything else in its pid namespace), opened for writing by
+  // path and through an fd kept across the process' exit, as the CVE's payload does.
+  const script = [
+    'for p in /proc/[0-9]*; do',
+    '  exe="$p/exe"; [ -e "$exe" ] || continue',
+    '  (echo pwned >> "$exe") 2>/dev/null && echo "wrote $exe"',
+    '  (exec 3<"$exe" && sleep 0 && echo pwned >> /proc/self/fd/3) 2>/dev/null && echo "wrote via fd $exe"',
+    'done',
+    '(echo pwned >> /proc/self/exe) 2>/dev/null && echo wrote-self',
+    'echo checked',
+  ].join('\n');
+  const r = await sh(script);
+  assert.match(r.stdout, /checked/);
+  assert.doesNotMatch(r.stdout, /wrote/);
+  // The runtime binary itself as the step's first process (the CVE's `#!/proc/self/exe` entry point).
+  await runContainer({ rootfs: await freshRootfs(), args: ['/proc/self/exe', '--version'], env: [], cwd: '/', network: 'none' }, { stateRoot });
+  assert.equal(await digest(), before, `${runtime.path} changed`);
+  await assertNothingLeft();
+});
+
+test('the default network: outbound access, the host’s resolvers, and no way to the host’s loopback services', async () => {
+  const net = await import('node:net');
+  let connections = 0;
+  const server = net.createServer((s) => {
+    connections++;
+    s.end('host-secret\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const r = await sh(
+      [
+        'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " " | sort | tr "\\n" " "; echo',
+        'cat /etc/resolv.conf',
+        'gw=$(ip route | awk "/default/ {print \\$3}"); echo "gateway=$gw"',
+        `for a in 127.0.0.1 "$gw" 10.0.2.2 169.254.1.1; do [ -n "$a" ] || continue; nc -w 2 "$a" ${port} </dev/null 2>/dev/null | grep -q host-secret && echo "reached $a"; done`,
+        'echo end',
+      ].join('\n'),
+      { network: 'default' },
+    );
+    assert.equal(r.exitCode, 0, r.outputTail);
+    const ifaces = r.stdout.split('\n')[0]!.trim().split(' ');
+    assert.ok(ifaces.includes('lo') && ifaces.length >= 2, `an interface besides lo: ${ifaces.join(',')}`);
+    assert.doesNotMatch(r.stdout, /^nameserver\s+(127\.|::1)/m);
+    assert.match(r.stdout, /^nameserver\s+\S+/m);
+    assert.doesNotMatch(r.stdout, /reached/);
+    assert.match(r.stdout, /end/);
+    assert.equal(connections, 0, 'the host server saw a connection');
+  } finally {
+    server.close();
+  }
+  // Includes the step's network namespace file (a mount in its bundle) and pasta (its command line names that file).
+  await assertNothingLeft(tmp);
+});
+
+test('a default-network step reaches the Debian archive', async (t) => {
+  // The archive is the one outside host these tests may talk to; the check from the host says whether it is reachable at all.
+  const http = await import('node:http');
+  const reachable = await new Promise<boolean>((resolve) => {
+    const req = http.get('http://deb.debian.org/debian/dists/bookworm/Release', { timeout: 5000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+  if (!reachable) {
+    t.skip('deb.debian.org is not reachable from this host');
+    return;
+  }
+  const r = await sh('wget -q -O- http://deb.debian.org/debian/dists/bookworm/Release | head -c 100', { network: 'default' });
+  assert.equal(r.exitCode, 0, r.outputTail);
+  assert.match(r.stdout, /^Origin: Debian/m);
+  await assertNothingLeft();
 });

@@ -14,11 +14,12 @@
  * touched again here (no chown/chmod/utimes: it may be shared with another layer), and a copy that lands on
  * an existing file with more than one link replaces it instead of writing through it.
  */
-import { chmod, chown, copyFile, lchown, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, mkdirSync, utimesSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { resolveInRoot } from '../user.js';
+import { copyRegularFile } from '../../store/copy-file.js';
 import { COPY_FALLBACK, COPY_MAX, COPY_META, copyFilesSplit, nativeSys, type NativeSys } from '../../native/sys.js';
 
 /** A file, directory or symlink to copy; `list` yields a directory's descendants (ignore rules applied). */
@@ -362,7 +363,8 @@ async function copyOne(src: CopySource, target: string, req: CopyRequest): Promi
     return;
   }
   if (!src.stats.isFile()) throw new Error(`cannot copy ${src.rel}: not a regular file, directory or symlink`);
-  await copyFile(src.abs, target, constants.COPYFILE_FICLONE);
+  // Not fs.copyFile: it spins forever on a file truncated while it copies (see store/copy-file.ts).
+  await copyRegularFile(src.abs, target, { size: src.stats.size, name: src.rel, signal: req.signal });
   await chown(target, uid, gid);
   await chmod(target, req.mode ?? src.stats.mode & 0o7777);
   await utimes(target, src.stats.atime, src.stats.mtime);
