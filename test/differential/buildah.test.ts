@@ -11,9 +11,8 @@
  * Buildah is required under CI=true; elsewhere a missing buildah skips the test with a message.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,12 +22,12 @@ import { build } from '../../src/builder/build.js';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
 import { exportImage } from '../../src/image/export.js';
 import { LayerStore } from '../../src/store/layer-store.js';
+import { diffConfigs, diffTrees, layoutConfig, snapshotTree } from './image-facts.js';
+import type { Config } from './image-facts.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'differential');
+const NAMES = ['kiln', 'buildah'] as const;
 const CI = process.env.CI === 'true' || process.env.CI === '1';
-
-/** The config fields compared (`config` of the OCI image config). */
-const CONFIG_FIELDS = ['Env', 'Cmd', 'Entrypoint', 'User', 'WorkingDir', 'ExposedPorts', 'Volumes', 'Labels', 'StopSignal'] as const;
 
 /** What an exception may look at besides the difference line. */
 interface DiffContext {
@@ -64,112 +63,6 @@ const EXCEPTIONS: ReadonlyArray<{ readonly why: string; readonly applies: (line:
       /^fs \/etc\/(hosts|hostname|resolv\.conf): kiln absent \| buildah file \d+ 0:0 0B e3b0c44298fc$/.test(line) || /^fs \/run: kiln absent \| buildah dir \d+ 0:0$/.test(line),
   },
 ];
-
-interface Entry {
-  readonly type: string;
-  readonly mode: string;
-  readonly owner: string;
-  readonly size?: number;
-  readonly sha256?: string;
-  readonly link?: string;
-  readonly rdev?: number;
-}
-
-function typeOf(s: Awaited<ReturnType<typeof lstat>>): string {
-  if (s.isFile()) return 'file';
-  if (s.isDirectory()) return 'dir';
-  if (s.isSymbolicLink()) return 'symlink';
-  if (s.isFIFO()) return 'fifo';
-  if (s.isCharacterDevice()) return 'char';
-  if (s.isBlockDevice()) return 'block';
-  return 'socket';
-}
-
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-/** Every path under `root` (relative, with a leading `/`) and what is compared about it. */
-async function snapshotTree(root: string): Promise<Map<string, Entry>> {
-  const out = new Map<string, Entry>();
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const abs = path.join(dir, name);
-      const s = await lstat(abs);
-      const type = typeOf(s);
-      out.set(`/${path.relative(root, abs)}`, {
-        type,
-        mode: (s.mode & 0o7777).toString(8).padStart(4, '0'),
-        owner: `${s.uid}:${s.gid}`,
-        ...(type === 'file' ? { size: s.size, sha256: await sha256(abs) } : {}),
-        ...(type === 'symlink' ? { link: await readlink(abs) } : {}),
-        ...(type === 'char' || type === 'block' ? { rdev: s.rdev } : {}),
-      });
-      if (type === 'dir') await walk(abs);
-    }
-  };
-  await walk(root);
-  return out;
-}
-
-const fmt = (e: Entry | undefined): string =>
-  e === undefined
-    ? 'absent'
-    : `${e.type} ${e.mode} ${e.owner}${e.size !== undefined ? ` ${e.size}B ${e.sha256?.slice(0, 12)}` : ''}${e.link !== undefined ? ` -> ${e.link}` : ''}${e.rdev !== undefined ? ` rdev ${e.rdev}` : ''}`;
-
-/** Differences between two trees, one line each: `fs <path>: kiln <entry> | buildah <entry>`. */
-function diffTrees(kiln: Map<string, Entry>, buildah: Map<string, Entry>): string[] {
-  const paths = [...new Set([...kiln.keys(), ...buildah.keys()])].sort();
-  const out: string[] = [];
-  for (const p of paths) {
-    const a = fmt(kiln.get(p));
-    const b = fmt(buildah.get(p));
-    if (a !== b) out.push(`fs ${p}: kiln ${a} | buildah ${b}`);
-  }
-  return out;
-}
-
-type Config = Record<string, unknown>;
-
-/** Empty maps and missing maps mean the same thing in an image config; arrays are kept as they are. */
-function normalizeField(field: string, v: unknown): unknown {
-  if ((field === 'ExposedPorts' || field === 'Volumes' || field === 'Labels') && (v === null || v === undefined)) return {};
-  return v ?? null;
-}
-
-function diffConfigs(kiln: Config, buildah: Config): string[] {
-  const out: string[] = [];
-  for (const field of CONFIG_FIELDS) {
-    const a = normalizeField(field, kiln[field]);
-    const b = normalizeField(field, buildah[field]);
-    if (field === 'Labels') {
-      const la = a as Record<string, string>;
-      const lb = b as Record<string, string>;
-      for (const k of [...new Set([...Object.keys(la), ...Object.keys(lb)])].sort()) {
-        if (la[k] !== lb[k]) out.push(`config Labels[${JSON.stringify(k)}]: kiln ${JSON.stringify(la[k])} | buildah ${JSON.stringify(lb[k])}`);
-      }
-      continue;
-    }
-    const sa = JSON.stringify(a, field === 'ExposedPorts' || field === 'Volumes' ? Object.keys(a as object).sort() : undefined);
-    const sb = JSON.stringify(b, field === 'ExposedPorts' || field === 'Volumes' ? Object.keys(b as object).sort() : undefined);
-    if (sa === sb) continue;
-    const sameEntries = field === 'Env' && Array.isArray(a) && Array.isArray(b) && JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
-    out.push(`config ${field}${sameEntries ? ' (same entries, other order)' : ''}: kiln ${sa} | buildah ${sb}`);
-  }
-  return out;
-}
-
-/** The image config (`config` member) of the image tagged `ref` in an OCI layout. */
-async function layoutConfig(layout: string, ref: string): Promise<Config> {
-  const blob = async (digest: string) => JSON.parse(await readFile(path.join(layout, 'blobs', 'sha256', digest.replace(/^sha256:/, '')), 'utf8')) as Record<string, unknown>;
-  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
-  const desc = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === ref);
-  assert.ok(desc, `no manifest named ${ref} in ${layout}/index.json`);
-  const manifest = (await blob(desc.digest)) as { config: { digest: string } };
-  return ((await blob(manifest.config.digest)).config ?? {}) as Config;
-}
 
 const cases = (await readdir(FIXTURES, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
 
@@ -254,8 +147,8 @@ describe('kiln against Buildah', { concurrency: 2 }, () => {
       }
 
       const diffs = [
-        ...diffConfigs(await layoutConfig(kilnLayout, 'latest'), await layoutConfig(buildahLayout, 'latest')),
-        ...diffTrees(await snapshotTree(path.join(out, 'kiln-bundle', 'rootfs')), await snapshotTree(path.join(out, 'buildah-bundle', 'rootfs'))),
+        ...diffConfigs(await layoutConfig(kilnLayout, 'latest'), await layoutConfig(buildahLayout, 'latest'), NAMES),
+        ...diffTrees(await snapshotTree(path.join(out, 'kiln-bundle', 'rootfs')), await snapshotTree(path.join(out, 'buildah-bundle', 'rootfs')), NAMES),
       ];
       const ctx: DiffContext = { kilnConfig: await layoutConfig(kilnLayout, 'latest') };
       const unexplained = diffs.filter((d) => !EXCEPTIONS.some((e) => e.applies(d, ctx)));
