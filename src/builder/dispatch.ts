@@ -533,6 +533,8 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
+            // BuildKit's name for every RUN container: what `hostname` prints, in /etc/hostname and /etc/hosts.
+            hostname: 'buildkitsandbox',
             ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
