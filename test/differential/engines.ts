@@ -81,7 +81,9 @@ export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { reado
   const started = performance.now();
   const opts = { env: peer.env, reject: false, all: true, ...(b.signal ? { cancelSignal: b.signal } : {}) } as const;
   const args = ['build', '--progress', 'plain', '-t', b.tag, '-f', b.dockerfile];
-  if (b.network !== 'default') args.push('--network', b.network);
+  // The peer dockerd runs without a bridge network (--bridge=none): its RUN steps reach the outside on the host's
+  // network where kiln's use their own sandboxed one.
+  args.push('--network', b.network === 'default' ? 'host' : b.network);
   for (const [k, v] of Object.entries(b.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
   const r = await execa(peer.bin, [...args, b.context], opts);
   if (r.exitCode !== 0) return { ok: false, error: tailOf(r.all ?? ''), ms: performance.now() - started };

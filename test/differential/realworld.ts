@@ -16,10 +16,10 @@ import { REPO } from './engines.js';
 import type { DockerPeer, NetworkMode } from './engines.js';
 
 /**
- * The network RUN steps of the real-world builds get, in both engines. `host` until kiln's sandboxed
- * default network (issue 12, item 4) lands; then switch this one line to `'default'` (no `--network` flag).
+ * The network RUN steps of the real-world builds get: kiln's default (no `--network` flag, each RUN in its own
+ * sandboxed network); the peer dockerd, which has no bridge, builds with the host's network.
  */
-export const REALWORLD_NETWORK: NetworkMode = 'host';
+export const REALWORLD_NETWORK: NetworkMode = 'default';
 
 export const DEBIAN_TAG = 'debian:bookworm';
 
