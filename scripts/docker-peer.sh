@@ -96,6 +96,11 @@ stop_daemon() {
   done
 }
 
+# One start or stop at a time: test files that run in parallel may all ask for the daemon.
+mkdir -p "$(dirname "$STATE")"
+exec 9>"$STATE.lock"
+case "${1:-}" in start | stop) flock 9 ;; esac
+
 case "${1:-}" in
   start)
     install_docker

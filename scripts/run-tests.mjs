@@ -34,6 +34,12 @@ function findTests(dir) {
   }
   return out;
 }
+// The differential tests start a private dockerd (scripts/docker-peer.sh) when they need one; several test
+// files share it, so the runner, not a test file, stops it afterwards if it was not running before.
+const peerScript = join(root, 'scripts', 'docker-peer.sh');
+const peerUp = () => spawnSync('bash', [peerScript, 'status'], { stdio: 'ignore' }).status === 0;
+const peerWasUp = peerUp();
+
 const filter = process.argv.slice(2);
 let files = findTests(join(root, 'test')).sort();
 if (filter.length) files = files.filter((f) => filter.some((x) => f.includes(x)));
@@ -42,4 +48,5 @@ const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-conc
   cwd: root,
 });
 if (r.status !== 0) status = 1;
+if (!peerWasUp && peerUp()) spawnSync('bash', [peerScript, 'stop'], { stdio: 'inherit' });
 process.exit(status);

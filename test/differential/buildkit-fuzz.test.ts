@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
-import { REPO, startDockerPeer } from './engines.js';
+import { startDockerPeer } from './engines.js';
 import type { DockerPeer } from './engines.js';
 import { generateCase } from './generator.js';
 import { knownShapes, runCase, shapesOf } from './fuzz.js';
@@ -24,14 +23,11 @@ const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 let peer: DockerPeer | undefined;
 let skipReason: string | undefined;
-let startedHere = false;
 let work = '';
 
 before(async () => {
-  const wasUp = (await execa('bash', [path.join(REPO, 'scripts', 'docker-peer.sh'), 'status'], { reject: false })).exitCode === 0;
   try {
     peer = await startDockerPeer();
-    startedHere = !wasUp;
   } catch (err) {
     if (CI) throw err;
     skipReason = `the Docker peer did not start (${(err as Error).message.split('\n')[0]}); skipping the BuildKit fuzz sample`;
@@ -40,7 +36,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (startedHere) await execa('bash', [path.join(REPO, 'scripts', 'docker-peer.sh'), 'stop'], { reject: false });
   if (work) await rm(work, { recursive: true, force: true });
 });
 

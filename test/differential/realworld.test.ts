@@ -13,8 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { execa } from 'execa';
-import { REPO, buildWithDocker, buildWithKiln, startDockerPeer } from './engines.js';
+import { buildWithDocker, buildWithKiln, startDockerPeer } from './engines.js';
 import type { DockerPeer } from './engines.js';
 import { NAMES, unexplained } from './fuzz.js';
 import { dockerArchiveFacts, diffFacts } from './image-facts.js';
@@ -23,7 +22,6 @@ import { REALWORLD_CASES, REALWORLD_NETWORK, prepareDebianBase, runWithDocker, r
 const CI = process.env.CI === 'true' || process.env.CI === '1';
 let peer: DockerPeer | undefined;
 let skipReason: string | undefined;
-let startedHere = false;
 let work = '';
 
 before(async () => {
@@ -33,10 +31,8 @@ before(async () => {
     skipReason = 'the real-world build runs under CI=true or with KILN_REALWORLD=1 (it takes a few minutes)';
     return;
   }
-  const wasUp = (await execa('bash', [path.join(REPO, 'scripts', 'docker-peer.sh'), 'status'], { reject: false })).exitCode === 0;
   try {
     peer = await startDockerPeer();
-    startedHere = !wasUp;
   } catch (err) {
     if (CI) throw err;
     skipReason = `the Docker peer did not start (${(err as Error).message.split('\n')[0]}); skipping the real-world build`;
@@ -44,7 +40,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (startedHere) await execa('bash', [path.join(REPO, 'scripts', 'docker-peer.sh'), 'stop'], { reject: false });
   if (work) await rm(work, { recursive: true, force: true });
 });
 
