@@ -28,11 +28,16 @@ async function until(check: () => boolean, ms: number): Promise<boolean> {
 }
 
 for (const [name, prefix] of variants) {
-  test(`${name}: everything below the guard dies when the process that started it is killed`, { skip: prefix === undefined && 'not built' }, async () => {
+  test(`${name}: everything below the guard dies when the process that started it is killed`, { skip: prefix === undefined && 'not built' }, async (t) => {
     // A shell stands in for kiln: it starts the guard (the native guard takes its parent's pid) and is killed.
     const argv = prefix![0]!.endsWith('kiln-run-guard') ? [prefix![0]!, '$$'] : prefix!.map((a) => `'${a}'`);
     const script = `${argv.join(' ')} /bin/sh -c 'sleep 1000 & echo $!; wait' & wait`;
     const parent = spawn('/bin/sh', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Whatever fails below, nothing outlives the test (a stray `sleep 1000` would hold the test process).
+    t.after(() => {
+      parent.kill('SIGKILL');
+      parent.stdout.destroy();
+    });
     const inner = await new Promise<number>((resolve) => parent.stdout.once('data', (c: Buffer) => resolve(Number(c.toString().trim()))));
     assert.ok(inner > 1 && inner < 10, `the step's pid is of a fresh namespace: ${inner}`);
     // From the shell: its child is the guard (or setpriv, which became unshare).
