@@ -51,7 +51,7 @@ start_daemon() {
   setsid dockerd --config-file "$STATE/daemon.json" --data-root "$STATE/data" --exec-root "$STATE/exec" \
     --pidfile "$STATE/dockerd.pid" -H "unix://$SOCK" \
     --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
-    --storage-driver="${KILN_DOCKER_STORAGE_DRIVER:-overlay2}" >"$STATE/dockerd.log" 2>&1 </dev/null &
+    --storage-driver="${KILN_DOCKER_STORAGE_DRIVER:-overlay2}" >"$STATE/dockerd.log" 2>&1 </dev/null 9>&- &
   for _ in $(seq 120); do up && return 0; sleep 0.25; done
   log "dockerd did not answer within 30 s; the end of $STATE/dockerd.log:"
   tail -n 20 "$STATE/dockerd.log" >&2 || true
@@ -96,7 +96,8 @@ stop_daemon() {
   done
 }
 
-# One start or stop at a time: test files that run in parallel may all ask for the daemon.
+# One start or stop at a time: test files that run in parallel may all ask for the daemon. (The daemon is
+# started without fd 9, or it would hold the lock for as long as it runs.)
 mkdir -p "$(dirname "$STATE")"
 exec 9>"$STATE.lock"
 case "${1:-}" in start | stop) flock 9 ;; esac
