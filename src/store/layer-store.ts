@@ -514,6 +514,33 @@ export class LayerStore implements LayerStoreApi {
     return child.iterable({ binary: true }) as AsyncIterable<Uint8Array>;
   }
 
+  /**
+   * Extracts a layer's tar (overlay form: whiteouts as 0/0 devices) into `dest` and returns the sha256 of the whole
+   * stream, also what follows the tar's end marker (extraction stops there), for the caller to check against the
+   * diffID. Used to unpack a layer and by `store verify` to rebuild one for comparison.
+   */
+  async extractLayerTar(diffId: Digest, dest: string, signal?: AbortSignal): Promise<Digest> {
+    const hash = crypto().createHash('sha256');
+    const source = (await this.openLayerTar(diffId, signal))[Symbol.asyncIterator]();
+    const read = async (): Promise<IteratorResult<Uint8Array>> => {
+      const r = await source.next();
+      if (r.done !== true) hash.update(r.value);
+      return r;
+    };
+    // `return` is not forwarded, so stopping extraction early does not close the source before it is drained.
+    const hashing: AsyncIterable<Uint8Array> = {
+      [Symbol.asyncIterator]: () => ({ next: read, return: async () => ({ done: true, value: undefined }) }),
+    };
+    try {
+      await (await import('./extract.js')).extractLayer(hashing, dest, { mode: 'overlay', ...(signal ? { signal } : {}) });
+      while ((await read()).done !== true) signal?.throwIfAborted();
+    } catch (err) {
+      await source.return?.();
+      throw err;
+    }
+    return `sha256:${hash.digest('hex')}`;
+  }
+
   async unpackedLayer(diffId: Digest, options: { signal?: AbortSignal } = {}): Promise<string> {
     const hex = digestHex(diffId);
     const dir = path.join(this.root, 'layers', hex);
@@ -525,30 +552,8 @@ export class LayerStore implements LayerStoreApi {
       spreadSubdirs(path.join(this.root, 'layers'));
       try {
         await fs.mkdir(path.join(tmpDir, 'rootfs'), { recursive: true });
-        // The whole stream is hashed, also what follows the tar's end marker (extraction stops there), and the
-        // diffID checked before the directory is renamed into place: a pulled layer is verified here, on first use.
-        const hash = crypto().createHash('sha256');
-        const source = (await this.openLayerTar(diffId, options.signal))[Symbol.asyncIterator]();
-        const read = async (): Promise<IteratorResult<Uint8Array>> => {
-          const r = await source.next();
-          if (r.done !== true) hash.update(r.value);
-          return r;
-        };
-        // `return` is not forwarded, so stopping extraction early does not close the source before it is drained.
-        const hashing: AsyncIterable<Uint8Array> = {
-          [Symbol.asyncIterator]: () => ({ next: read, return: async () => ({ done: true, value: undefined }) }),
-        };
-        try {
-          await (await import('./extract.js')).extractLayer(hashing, path.join(tmpDir, 'rootfs'), {
-            mode: 'overlay',
-            ...(options.signal ? { signal: options.signal } : {}),
-          });
-          while ((await read()).done !== true) options.signal?.throwIfAborted();
-        } catch (err) {
-          await source.return?.();
-          throw err;
-        }
-        const got = `sha256:${hash.digest('hex')}`;
+        // The diffID is checked before the directory is renamed into place: a pulled layer is verified here, on first use.
+        const got = await this.extractLayerTar(diffId, path.join(tmpDir, 'rootfs'), options.signal);
         if (got !== diffId) {
           throw new RuntimeError(`layer ${diffId}: its stored content has diffID ${got}, not the one the image names; refused (pull the image again from a trustworthy source)`);
         }

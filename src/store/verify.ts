@@ -124,26 +124,7 @@ export async function verifyStore(target: LayerStore | { readonly root?: string 
         try {
           const fresh = path.join(scratch, 'rootfs');
           mkdirSync(fresh);
-          const hash = crypto().createHash('sha256');
-          const source = (await store.openLayerTar(diffId, signal))[Symbol.asyncIterator]();
-          const read = async (): Promise<IteratorResult<Uint8Array>> => {
-            const r = await source.next();
-            if (r.done !== true) hash.update(r.value);
-            return r;
-          };
-          // `return` is not forwarded: what follows the tar's end marker is part of the diffID and is read below.
-          const hashed: AsyncIterable<Uint8Array> = {
-            [Symbol.asyncIterator]: () => ({ next: read, return: async () => ({ done: true, value: undefined }) }),
-          };
-          const { extractLayer } = await import('./extract.js');
-          try {
-            await extractLayer(hashed, fresh, { mode: 'overlay', ...(signal ? { signal } : {}) });
-            while ((await read()).done !== true) signal?.throwIfAborted();
-          } catch (err) {
-            await source.return?.();
-            throw err;
-          }
-          const blobDiffId = `sha256:${hash.digest('hex')}`;
+          const blobDiffId = await store.extractLayerTar(diffId, fresh, signal);
           if (blobDiffId !== diffId) {
             unverifiable.push(dir); // the blob itself is wrong: reported by the blob pass or its record check
             continue;
