@@ -166,7 +166,11 @@ async function newestMtime(dir: string): Promise<number> {
 async function ensureDist(log: (s: string) => void): Promise<string> {
   const cli = path.join(REPO, 'dist', 'cli', 'cli.cjs');
   const built = existsSync(cli) ? (await stat(cli)).mtimeMs : 0;
-  const sources = Math.max(await newestMtime(path.join(REPO, 'src')), await newestMtime(path.join(REPO, 'grammar')));
+  const sources = Math.max(
+    await newestMtime(path.join(REPO, 'src')),
+    await newestMtime(path.join(REPO, 'grammar')),
+    (await stat(path.join(REPO, 'scripts', 'cli-start.cjs'))).mtimeMs,
+  );
   if (built > sources) return cli;
   log('compiling dist/ (npm run grammar; tsc -p tsconfig.build.json; scripts/bundle.mjs)');
   await execa('npm', ['run', 'grammar', '--silent'], { cwd: REPO });

@@ -12,6 +12,10 @@
  * namespace's init dies the kernel kills every process in it, the container's nested namespace included.
  * Without this a container outlived a killed build, still running and holding its overlay mounts.
  * A failure before PROGRAM runs exits 125 with a message on stderr (137 when kiln is already gone).
+ *
+ * `kiln-run-guard KILN_PID --crun-launch DEVICES_CGROUP RUNTIME [ARGS...]` does kiln-crun-launch's steps
+ * (crun-launch-steps.h) in the child's new mount namespace and execs RUNTIME itself: the same result as
+ * PROGRAM = kiln-crun-launch, without its process image and second mount namespace on every RUN step.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "crun-launch-steps.h"
 
 static volatile pid_t child = 0;
 
@@ -39,8 +44,8 @@ static void forward(int sig) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: kiln-run-guard KILN_PID PROGRAM [ARGS...]\n");
+  if (argc < 3 || (strcmp(argv[2], "--crun-launch") == 0 && argc < 5)) {
+    fprintf(stderr, "usage: kiln-run-guard KILN_PID PROGRAM [ARGS...] | KILN_PID --crun-launch DEVICES_CGROUP RUNTIME [ARGS...]\n");
     return 125;
   }
   pid_t kiln = (pid_t)strtol(argv[1], NULL, 10);
@@ -65,8 +70,14 @@ int main(int argc, char **argv) {
     if (unshare(CLONE_NEWNS) != 0) _exit(fail("unshare(CLONE_NEWNS)"));
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) _exit(fail("making / private"));
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) _exit(fail("mounting /proc"));
-    execv(argv[2], argv + 2);
-    _exit(fail(argv[2]));
+    char **program = argv + 2;
+    if (strcmp(argv[2], "--crun-launch") == 0) {
+      int failed = crun_launch_steps("kiln-run-guard", argv[3], argv[4]);
+      if (failed != 0) _exit(failed);
+      program = argv + 4;
+    }
+    execv(program[0], program);
+    _exit(fail(program[0]));
   }
   child = pid;
   close(alive[0]);

@@ -21,6 +21,7 @@ const out = join(root, 'build', 'native', 'kiln_sys.node');
 const launcherSource = join(root, 'native', 'crun-launch.c');
 const launcher = join(root, 'build', 'native', 'kiln-crun-launch');
 const guardSource = join(root, 'native', 'run-guard.c');
+const launchStepsHeader = join(root, 'native', 'crun-launch-steps.h');
 const guard = join(root, 'build', 'native', 'kiln-run-guard');
 const deflateSource = join(root, 'native', 'kiln_deflate.c');
 const deflateOut = join(root, 'build', 'native', 'kiln_deflate.node');
@@ -64,7 +65,7 @@ function build() {
     skip(DEFLATE_FALLBACK, 'not Linux');
     return;
   }
-  const sysDone = upToDate(out, [source, launcherSource, guardSource]) && existsSync(launcher) && existsSync(guard);
+  const sysDone = upToDate(out, [source, launcherSource, guardSource, launchStepsHeader]) && existsSync(launcher) && existsSync(guard);
   const deflateDone = !existsSync(libdeflateHeader) || upToDate(deflateOut, [deflateSource]);
   if (sysDone && deflateDone && existsSync(deflateOut)) return;
 

@@ -14,7 +14,7 @@
  * before. The library entry (dist/src/index.js) is not bundled: importers have their own bundlers.
  */
 import { build } from 'esbuild';
-import { rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,3 +34,5 @@ await build({
   banner: { js: "const __kilnModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
 });
+// bin/kiln's entry: runs cli.cjs with a V8 code cache (see scripts/cli-start.cjs).
+await copyFile(path.join(repo, 'scripts', 'cli-start.cjs'), path.join(outdir, 'start.cjs'));

@@ -12,22 +12,34 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runGuard } from '../native/sys.js';
+import { crunLauncher, runGuard } from '../native/sys.js';
 
 const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin', '/bin'];
 
 /**
  * The argv to put in front of a runtime command, or undefined when no guard can be built on this host.
- * @param native the native guard's path @default the built one, if any
+ * @param native the native guard's path, or null for none @default the built one, if any
  */
-export function guardPrefix(native: string | undefined = runGuard()): readonly string[] | undefined {
-  if (native !== undefined) return [native, String(process.pid)];
+export function guardPrefix(native: string | null = runGuard() ?? null): readonly string[] | undefined {
+  if (native !== null) return [native, String(process.pid)];
   const find = (name: string): string | undefined =>
     [...(process.env['PATH'] ?? '').split(':').filter((d) => d !== ''), ...SBIN_DIRS].map((d) => path.join(d, name)).find((p) => existsSync(p));
   const setpriv = find('setpriv');
   const unshare = find('unshare');
   if (setpriv === undefined || unshare === undefined) return undefined;
   return [setpriv, '--pdeathsig', 'SIGKILL', '--', unshare, '--pid', '--fork', '--kill-child=SIGKILL', '--mount-proc', '--'];
+}
+
+/**
+ * The argv that runs `command` (a runtime, or native/crun-launch.c in front of crun) under the guard; `command`
+ * itself when no guard can be built. The native guard does the launcher's steps itself (`--crun-launch`): one
+ * process image and one mount namespace fewer per RUN step (~2 ms here).
+ */
+export function guardedCommand(command: readonly string[], native: string | null = runGuard() ?? null, launcher: string | null = crunLauncher() ?? null): readonly string[] {
+  const prefix = guardPrefix(native);
+  if (prefix === undefined) return command;
+  if (native !== null && launcher !== null && command[0] === launcher) return [...prefix, '--crun-launch', ...command.slice(1)];
+  return [...prefix, ...command];
 }
 
 /** The pids of a process' namespaces, outermost first (`NSpid` of /proc/PID/status); undefined when it is gone. */

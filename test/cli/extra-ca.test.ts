@@ -76,13 +76,14 @@ test('without the extra CA the same ADD fails on the certificate, and says so', 
   assert.match(r.stderr, /fetch .*hello\.txt.*(certificate|UNABLE_TO_VERIFY)/i);
 });
 
-test('bin/kiln moves NODE_EXTRA_CA_CERTS to KILN_EXTRA_CA_CERTS and starts dist/cli/cli.cjs next to it, through a symlink too', () => {
+test('bin/kiln moves NODE_EXTRA_CA_CERTS to KILN_EXTRA_CA_CERTS and starts dist/cli/cli.cjs next to it (through start.cjs), through a symlink too', () => {
   // The real bin, in a tree whose "CLI" prints what it was given.
   const tree = path.join(work, 'fake-package');
   mkdirSync(path.join(tree, 'bin'), { recursive: true });
   mkdirSync(path.join(tree, 'dist', 'cli'), { recursive: true });
   copyFileSync(path.join(root, 'bin', 'kiln'), path.join(tree, 'bin', 'kiln'));
   chmodSync(path.join(tree, 'bin', 'kiln'), 0o755);
+  copyFileSync(path.join(root, 'scripts', 'cli-start.cjs'), path.join(tree, 'dist', 'cli', 'start.cjs'));
   writeFileSync(
     path.join(tree, 'dist', 'cli', 'cli.cjs'),
     'console.log(JSON.stringify([process.env.NODE_EXTRA_CA_CERTS ?? null, process.env.KILN_EXTRA_CA_CERTS ?? null, process.argv.slice(2)]));\n',

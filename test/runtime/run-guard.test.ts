@@ -3,14 +3,16 @@
 // a runtime writes from inside the guard's namespace maps back to ours.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { guardPrefix, outerPid } from '../../src/runtime/run-guard.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { guardedCommand, guardPrefix, outerPid } from '../../src/runtime/run-guard.js';
 import { runGuard } from '../../src/native/sys.js';
 
 const variants: Array<[string, readonly string[] | undefined]> = [
   ['native', runGuard() === undefined ? undefined : guardPrefix()],
-  ['setpriv + unshare', guardPrefix(undefined)],
+  ['setpriv + unshare', guardPrefix(null)],
 ];
 
 function alive(pid: number): boolean {
@@ -57,3 +59,44 @@ for (const [name, prefix] of variants) {
     assert.ok(await until(() => !alive(sleeper), 2000), 'the sleep died with its starter');
   });
 }
+
+test('guardedCommand: the native guard takes over the crun launcher; other commands and the setpriv guard are prefixed', () => {
+  const guard = '/n/kiln-run-guard';
+  const launcher = '/n/kiln-crun-launch';
+  const pid = String(process.pid);
+  assert.deepEqual(guardedCommand([launcher, '/cg', '/usr/bin/crun', '--cgroup-manager=disabled'], guard, launcher), [
+    guard, pid, '--crun-launch', '/cg', '/usr/bin/crun', '--cgroup-manager=disabled',
+  ]);
+  assert.deepEqual(guardedCommand(['/usr/sbin/runc'], guard, launcher), [guard, pid, '/usr/sbin/runc']);
+  // Without the native guard the launcher runs below setpriv/unshare as before (when those exist).
+  const fallback = guardPrefix(null);
+  assert.deepEqual(guardedCommand([launcher, '/cg', '/usr/bin/crun'], null, launcher), fallback === undefined ? [launcher, '/cg', '/usr/bin/crun'] : [...fallback, launcher, '/cg', '/usr/bin/crun']);
+});
+
+// The devices cgroup kiln's steps join (made by the runtime probe on a hybrid-cgroup host), if this host has one.
+const devicesCgroup = (() => {
+  const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('devices'))?.[2];
+  const dir = own === undefined ? undefined : path.join('/sys/fs/cgroup/devices', own, 'kiln');
+  return dir !== undefined && existsSync(dir) ? dir : undefined;
+})();
+
+test('kiln-run-guard --crun-launch: the runtime starts in the devices cgroup, with cgroup2 covered and its own binary read-only', {
+  skip: (runGuard() === undefined && 'not built') || (devicesCgroup === undefined && 'no kiln devices cgroup on this host (not a hybrid-cgroup host, or no RUN ran yet)'),
+}, () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kiln-guard-launch-'));
+  try {
+    // A stand-in runtime: reports what it sees, and tries to write its own file (what CVE-2019-5736 needs).
+    const runtime = path.join(dir, 'fake-runtime');
+    writeFileSync(
+      runtime,
+      '#!/bin/sh\ngrep -q ":devices:.*/kiln$" /proc/self/cgroup && echo in-devices-cgroup\ngrep -q " /sys/fs/cgroup/unified .* - tmpfs kiln-no-cgroup2 " /proc/self/mountinfo && echo cgroup2-covered\n(echo x >> "$0") 2>/dev/null && echo binary-writable || echo binary-read-only\necho "args:$*"\n',
+      { mode: 0o755 },
+    );
+    const out = execFileSync(runGuard()!, [String(process.pid), '--crun-launch', devicesCgroup!, runtime, 'run', 'x'], { encoding: 'utf8' });
+    assert.deepEqual(out.trim().split('\n'), ['in-devices-cgroup', 'cgroup2-covered', 'binary-read-only', 'args:run x']);
+    // Outside the guard's namespace nothing changed.
+    assert.doesNotMatch(readFileSync('/proc/self/mountinfo', 'utf8'), /kiln-no-cgroup2/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
