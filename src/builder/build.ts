@@ -416,6 +416,7 @@ function scratchState(): StageState {
     layers: [],
     key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
     args: new Map(),
+    argOverEnv: new Map(),
     cmdSet: false,
     history: [],
     lastCreated: '1970-01-01T00:00:00.000Z',
@@ -438,6 +439,7 @@ function stateFromImage(image: StoredImage): StageState {
     layers,
     key: cacheKey({ parent: `base:${image.manifestDigest}`, instruction: 'FROM' }),
     args: new Map(),
+    argOverEnv: new Map(),
     cmdSet: false,
     history: [],
     lastCreated: image.config.created ?? '1970-01-01T00:00:00.000Z',
@@ -448,7 +450,7 @@ function cloneState(s: StageState): StageState {
   const config = structuredClone(s.config);
   // The child stage's history continues the parent's: fold the parent's new entries in.
   config.history = [...(config.history ?? []), ...structuredClone(s.history)];
-  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), cmdSet: false, history: [], lastCreated: s.lastCreated };
+  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), argOverEnv: new Map(s.argOverEnv), cmdSet: false, history: [], lastCreated: s.lastCreated };
 }
 
 /**
