@@ -169,12 +169,21 @@ function runHistoryArgs(state: StageState): string[] {
   return [...state.args.keys()].map((k) => `${k}=${state.argOverEnv.get(k) ?? env.get(k) ?? ''}`);
 }
 
-/** ARGs with values that ENV does not override: what RUN adds to its environment. */
+/** ARGs with values that no later ENV overrides: what RUN adds to (or changes in) its environment. */
 function runArgs(state: StageState): string[] {
   const env = envMap(state.config.config.Env);
   const out: string[] = [];
-  for (const [k, v] of state.args) if (v !== undefined && !env.has(k)) out.push(`${k}=${v}`);
+  for (const [k, v] of state.args) if (v !== undefined && (!env.has(k) || state.argOverEnv.has(k))) out.push(`${k}=${state.argOverEnv.get(k) ?? v}`);
   return out;
+}
+
+/** `env` with `over`'s variables replacing those of the same name in place, the others appended. */
+function overlayEnv(env: readonly string[], over: readonly string[]): string[] {
+  const keyOf = (e: string): string => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('='));
+  const byKey = new Map(over.map((e) => [keyOf(e), e]));
+  const out = env.map((e) => byKey.get(keyOf(e)) ?? e);
+  const inEnv = new Set(env.map(keyOf));
+  return [...out, ...over.filter((e) => !inEnv.has(keyOf(e)))];
 }
 
 function fail(ctx: DispatchContext, ins: Instruction, message: string, cause?: unknown): never {
@@ -575,7 +584,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
       try {
         // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
         // no such variable of its own, and never in the cache key or the history (they may carry credentials).
-        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
+        const env = withEnv(overlayEnv(cfg.Env ?? [], argsEnv), { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(

@@ -27,7 +27,7 @@ export const DELIBERATE: ReadonlyArray<{ readonly why: string; readonly applies:
   },
   {
     why:
-      "ARG that takes its value from a global ARG: dockerd 20.10's BuildKit writes the bare name (`ARG A`); the modern frontend's dispatchArg writes the value it got (`ARG A=global`), as kiln does",
+      "ARG without a default that takes its value from a global ARG or a --build-arg: dockerd 20.10's BuildKit writes the bare name (`ARG A`); the modern frontend's dispatchArg writes the value it got (`ARG A=global`), as kiln does",
     applies: (line) =>
       historyPair(line, (k, b) => {
         const kw = k.split(' ');
