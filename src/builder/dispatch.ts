@@ -7,7 +7,7 @@
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, chown as chownPath, rm, lstat, readdir } from 'node:fs/promises';
 import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
@@ -495,16 +495,30 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${written}`, async () => {
     await settlePending(state);
     const exists = await existsInLayers(ctx, state, resolved);
+    const user = cfg.User ?? '';
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
-      if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
+      if (user === '' && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
         await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
         return;
       }
       await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
-        const host = await (await users()).resolveInRoot(rootfs, resolved);
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        const u = await users();
+        if (user === '') {
+          await mkdir(await u.resolveInRoot(rootfs, resolved), { recursive: true, mode: 0o755 });
+          return;
+        }
+        // BuildKit's mkdir runs with USER as its owner (dispatchWorkdir's llb.WithUser): the directories it
+        // creates, parents included, belong to USER; existing ones keep theirs.
+        const { uid, gid } = await u.fileOpOwner(rootfs, user);
+        const parts = resolved.split('/').filter((p) => p !== '');
+        for (let i = 1; i <= parts.length; i++) {
+          const host = await u.resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
+          if (await lstat(host).catch(() => undefined)) continue;
+          await mkdir(host, { mode: 0o755 });
+          await chownPath(host, uid, gid);
+        }
       });
     });
     return layer;
@@ -592,7 +606,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             rootfs: { lowerDirs: dirs.lowerDirs, upperDir: dirs.upperDir, workDir: dirs.workDir },
             args: argv,
             env,
-            cwd: path.posix.resolve(cfg.WorkingDir || '/'),
+            cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
             // BuildKit's name for every RUN container: what `hostname` prints, in /etc/hostname and /etc/hosts.

@@ -200,7 +200,12 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    mkdirSync(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
+    // As runc's prepareRootfs: os.MkdirAll of the working directory as written, so `/w/d1/../d3` makes /w/d1 too.
+    const parts = spec.cwd.split('/').filter((p) => p !== '');
+    for (let i = 1; i <= parts.length; i++) {
+      if (parts[i - 1] === '.' || parts[i - 1] === '..') continue;
+      mkdirSync(await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`), { recursive: true, mode: 0o755 });
+    }
 
     const files = path.join(bundle, 'files');
     mkdirSync(files);

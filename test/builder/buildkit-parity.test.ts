@@ -149,3 +149,47 @@ test('history of RUN with ARGs, ARG, SHELL, HEALTHCHECK and WORKDIR, as the Buil
   ]);
   assert.equal(s.image.config.config.WorkingDir, '/w/d3/s2');
 });
+
+test('WORKDIR under USER makes its missing directories owned by USER (BuildKit file-op owner rules); a RUN after WORKDIR /w/d1/../d3 has /w/d1 too', async () => {
+  // Read off dockerd 20.10's BuildKit building this Dockerfile (`ls -lnd` in a RUN at the end): a numeric user is
+  // uid and gid, a name takes its passwd ids, an unknown name stays 0:0, an unknown group name keeps the gid; runc
+  // makes the working directory as written, so `..` leaves /w/d1 behind.
+  const ctx = await sb.context({
+    Dockerfile: [
+      'FROM busybox',
+      'USER 1000',
+      'WORKDIR /a/b',
+      'USER nobody',
+      'WORKDIR /n',
+      'USER nosuch',
+      'WORKDIR /x/y',
+      'USER 5:daemon',
+      'WORKDIR /g',
+      'USER root',
+      'WORKDIR /w/d1/../d3',
+      'RUN true',
+      '',
+    ].join('\n'),
+  });
+  const s = await sb.build({ context: ctx });
+  const { lstat } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const owners: Record<string, string> = {};
+  for (const d of ['a', 'a/b', 'n', 'x', 'x/y', 'g', 'w', 'w/d1', 'w/d3']) {
+    const st = await lstat(path.join(s.fs, d));
+    assert.ok(st.isDirectory(), d);
+    owners[d] = `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+  }
+  assert.deepEqual(owners, {
+    'a': '1000:1000 755',
+    'a/b': '1000:1000 755',
+    'n': '65534:65534 755',
+    'x': '0:0 755',
+    'x/y': '0:0 755',
+    'g': '5:5 755',
+    'w': '0:0 755',
+    'w/d1': '0:0 755',
+    'w/d3': '0:0 755',
+  });
+  assert.equal(s.image.config.config.WorkingDir, '/w/d1/../d3');
+});

@@ -266,7 +266,7 @@ function genMeta(r: Rng): Line {
   switch (r.int(0, 13)) {
     case 0:
     case 1:
-      return { head: `WORKDIR ${r.pick(['/w', '/w/d1', 'sub', '/app', '$D', '/w/./d3', '/new/deep/dir', '${D:-/dflt}'])}` };
+      return { head: `WORKDIR ${r.pick(['/w', '/w/d1', 'sub', '/app', '$D', '/w/d1/../d3', '/new/deep/dir', '${D:-/dflt}'])}` };
     case 2:
       return { head: `USER ${r.pick(['root', '1000', '1000:1000', 'nobody', '0', '${U}', '65534:65534'])}` };
     case 3:
