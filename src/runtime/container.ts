@@ -4,7 +4,7 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -15,6 +15,7 @@ import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxN
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
 import { guardedCommand, guardPrefix, outerPid } from './run-guard.js';
 import { makePrivateDir } from '../store/owner.js';
+import { removeKnown } from '../store/remove-known.js';
 import { compiledSeccomp, SECCOMP_BPF_ANNOTATION } from './seccomp-bpf-cache.js';
 import { seccompProfile } from './seccomp.js';
 import { resolveInRoot, resolveUser } from './user.js';
@@ -271,7 +272,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
       await removeStubs(spec.rootfs.upperDir, stubs);
     }
     // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
-    if (!(await isMounted(rootfs))) removeBundle(bundle);
+    if (!(await isMounted(rootfs))) removeKnown(bundle, BUNDLE_FILES, BUNDLE_DIRS);
   }
   return {
     exitCode: run.exitCode,
@@ -285,33 +286,6 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
 /** What a bundle holds after a run (see runContainer); `netns` only with the sandbox network, `state` once crun ran. */
 const BUNDLE_FILES = ['config.json', 'init.pid', 'runtime.log', 'files/hosts', 'files/resolv.conf', 'files/hostname', 'netns'] as const;
 const BUNDLE_DIRS = ['files', 'rootfs', 'state'] as const;
-
-/**
- * Removes a run's bundle by its known entries: about ten syscalls, where Node's recursive rmSync (a JavaScript
- * rimraf: lstat, readdir and retries per entry) cost ~2 ms of the main thread per RUN step. Anything else in it
- * (a runtime that left more state) is found when a directory is not empty, and then removed recursively.
- */
-function removeBundle(bundle: string): void {
-  for (const f of BUNDLE_FILES) {
-    try {
-      unlinkSync(path.join(bundle, f));
-    } catch {
-      // absent (or a directory: left to the fallback)
-    }
-  }
-  try {
-    for (const d of BUNDLE_DIRS) {
-      try {
-        rmdirSync(path.join(bundle, d));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
-    rmdirSync(bundle);
-  } catch {
-    rmSync(bundle, { recursive: true, force: true });
-  }
-}
 
 /** The relative cgroup path keeps the container under our own cgroup (and its limits) on cgroup v1. */
 function cgroupsPath(id: string): { cgroupsPath?: string } {
