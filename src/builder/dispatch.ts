@@ -3,11 +3,12 @@
  * changes, the history entry it writes, the cache key it chains, and, for the steps that change
  * files (RUN, COPY, ADD, WORKDIR), the layer it asks the runtime for.
  *
- * Words are expanded here, with the stage's environment at that step (ENV wins over ARG, as in
- * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
+ * Words are expanded here, with the stage's environment at that step (StageState.env: ENV and ARG values,
+ * the later one winning, as BuildKit's LLB state env). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never
+ * expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { mkdir, readFile, writeFile, chmod as chmodFile, chown as chownPath, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, chown, rm, lstat, readdir } from 'node:fs/promises';
 import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
@@ -61,10 +62,11 @@ export interface StageState {
   /** ARGs in scope in this stage (declared, with their values; undefined = declared without a value). */
   args: Map<string, string | undefined>;
   /**
-   * ARG values set after the last ENV of the same name. BuildKit puts an ARG's value in the step
-   * environment, so there it wins over an earlier ENV (a later ENV wins over it) until the config's Env.
+   * The variables RUN gets and words expand with: BuildKit's LLB state env. ENV and ARG values both set it and
+   * the later one wins, so `ENV A=1` then `ARG A=2` gives RUN and later words A=2 while the config keeps A=1. A
+   * stage based on another inherits the parent's (ARG values included), with its config's Env applied on top.
    */
-  argOverEnv: Map<string, string>;
+  env: Map<string, string>;
   /** True once CMD was set in this stage (ENTRYPOINT then keeps it). */
   cmdSet: boolean;
   /** History entries this stage added (folded into the config at the end). */
@@ -150,40 +152,26 @@ function setEnv(config: ImageConfig, key: string, value: string): void {
   config.config.Env = env;
 }
 
-/** The variables an instruction's words see: declared ARGs with values, then ENV on top. */
+/** The variables an instruction's words see: the stage's state env (see {@link StageState.env}). */
 function expansionEnv(state: StageState): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const [k, v] of state.args) if (v !== undefined) m.set(k, v);
-  for (const [k, v] of envMap(state.config.config.Env)) m.set(k, v);
-  for (const [k, v] of state.argOverEnv) m.set(k, v);
-  return m;
+  return state.env;
 }
 
 /**
- * The `K=V` words BuildKit's runCommandString puts in a RUN's history (`RUN |N K=V … cmd`): every ARG in
- * scope, declared or inherited from the parent stage, once, in order of first declaration, with its value in
- * the step environment (an ENV's, or the ARG's own when set after it), empty when it has none.
+ * The `K=V` words BuildKit's runCommandString puts in a RUN's history (`RUN |N K=V … cmd`): every ARG declared
+ * in the stage, once, in order of first declaration, with its value in the step environment (an ENV's, or the
+ * ARG's own when set after it), empty when it has none.
  */
 function runHistoryArgs(state: StageState): string[] {
-  const env = envMap(state.config.config.Env);
-  return [...state.args.keys()].map((k) => `${k}=${state.argOverEnv.get(k) ?? env.get(k) ?? ''}`);
+  return [...state.args.keys()].map((k) => `${k}=${state.env.get(k) ?? ''}`);
 }
 
-/** ARGs with values that no later ENV overrides: what RUN adds to (or changes in) its environment. */
+/** ARGs with values that ENV does not override: what RUN adds to its environment. */
 function runArgs(state: StageState): string[] {
   const env = envMap(state.config.config.Env);
   const out: string[] = [];
-  for (const [k, v] of state.args) if (v !== undefined && (!env.has(k) || state.argOverEnv.has(k))) out.push(`${k}=${state.argOverEnv.get(k) ?? v}`);
+  for (const [k, v] of state.args) if (v !== undefined && !env.has(k)) out.push(`${k}=${v}`);
   return out;
-}
-
-/** `env` with `over`'s variables replacing those of the same name in place, the others appended. */
-function overlayEnv(env: readonly string[], over: readonly string[]): string[] {
-  const keyOf = (e: string): string => e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('='));
-  const byKey = new Map(over.map((e) => [keyOf(e), e]));
-  const out = env.map((e) => byKey.get(keyOf(e)) ?? e);
-  const inEnv = new Set(env.map(keyOf));
-  return [...out, ...over.filter((e) => !inEnv.has(keyOf(e)))];
 }
 
 function fail(ctx: DispatchContext, ins: Instruction, message: string, cause?: unknown): never {
@@ -251,7 +239,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         const value = expand(ctx, ins, state, p.value);
         const key = expand(ctx, ins, state, p.key);
         setEnv(state.config, key, value);
-        state.argOverEnv.delete(key);
+        state.env.set(key, value);
         parts.push(`${key}=${value}`);
       }
       chain(`ENV ${parts.join(' ')}`);
@@ -262,8 +250,8 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
       const parts: string[] = [];
       for (const a of ins.args) {
         // BuildKit's dispatchArg: a --build-arg, else the default, else the global ARG's value. Without any, the
-        // name keeps the value it already has in the step environment (an earlier ARG, a parent stage's) but the
-        // history shows the bare name.
+        // name keeps the value it already has in the step environment (an earlier ARG's) but the history shows
+        // the bare name.
         let value: string | undefined;
         if (Object.hasOwn(ctx.options.buildArgs, a.key)) {
           value = ctx.options.buildArgs[a.key];
@@ -272,7 +260,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         else value = ctx.globalArgs.get(a.key);
         // Re-set so a redeclared name keeps its first position (Map order), as BuildKit's RUN history does.
         state.args.set(a.key, value ?? state.args.get(a.key));
-        if (value !== undefined) state.argOverEnv.set(a.key, value);
+        if (value !== undefined) state.env.set(a.key, value);
         parts.push(value === undefined ? a.key : `${a.key}=${value}`);
       }
       // Only the names enter the chain: as in docker, a changed value invalidates the RUN steps that get it
@@ -495,30 +483,23 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${written}`, async () => {
     await settlePending(state);
     const exists = await existsInLayers(ctx, state, resolved);
+    // BuildKit makes the directories it creates as the stage's USER (its mkdir runs with the user's ids): a name
+    // needs the stage's /etc/passwd, a number does not (a missing gid is the uid, as for --chown).
     const user = cfg.User ?? '';
+    const owner = user === '' ? undefined : /^\d+(:\d+)?$/.test(user) ? numericOwner(user) : 'by-name';
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
-      if (user === '' && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
-        await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
+      if (owner !== 'by-name' && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
+        const target = path.join(dirs.upperDir, resolved);
+        await chownCreated(await mkdir(target, { recursive: true, mode: 0o755 }), target, owner);
         return;
       }
       await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
-        const u = await users();
-        if (user === '') {
-          await mkdir(await u.resolveInRoot(rootfs, resolved), { recursive: true, mode: 0o755 });
-          return;
-        }
-        // BuildKit's mkdir runs with USER as its owner (dispatchWorkdir's llb.WithUser): the directories it
-        // creates, parents included, belong to USER; existing ones keep theirs.
-        const { uid, gid } = await u.fileOpOwner(rootfs, user);
-        const parts = resolved.split('/').filter((p) => p !== '');
-        for (let i = 1; i <= parts.length; i++) {
-          const host = await u.resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
-          if (await lstat(host).catch(() => undefined)) continue;
-          await mkdir(host, { mode: 0o755 });
-          await chownPath(host, uid, gid);
-        }
+        const host = await (await users()).resolveInRoot(rootfs, resolved);
+        // BuildKit's file-op owner rules: an unknown name is 0:0, an unknown group name keeps the gid (no error).
+        const ids = owner === 'by-name' ? await (await users()).fileOpOwner(rootfs, user) : owner;
+        await chownCreated(await mkdir(host, { recursive: true, mode: 0o755 }), host, ids);
       });
     });
     return layer;
@@ -566,6 +547,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   } else argv = [...ins.command.argv];
   const argsEnv = runArgs(state);
   const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
+  // What the step's processes get (before mounts and proxies); all of it is in the key: ARG values inherited from a
+  // parent stage reach the environment without being in this stage's history.
+  const runEnv = [...state.env].map(([k, v]) => `${k}=${v}`);
   const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
@@ -588,7 +572,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     parent: state.key,
     instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
     args: keyedArgs,
-    inputs: mountKeys,
+    inputs: [...mountKeys, `env ${JSON.stringify(runEnv.filter((e) => !PROXY_ARGS.includes(e.slice(0, e.indexOf('=')))))}`],
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // The step below, if still pending, is hashed once this container runs (see PendingStepLayer).
@@ -598,7 +582,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
       try {
         // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
         // no such variable of its own, and never in the cache key or the history (they may carry credentials).
-        const env = withEnv(overlayEnv(cfg.Env ?? [], argsEnv), { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
+        const env = withEnv(runEnv, { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -1097,6 +1081,15 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
       const { addUrlSources } = await import('../runtime/handlers/add.js');
       await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
+  }
+}
+
+/** Gives `owner` the directories a recursive mkdir made: `first` (what mkdir returned) down to `target`. */
+async function chownCreated(first: string | undefined, target: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  if (first === undefined || owner === undefined) return;
+  for (let p = target; ; p = path.dirname(p)) {
+    await chown(p, owner.uid, owner.gid);
+    if (p === first || p === path.dirname(p)) break;
   }
 }
 

@@ -20,8 +20,10 @@ test('ARG in a stage inherits the global value and build args override defaults'
   assert.ok(env.includes('FROM_ARG=global-default-cli-local'), env.join(','));
 });
 
-test('an ARG declared after an ENV of the same name wins in the steps after it, the config keeps the ENV', () => {
-  // As dockerd 20.10's BuildKit builds test/fixtures/build/config (and the modern dispatchArg: AddEnv on the state).
+// As dockerd 20.10's BuildKit builds this fixture (and modern dispatchArg does, with d.state.AddEnv): an ARG
+// declared after an ENV of the same name, with a value (here the build arg), sets the variable for later words
+// and RUN; the config keeps the ENV's value.
+test('an ARG declared after an ENV of the same name wins for later words and RUN, not in the config', () => {
   const env = built.image.config.config.Env ?? [];
   assert.ok(env.includes('SEEN=from-cli'), env.join(','));
   assert.ok(env.includes('OVERRIDDEN=env-wins'));
