@@ -148,6 +148,12 @@ test('history of RUN with ARGs, ARG, SHELL, HEALTHCHECK and WORKDIR, as the Buil
     'RUN |3 E1= U=nobody G=env /bin/sh -x -c true # buildkit',
   ]);
   assert.equal(s.image.config.config.WorkingDir, '/w/d3/s2');
+
+  // A stage based on another: the modern frontend's dispatchState.init takes the base stage's ARGs along, so its
+  // RUN lists them (dockerd 20.10 wrote `RUN /bin/sh -c true # buildkit` here: deliberate, README).
+  const child = await sb.build({ context: await sb.context({ Dockerfile: 'FROM busybox AS p\nARG A=1\nFROM p\nARG B\nRUN true\n' }) });
+  const last = (child.image.config.history ?? []).at(-1)?.created_by;
+  assert.equal(last, 'RUN |2 A=1 B= /bin/sh -c true # buildkit');
 });
 
 test('WORKDIR under USER makes its missing directories owned by USER (BuildKit file-op owner rules); a RUN after WORKDIR /w/d1/../d3 has /w/d1 too', async () => {

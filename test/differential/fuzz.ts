@@ -27,6 +27,17 @@ export const DELIBERATE: ReadonlyArray<{ readonly why: string; readonly applies:
   },
   {
     why:
+      "RUN history in a stage based on another: dockerd 20.10's BuildKit lists only the stage's own ARGs; the modern frontend (dispatchState.init appends the base stage's buildArgs) lists the parent's first, as kiln does",
+    applies: (line) =>
+      historyPair(line, (k, b) => {
+        if (!k.startsWith('RUN |') || cmdOf(k) !== cmdOf(b)) return false;
+        const kiln = runArgsOf(k);
+        const bk = b.startsWith('RUN |') ? dedupRunArgs(runArgsOf(b)) : [];
+        return kiln.length > bk.length && bk.every((a) => kiln.includes(a));
+      }),
+  },
+  {
+    why:
       "ARG without a default that takes its value from a global ARG or a --build-arg: dockerd 20.10's BuildKit writes the bare name (`ARG A`); the modern frontend's dispatchArg writes the value it got (`ARG A=global`), as kiln does",
     applies: (line) =>
       historyPair(line, (k, b) => {
@@ -88,7 +99,11 @@ function runArgsOf(text: string): string[] {
   return words.slice(2, 2 + n);
 }
 
-const cmdOf = (text: string): string => text.split(' ').slice(2 + Number((text.split(' ')[1] ?? '').slice(1))).join(' ');
+/** What follows `RUN |N K=V …` (or `RUN ` without build args): the command and the `# buildkit` tag. */
+const cmdOf = (text: string): string => {
+  const words = text.split(' ');
+  return words.slice((words[1] ?? '').startsWith('|') ? 2 + Number((words[1] ?? '').slice(1)) : 1).join(' ');
+};
 
 /** One entry per name, at its first position, with its last value (the modern frontend's runCommandString). */
 function dedupRunArgs(args: readonly string[]): string[] {
