@@ -891,6 +891,19 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // Hard links inside a source directory are copied as links (runtime/handlers/copy.ts): linking or unlinking
+    // two context files changes the layer, so it changes the key (only when there are such links).
+    for (const top of contextEntries.flat()) {
+      if (top.type !== 'dir') continue;
+      const groups = new Map<string, string[]>();
+      for (const e of filterTree(top, await c.walk(top))) {
+        if (e.type !== 'file' || e.stats.nlink < 2) continue;
+        const inode = `${e.stats.dev}:${e.stats.ino}`;
+        groups.set(inode, [...(groups.get(inode) ?? []), e.rel]);
+      }
+      const linked = [...groups.values()].filter((g) => g.length > 1).map((g) => g.join('='));
+      if (linked.length > 0) inputs.push(`hardlinks ${top.rel} ${linked.join(' ')}`);
+    }
     // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
     // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
