@@ -533,8 +533,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
-            // BuildKit's name for every RUN container: what `hostname` prints, in /etc/hostname and /etc/hosts.
+            // BuildKit's name for every RUN container: what `hostname` prints, and in /etc/hosts.
             hostname: 'buildkitsandbox',
+            buildStep: true,
             ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,

@@ -52,6 +52,12 @@ export interface ContainerSpec {
   /** @default the first 12 characters of the container id */
   readonly hostname?: string;
   /**
+   * A build step's container, as BuildKit's executor makes it: /etc/hosts and /etc/resolv.conf bound read-only
+   * (nosuid, nodev, noexec) and no /etc/hostname. Otherwise (`kiln run`) all three are bound writable, as
+   * `docker run` binds them. @default false
+   */
+  readonly buildStep?: boolean;
+  /**
    * `default`: a network namespace of its own with outbound access through pasta (src/runtime/network.ts);
    * `none`: a new network namespace with only loopback; `host`: the host's network.
    */
@@ -206,8 +212,8 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     mkdirSync(files);
     writeFileSync(path.join(files, 'hosts'), hostsFile(spec.network, hostname));
     writeFileSync(path.join(files, 'resolv.conf'), resolv.text);
-    writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
-    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure');
+    if (spec.buildStep !== true) writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
+    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure', spec.buildStep === true);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
@@ -372,7 +378,9 @@ function hostsFile(network: NetworkMode, hostname: string): string {
  * The container's mounts. `cgroups` false (the runtime makes no cgroup for the step, see
  * {@link RuntimeInfo.cgroups}): there is no cgroup of its own to show at /sys/fs/cgroup, so none is mounted.
  */
-function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean): OciMount[] {
+function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean, buildStep: boolean): OciMount[] {
+  // BuildKit's withROBind (executor/oci/spec.go): read-only, so `RUN echo … >> /etc/hosts` fails there too.
+  const etcOptions = buildStep ? ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev', 'noexec'] : ['rbind', 'rprivate'];
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -386,10 +394,11 @@ function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', insecure ? 'rw' : 'ro'] },
     ...(cgroups ? [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }] : []),
-    // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
-    { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },
-    { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: ['rbind', 'rprivate'] },
-    { destination: '/etc/hostname', type: 'bind', source: path.join(files, 'hostname'), options: ['rbind', 'rprivate'] },
+    // Bound from throwaway copies, so a container that edits them changes neither the host nor the layer.
+    { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: etcOptions },
+    { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: etcOptions },
+    // BuildKit binds no /etc/hostname into a build step: the image's own file (if any) shows.
+    ...(buildStep ? [] : [{ destination: '/etc/hostname', type: 'bind', source: path.join(files, 'hostname'), options: ['rbind', 'rprivate'] }]),
   ];
   for (const m of extra) {
     const destination = path.posix.resolve('/', m.target);

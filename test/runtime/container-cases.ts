@@ -179,6 +179,20 @@ test('network none has only the loopback interface, network host sees the host�
   assert.match(hosts.stdout, /^kiln-test-host$/m);
 });
 
+test('a build step gets BuildKit’s /etc: hosts and resolv.conf read-only, no hostname file; a plain container gets docker run’s', async () => {
+  // What dockerd 20.10's BuildKit showed to `RUN (cat /etc/hostname 2>&1; touch /etc/hosts /etc/resolv.conf 2>&1; echo $?)`
+  // on busybox (its executor binds only hosts and resolv.conf, read-only).
+  const script = '(cat /etc/hostname 2>&1; touch /etc/hosts /etc/resolv.conf 2>&1; echo $?; hostname)';
+  const step = await sh(script, { hostname: 'buildkitsandbox', buildStep: true });
+  assert.equal(
+    step.stdout,
+    "cat: can't open '/etc/hostname': No such file or directory\ntouch: /etc/hosts: Read-only file system\ntouch: /etc/resolv.conf: Read-only file system\n1\nbuildkitsandbox\n",
+  );
+  assert.deepEqual(await readdir(path.join(step.rootfs.upperDir, 'etc')).catch(() => []), [], 'no /etc/hostname stub is left');
+  const run = await sh(script, { hostname: 'kiln-test-host' });
+  assert.equal(run.stdout, 'kiln-test-host\n0\nkiln-test-host\n');
+});
+
 test('USER strings resolve through the image’s passwd and group files', async () => {
   const ids = async (user: string) => (await sh('id -u; id -g; id -G', { user })).stdout.trim().split('\n');
   const [appUid, appGid, appGroups] = await ids('app');
