@@ -7,7 +7,7 @@
  * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, chown, rm, lstat, readdir } from 'node:fs/promises';
 import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
@@ -424,7 +424,8 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   const resolved = path.posix.resolve(cfg.WorkingDir || '/', dir);
   cfg.WorkingDir = resolved;
   // `layer`: keys from before every WORKDIR made a layer recorded none for an existing directory.
-  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`, 'layer'] });
+  // `owned`: keys from before the directories it makes went to USER recorded root-owned ones.
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`, 'layer', ...(cfg.User ? ['owned'] : [])] });
   // BuildKit makes every WORKDIR but `/` a mkdir step with a layer of its own, empty when the directory
   // already exists (the well-known empty layer in images built by BuildKit).
   if (resolved === '/') {
@@ -434,20 +435,37 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
     await settlePending(state);
     const exists = await existsInLayers(ctx, state, resolved);
+    // The directories WORKDIR makes belong to USER (BuildKit's mkdir with llb.WithUser: a number is the uid and, without
+    // a group, the gid too; a name is looked up in the image). A name needs the image's /etc/passwd: the merged view.
+    const user = cfg.User || undefined;
+    const numericUser = user === undefined || /^\d+(:\d+)?$/.test(user);
     const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
       if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
-      if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
-        await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
+      if (numericUser && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
+        await mkdirOwned(dirs.upperDir, resolved, user === undefined ? undefined : numericOwner(user));
         return;
       }
       await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
         const host = await (await users()).resolveInRoot(rootfs, resolved);
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        const owner = user === undefined ? undefined : numericUser ? numericOwner(user) : await resolveChown(rootfs, user);
+        await mkdirOwned(rootfs, `/${path.relative(rootfs, host)}`, owner);
       });
     });
     return layer;
   });
+}
+
+/** Makes `dir` (absolute in `root`, symlinks already resolved) and its missing parents, 0755, owned by `owner` or root. */
+async function mkdirOwned(root: string, dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  let host = root;
+  for (const part of dir.split('/').filter(Boolean)) {
+    host = path.join(host, part);
+    if (await lstat(host).catch(() => undefined)) continue;
+    await mkdir(host, { mode: 0o755 });
+    await chmodFile(host, 0o755);
+    if (owner !== undefined) await chown(host, owner.uid, owner.gid);
+  }
 }
 
 function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number } {
