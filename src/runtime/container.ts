@@ -4,7 +4,7 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -206,7 +206,11 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    mkdirSync(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
+    // A missing working directory is made 0755; in a build step it (and each missing parent) belongs to the step's
+    // user, as BuildKit's executor makes it (MkdirAllAndChown), where `docker run` makes it root's.
+    const cwdHost = await resolveInRoot(rootfs, cwd);
+    if (spec.buildStep === true) mkdirOwnedSync(rootfs, cwdHost, user.uid, user.gid);
+    else mkdirSync(cwdHost, { recursive: true, mode: 0o755 });
 
     const files = path.join(bundle, 'files');
     mkdirSync(files);
@@ -364,6 +368,18 @@ function openFilesLimit(): number {
   const hard = m?.[1] === undefined || m[1] === 'unlimited' ? wanted : Number(m[1]);
   nofileLimit = Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
   return nofileLimit;
+}
+
+/** Makes `host` (a path below `rootfs`, symlinks resolved) and its missing parents, 0755, owned by uid:gid. */
+function mkdirOwnedSync(rootfs: string, host: string, uid: number, gid: number): void {
+  let dir = rootfs;
+  for (const part of path.relative(rootfs, host).split(path.sep).filter(Boolean)) {
+    dir = path.join(dir, part);
+    if (existsSync(dir)) continue;
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    chownSync(dir, uid, gid);
+  }
 }
 
 /** BuildKit's /etc/hosts for a step in a namespace of its own (`none`, `default`); with the host's network, the host's file. */
