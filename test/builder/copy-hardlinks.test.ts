@@ -102,3 +102,17 @@ test('a later source that writes a linked name again takes that name out of its 
   });
   assert.deepEqual((await lastLayer(b)).groups, { '/n/a.txt': ['/n/hard-b'], '/n/hard-b': ['/n/a.txt'] });
 });
+
+test('a COPY rebuilt with files reused from its earlier layer keeps the same hard-link groups', async () => {
+  const ctx = await contextWithLinks({ 'src/main.ts': 'main\n', 'other.txt': 'one\n' }, [['hard-a', 'src/main.ts']]);
+  const text = 'FROM busybox:latest\nCOPY . /r/\n';
+  const first = await sb.build({ context: ctx, dockerfileText: text });
+  await writeFile(path.join(ctx, 'other.txt'), 'two\n');
+  const again = await sb.build({ context: ctx, dockerfileText: text });
+  assert.ok(again.ran('COPY . /r/'));
+  const groups = { '/r/hard-a': ['/r/src/main.ts'], '/r/src/main.ts': ['/r/hard-a'] };
+  assert.deepEqual((await lastLayer(first)).groups, groups);
+  const layer = await lastLayer(again);
+  assert.deepEqual(layer.groups, groups);
+  assert.ok(await sameInode(layer.unpacked, 'r/hard-a', 'r/src/main.ts'));
+});
