@@ -207,11 +207,16 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    // A missing working directory is made 0755; in a build step it (and each missing parent) belongs to the step's
-    // user, as BuildKit's executor makes it (MkdirAllAndChown), where `docker run` makes it root's.
-    const cwdHost = await resolveInRoot(rootfs, cwd);
-    if (spec.buildStep === true) mkdirOwnedSync(rootfs, cwdHost, user.uid, user.gid);
-    else mkdirSync(cwdHost, { recursive: true, mode: 0o755 });
+    // As runc's prepareRootfs: os.MkdirAll of the working directory as written, so `/w/d1/../d3` makes /w/d1 too.
+    // In a build step what is made (0755) belongs to the step's user, as BuildKit's executor makes it
+    // (MkdirAllAndChown); `docker run` makes it root's.
+    const parts = spec.cwd.split('/').filter((p) => p !== '');
+    for (let i = 1; i <= parts.length; i++) {
+      if (parts[i - 1] === '.' || parts[i - 1] === '..') continue;
+      const host = await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
+      if (spec.buildStep === true) mkdirOwnedSync(rootfs, host, user.uid, user.gid);
+      else mkdirSync(host, { recursive: true, mode: 0o755 });
+    }
 
     const files = path.join(bundle, 'files');
     mkdirSync(files);

@@ -3,7 +3,10 @@
  * becomes the layer), following `docker build`'s destination rules:
  * - a source directory's *contents* are copied, not the directory itself;
  * - a file goes to `dest/<name>` when `dest` ends in `/` or is an existing directory, else to `dest`;
- * - more than one source (or a wildcard) needs a `dest` that ends in `/`;
+ * - several sources (or a wildcard's matches) are copied one after the other, each by these rules: to a `dest`
+ *   without `/` that is no directory, the last file wins (BuildKit has no "must end with /" rule, docker's classic
+ *   builder had);
+ * - FIFOs and sockets are left out without an error, as BuildKit's copier (tonistiigi/fsutil) does;
  * - missing parents of `dest` are created 0755 root:root; existing ones keep their metadata
  *   (overlay copies them up unchanged);
  * - modes and mtimes are kept; owners become root unless `--chown` says otherwise (files from
@@ -38,8 +41,6 @@ export interface CopyRequest {
   readonly list: (dir: CopySource) => Promise<readonly CopySource[]>;
   /** The destination in the container, absolute, trailing `/` kept. */
   readonly dest: string;
-  /** True when the instruction named several sources or a wildcard. */
-  readonly multiple: boolean;
   /** uid/gid for everything copied; undefined keeps the source owner (`keepOwner`) or root. */
   readonly owner?: { readonly uid: number; readonly gid: number };
   readonly keepOwner: boolean;
@@ -83,13 +84,12 @@ const CONCURRENCY = 16;
 
 export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<number> {
   const destIsDir = req.dest.endsWith('/');
-  if (req.multiple && !destIsDir) {
-    throw new Error('When using COPY with more than one source file, the destination must be a directory and end with a /');
-  }
   let copied = 0;
   /** Files and symlinks to create, in source order (later sources win a shared target). */
   const files: Array<{ src: CopySource; target: string }> = [];
   const fileJob = (src: CopySource, target: string): void => {
+    // fsutil's copy returns no error for them (`errors.Wrapf(nil, …)` is nil) and creates nothing; parents are made.
+    if (src.stats.isFIFO() || src.stats.isSocket()) return;
     files.push({ src, target });
   };
   const dirsToFinish: Array<{ target: string; src: CopySource }> = [];
