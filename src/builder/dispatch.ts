@@ -473,7 +473,8 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   const resolved = path.posix.resolve(written);
   cfg.WorkingDir = written;
   // `layer`: keys from before every WORKDIR made a layer recorded none for an existing directory.
-  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${written}`, args: [`user=${cfg.User ?? ''}`, 'layer'] });
+  // `owned`: keys from before the directories it makes went to USER recorded root-owned ones.
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${written}`, args: [`user=${cfg.User ?? ''}`, 'layer', ...(cfg.User ? ['owned'] : [])] });
   // BuildKit makes every WORKDIR but `/` (as written) a mkdir step with a layer of its own, empty when the
   // directory already exists (the well-known empty layer in images built by BuildKit).
   if (written === '/') {
@@ -593,8 +594,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
-            // BuildKit's name for every RUN container: what `hostname` prints, in /etc/hostname and /etc/hosts.
+            // BuildKit's name for every RUN container: what `hostname` prints, and in /etc/hosts.
             hostname: 'buildkitsandbox',
+            buildStep: true,
             ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
@@ -949,6 +951,19 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     if (excluder) contextEntries = contextEntries.map((entries) => entries.filter((e) => !topExcluded(e.rel)));
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
+    }
+    // Hard links inside a source directory are copied as links (runtime/handlers/copy.ts): linking or unlinking
+    // two context files changes the layer, so it changes the key (only when there are such links).
+    for (const top of contextEntries.flat()) {
+      if (top.type !== 'dir') continue;
+      const groups = new Map<string, string[]>();
+      for (const e of filterTree(top, await c.walk(top))) {
+        if (e.type !== 'file' || e.stats.nlink < 2) continue;
+        const inode = `${e.stats.dev}:${e.stats.ino}`;
+        groups.set(inode, [...(groups.get(inode) ?? []), e.rel]);
+      }
+      const linked = [...groups.values()].filter((g) => g.length > 1).map((g) => g.join('='));
+      if (linked.length > 0) inputs.push(`hardlinks ${top.rel} ${linked.join(' ')}`);
     }
     // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
     // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
