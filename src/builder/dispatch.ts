@@ -1009,17 +1009,22 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     // upperdir (no overlay mount); anything that needs the merged view (names in --chown, ADD's archives,
     // heredoc files over existing ones, a destination with lower content) goes through the mount.
     const direct = ins.kind === 'copy' && ins.contents.length === 0 && (chown === undefined || numericChown);
-    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), async (dirs) =>
-      (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))
-        ? (async () => {
-            if (sourceContext !== undefined && contextEntries.length > 0) {
-              const { CopyReuse } = await import('../store/file-reuse.js');
-              reuse = await CopyReuse.open(ctx.store, `${(await sourceContext).dir}\0${text}`);
-            }
-            return copyWork(dirs.upperDir, dirs);
-          })()
-        : (await stepLayer()).withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs))
-      ).catch((err: unknown) => {
+    // Wildcards of the context that matched nothing (and nothing else to copy): BuildKit's copy then changes nothing,
+    // not even the destination's parents, which the direct path would copy up into the layer.
+    const nothingToCopy = sourceContext !== undefined && ins.contents.length === 0 && urlSources.length === 0 && contextEntries.every((e) => e.length === 0);
+    const write = async (dirs: StepDirs): Promise<void> => {
+      if (nothingToCopy) return;
+      if (direct && (await (await stepLayer()).prepareDirectWrite(dirs, dest, true))) {
+        if (sourceContext !== undefined && contextEntries.length > 0) {
+          const { CopyReuse } = await import('../store/file-reuse.js');
+          reuse = await CopyReuse.open(ctx.store, `${(await sourceContext).dir}\0${text}`);
+        }
+        return copyWork(dirs.upperDir, dirs);
+      }
+      return (await stepLayer()).withMergedRootfs(dirs, ctx.signal, (rootfs) => copyWork(rootfs, dirs));
+    };
+    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), state.pending?.dir, stepLayerOptions(ctx), (dirs) =>
+      write(dirs).catch((err: unknown) => {
         if (err instanceof DockerfileError || err instanceof StepFailedError) throw err;
         if ((err as Error)?.name === 'AbortError' || ctx.signal?.aborted) throw err;
         throw new StepFailedError(messageOf(err), { file: ctx.file, range: ins.range, instruction: ins.source }, { cause: err });

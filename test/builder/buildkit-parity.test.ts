@@ -99,6 +99,12 @@ test('a wildcard that matches nothing copies nothing (an empty layer, no destina
   const names = await readdir(s.fs);
   assert.ok(!names.includes('x') && !names.includes('y') && !names.includes('rel'));
 
+  // Into an existing directory too, with or without --chown (fuzz seed 40012): the layer is empty, /tmp is not in it.
+  const intoTmp = await sb.build({
+    context: await sb.context({ Dockerfile: 'FROM busybox\nCOPY --chown=65534:65534 *.txt /tmp/\nCOPY *.txt /etc/\n', 'keep/k2.txt': 'k' }),
+  });
+  assert.deepEqual(intoTmp.image.config.rootfs.diff_ids.slice(1), [empty, empty]);
+
   for (const df of ['FROM busybox\nCOPY missingdir/*.txt /x/\n', 'FROM busybox AS s\nFROM busybox\nCOPY --from=s /missingdir/* /x/\n']) {
     await assert.rejects(sb.build({ context: await sb.context({ Dockerfile: df }) }), /not found/);
   }
