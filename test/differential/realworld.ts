@@ -194,8 +194,9 @@ export const REALWORLD_CASES: readonly RealWorldCase[] = [
     name: 'apt-purge',
     dockerfile: [
       `FROM ${DEBIAN_TAG}`,
-      'RUN apt-get update && apt-get install -y --no-install-recommends perl && rm -rf /var/lib/apt/lists/*',
-      'RUN apt-get purge -y --auto-remove perl && rm -rf /usr/share/doc /usr/share/man /usr/share/locale /usr/share/info /var/cache/debconf/*-old',
+      // usr-is-merged: mmdebstrap's minbase lacks it, and without the lists apt's resolver then refuses any purge.
+      'RUN apt-get update && apt-get install -y --no-install-recommends perl usr-is-merged && rm -rf /var/lib/apt/lists/*',
+      'RUN apt-get purge -y --auto-remove perl perl-modules-5.36 libperl5.36 && rm -rf /usr/share/doc /usr/share/man /usr/share/locale /usr/share/info /var/cache/debconf/*-old',
       'COPY message.txt /etc/message.txt',
       'CMD ["sh", "-c", "cat /etc/message.txt; find /usr/share/perl /usr/share/doc /usr/share/man 2>/dev/null | wc -l"]',
       '',
