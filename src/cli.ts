@@ -252,8 +252,8 @@ async function cmdBuild(
   // `docker build -` reads the Dockerfile from stdin and has no build context: an empty directory stands in.
   let emptyContext: string | undefined;
   if (contextArg === '-') {
-    const [{ mkdtemp }, { tmpdir }, { join }] = await Promise.all([import('node:fs/promises'), import('node:os'), import('node:path')]);
-    emptyContext = await mkdtemp(join(tmpdir(), 'kiln-empty-context-'));
+    const { makeOwnedTempDir } = await import('./store/owner.js');
+    emptyContext = makeOwnedTempDir('empty-context');
   }
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => controller.abort(new Error(`build interrupted (${sig})`));

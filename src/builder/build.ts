@@ -15,7 +15,7 @@ import { LayerStore } from '../store/layer-store.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
-import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState } from './dispatch.js';
+import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState, envMap } from './dispatch.js';
 import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts, type NamedContext } from './named-context.js';
@@ -197,6 +197,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       }
       state.args = new Map();
       // Global ARGs are not in scope inside a stage until re-declared; the graph already used them for FROM.
+      // The base's config Env goes on top of whatever state env the base stage left (BuildKit's stage start).
+      for (const [k, v] of envMap(state.config.config.Env)) state.env.set(k, v);
       emit({ type: 'step-done', step: fromRef, durationMs: Date.now() - t0 });
       reports.push({ step: fromRef, cached: true, durationMs: Date.now() - t0 });
 
@@ -416,6 +418,7 @@ function scratchState(): StageState {
     layers: [],
     key: cacheKey({ parent: 'scratch', instruction: 'FROM scratch' }),
     args: new Map(),
+    env: new Map(),
     cmdSet: false,
     history: [],
     lastCreated: '1970-01-01T00:00:00.000Z',
@@ -438,6 +441,7 @@ function stateFromImage(image: StoredImage): StageState {
     layers,
     key: cacheKey({ parent: `base:${image.manifestDigest}`, instruction: 'FROM' }),
     args: new Map(),
+    env: new Map(),
     cmdSet: false,
     history: [],
     lastCreated: image.config.created ?? '1970-01-01T00:00:00.000Z',
@@ -448,7 +452,7 @@ function cloneState(s: StageState): StageState {
   const config = structuredClone(s.config);
   // The child stage's history continues the parent's: fold the parent's new entries in.
   config.history = [...(config.history ?? []), ...structuredClone(s.history)];
-  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), cmdSet: false, history: [], lastCreated: s.lastCreated };
+  return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), env: new Map(s.env), cmdSet: false, history: [], lastCreated: s.lastCreated };
 }
 
 /**

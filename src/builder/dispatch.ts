@@ -3,11 +3,12 @@
  * changes, the history entry it writes, the cache key it chains, and, for the steps that change
  * files (RUN, COPY, ADD, WORKDIR), the layer it asks the runtime for.
  *
- * Words are expanded here, with the stage's environment at that step (ENV wins over ARG, as in
- * Docker). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never expanded: the shell does that.
+ * Words are expanded here, with the stage's environment at that step (StageState.env: ENV and ARG values,
+ * the later one winning, as BuildKit's LLB state env). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never
+ * expanded: the shell does that.
  */
 import { sha256Hex } from '../sha256.js';
-import { mkdir, readFile, writeFile, chmod as chmodFile, rm, lstat, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, chmod as chmodFile, chown, rm, lstat, readdir } from 'node:fs/promises';
 import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
@@ -60,6 +61,12 @@ export interface StageState {
   key: string;
   /** ARGs in scope in this stage (declared, with their values; undefined = declared without a value). */
   args: Map<string, string | undefined>;
+  /**
+   * The variables RUN gets and words expand with: BuildKit's LLB state env. ENV and ARG values both set it and
+   * the later one wins, so `ENV A=1` then `ARG A=2` gives RUN and later words A=2 while the config keeps A=1. A
+   * stage based on another inherits the parent's (ARG values included), with its config's Env applied on top.
+   */
+  env: Map<string, string>;
   /** True once CMD was set in this stage (ENTRYPOINT then keeps it). */
   cmdSet: boolean;
   /** History entries this stage added (folded into the config at the end). */
@@ -145,12 +152,9 @@ function setEnv(config: ImageConfig, key: string, value: string): void {
   config.config.Env = env;
 }
 
-/** The variables an instruction's words see: declared ARGs with values, then ENV on top. */
+/** The variables an instruction's words see: the stage's state env (see {@link StageState.env}). */
 function expansionEnv(state: StageState): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const [k, v] of state.args) if (v !== undefined) m.set(k, v);
-  for (const [k, v] of envMap(state.config.config.Env)) m.set(k, v);
-  return m;
+  return state.env;
 }
 
 /** ARGs with values that ENV does not override: what RUN adds to its environment. */
@@ -221,6 +225,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         const value = expand(ctx, ins, state, p.value);
         const key = expand(ctx, ins, state, p.key);
         setEnv(state.config, key, value);
+        state.env.set(key, value);
         parts.push(`${key}=${value}`);
       }
       chain(`ENV ${parts.join(' ')}`);
@@ -237,6 +242,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         } else if (a.value !== undefined) value = expand(ctx, ins, state, a.value);
         else value = state.args.get(a.key) ?? ctx.globalArgs.get(a.key);
         state.args.set(a.key, value);
+        if (value !== undefined) state.env.set(a.key, value);
         parts.push(value === undefined ? a.key : `${a.key}=${value}`);
       }
       // Only the names enter the chain: as in docker, a changed value invalidates the RUN steps that get it
@@ -437,16 +443,22 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
     const below = state.pending;
     below?.startHashing();
     const exists = await existsInLayers(ctx, state, resolved);
+    // BuildKit makes the directories it creates as the stage's USER (its mkdir runs with the user's ids): a name
+    // needs the stage's /etc/passwd, a number does not (a missing gid is the uid, as for --chown).
+    const user = cfg.User ?? '';
+    const owner = user === '' ? undefined : /^\d+(:\d+)?$/.test(user) ? numericOwner(user) : 'by-name';
     const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
-      if (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false)) {
-        await mkdir(path.join(dirs.upperDir, resolved), { recursive: true, mode: 0o755 });
+      if (owner !== 'by-name' && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
+        const target = path.join(dirs.upperDir, resolved);
+        await chownCreated(await mkdir(target, { recursive: true, mode: 0o755 }), target, owner);
         return;
       }
       await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
         const host = await (await users()).resolveInRoot(rootfs, resolved);
-        await mkdir(host, { recursive: true, mode: 0o755 });
+        const ids = owner === 'by-name' ? await resolveChown(rootfs, user) : owner;
+        await chownCreated(await mkdir(host, { recursive: true, mode: 0o755 }), host, ids);
       });
     });
     return pending;
@@ -505,6 +517,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
   } else argv = [...ins.command.argv];
   const argsEnv = runArgs(state);
   const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
+  // What the step's processes get (before mounts and proxies); all of it is in the key: ARG values inherited from a
+  // parent stage reach the environment without being in this stage's history.
+  const runEnv = [...state.env].map(([k, v]) => `${k}=${v}`);
   const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
   const mounts = ins.mounts.map((m) => (m.needsExpansion ? parseMount(m.spec, (w) => expand(ctx, ins, state, w)) : m));
@@ -526,7 +541,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     parent: state.key,
     instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
     args: keyedArgs,
-    inputs: mountKeys,
+    inputs: [...mountKeys, `env ${JSON.stringify(runEnv.filter((e) => !PROXY_ARGS.includes(e.slice(0, e.indexOf('=')))))}`],
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // The step below, if still pending, is hashed once this container runs (see PendingStepLayer).
@@ -536,7 +551,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
       try {
         // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
         // no such variable of its own, and never in the cache key or the history (they may carry credentials).
-        const env = withEnv([...(cfg.Env ?? []), ...argsEnv], { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
+        const env = withEnv(runEnv, { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
         if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
@@ -1034,6 +1049,15 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
       const { addUrlSources } = await import('../runtime/handlers/add.js');
       await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
+  }
+}
+
+/** Gives `owner` the directories a recursive mkdir made: `first` (what mkdir returned) down to `target`. */
+async function chownCreated(first: string | undefined, target: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  if (first === undefined || owner === undefined) return;
+  for (let p = target; ; p = path.dirname(p)) {
+    await chown(p, owner.uid, owner.gid);
+    if (p === first || p === path.dirname(p)) break;
   }
 }
 

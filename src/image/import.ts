@@ -7,8 +7,7 @@
 import { parseUntrustedJson } from '../untrusted-json.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { link, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { link, lstat, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +20,7 @@ import { IMAGE_JSON_LIMITS, formatLimit } from './limits.js';
 import { familiarImageName, fullImageName } from './names.js';
 import { MEDIA_TYPES } from './types.js';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
+import { makeOwnedTempDir } from '../store/owner.js';
 
 /** Where an image comes from. */
 export type ImportSource =
@@ -330,7 +330,7 @@ async function withDirectory<T>(path: string, signal: AbortSignal | undefined, f
     throw new RuntimeError(`${path} does not exist`, { cause });
   }
   if (st.isDirectory()) return fn(path);
-  const dir = await mkdtemp(join(tmpdir(), 'kiln-import-'));
+  const dir = makeOwnedTempDir('import');
   try {
     await unpackArchive(path, dir, signal);
     return await fn(dir);

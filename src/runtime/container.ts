@@ -4,17 +4,18 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
-import { detectRuntime, hostCacheDir, type RuntimeInfo } from './oci-runtime.js';
+import { detectRuntime, hostCacheDir, privilegedCommand, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
 import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type SandboxNetwork } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
 import { guardedCommand, guardPrefix, outerPid } from './run-guard.js';
 import { makePrivateDir } from '../store/owner.js';
+import { removeKnown } from '../store/remove-known.js';
 import { compiledSeccomp, SECCOMP_BPF_ANNOTATION } from './seccomp-bpf-cache.js';
 import { seccompProfile } from './seccomp.js';
 import { resolveInRoot, resolveUser } from './user.js';
@@ -252,7 +253,16 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
           ...(network === undefined ? [] : [{ type: 'network', path: (await network).nsPath }]),
         ],
         // Deny every device node; the runtime still allows the standard ones it creates (null, zero, …).
-        resources: { devices: [{ allow: false, access: 'rwm' }] },
+        // `--security=insecure` allows every device and adds the ones BuildKit's insecure mode adds.
+        resources: {
+          devices: insecure
+            ? [
+                { allow: true, type: 'c', access: 'rwm' },
+                { allow: true, type: 'b', access: 'rwm' },
+              ]
+            : [{ allow: false, access: 'rwm' }],
+        },
+        ...(insecure ? { devices: insecureDevices() } : {}),
         ...(runtime.cgroups ? cgroupsPath(id) : {}),
         ...(seccomp === undefined ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp }),
       },
@@ -261,7 +271,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
     signal?.throwIfAborted();
 
-    run = await runRuntime(runtime, bundle, stateRoot, id, options);
+    run = await runRuntime(insecure ? { ...runtime, command: await privilegedCommand(runtime) } : runtime, bundle, stateRoot, id, options);
     signal?.throwIfAborted();
   } finally {
     if (network !== undefined) await network.then((n) => n.release(), () => {});
@@ -271,7 +281,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
       await removeStubs(spec.rootfs.upperDir, stubs);
     }
     // Never remove the bundle while anything is still mounted in it: rm would reach through the overlay.
-    if (!(await isMounted(rootfs))) removeBundle(bundle);
+    if (!(await isMounted(rootfs))) removeKnown(bundle, BUNDLE_FILES, BUNDLE_DIRS);
   }
   return {
     exitCode: run.exitCode,
@@ -282,36 +292,45 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   };
 }
 
+/**
+ * The device nodes BuildKit's insecure mode adds (entitlements' WithInsecureSpec): kmsg, cuse, fuse, kvm, net/tun,
+ * loop-control and loop devices, each only where the host has the node (its mode and owner are kept). BuildKit
+ * asks loop-control for the first free loop device and adds up to eight past it; kiln adds the host's loop
+ * devices and eight numbers past the highest (the kernel makes them on demand through loop-control).
+ */
+function insecureDevices(): Array<{ path: string; type: 'c' | 'b'; major: number; minor: number; fileMode?: number; uid?: number; gid?: number }> {
+  const fixed: Array<[string, 'c' | 'b', number, number]> = [
+    ['/dev/kmsg', 'c', 1, 11],
+    ['/dev/cuse', 'c', 10, 203],
+    ['/dev/fuse', 'c', 10, 229],
+    ['/dev/kvm', 'c', 10, 232],
+    ['/dev/net/tun', 'c', 10, 200],
+    ['/dev/loop-control', 'c', 10, 237],
+  ];
+  let highest = -1;
+  try {
+    for (const n of readdirSync('/dev')) {
+      const m = /^loop(\d+)$/.exec(n);
+      if (m) highest = Math.max(highest, Number(m[1]));
+    }
+  } catch {
+    // no /dev listing: no loop devices
+  }
+  const loops: Array<[string, 'c' | 'b', number, number]> = [];
+  if (existsSync('/dev/loop-control')) for (let i = 0; i <= highest + 8; i++) loops.push([`/dev/loop${i}`, 'b', 7, i]);
+  const out: ReturnType<typeof insecureDevices> = [];
+  for (const [p, type, major, minor] of [...fixed, ...loops]) {
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (st !== undefined && !(type === 'c' ? st.isCharacterDevice() : st.isBlockDevice())) continue;
+    if (st === undefined && !p.startsWith('/dev/loop')) continue;
+    out.push({ path: p, type, major, minor, ...(st === undefined ? { fileMode: 0o660, uid: 0, gid: 0 } : { fileMode: st.mode & 0o7777, uid: st.uid, gid: st.gid }) });
+  }
+  return out;
+}
+
 /** What a bundle holds after a run (see runContainer); `netns` only with the sandbox network, `state` once crun ran. */
 const BUNDLE_FILES = ['config.json', 'init.pid', 'runtime.log', 'files/hosts', 'files/resolv.conf', 'files/hostname', 'netns'] as const;
 const BUNDLE_DIRS = ['files', 'rootfs', 'state'] as const;
-
-/**
- * Removes a run's bundle by its known entries: about ten syscalls, where Node's recursive rmSync (a JavaScript
- * rimraf: lstat, readdir and retries per entry) cost ~2 ms of the main thread per RUN step. Anything else in it
- * (a runtime that left more state) is found when a directory is not empty, and then removed recursively.
- */
-function removeBundle(bundle: string): void {
-  for (const f of BUNDLE_FILES) {
-    try {
-      unlinkSync(path.join(bundle, f));
-    } catch {
-      // absent (or a directory: left to the fallback)
-    }
-  }
-  try {
-    for (const d of BUNDLE_DIRS) {
-      try {
-        rmdirSync(path.join(bundle, d));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
-    rmdirSync(bundle);
-  } catch {
-    rmSync(bundle, { recursive: true, force: true });
-  }
-}
 
 /** The relative cgroup path keeps the container under our own cgroup (and its limits) on cgroup v1. */
 function cgroupsPath(id: string): { cgroupsPath?: string } {

@@ -90,30 +90,35 @@ const DEVICE_RULES = [
   'c 10:200 rwm', // net/tun
 ] as const;
 
+/** What `RUN --security=insecure` may use: every device, as BuildKit's insecure mode allows (`c *:* rwm`, `b *:* rwm`). */
+const PRIVILEGED_DEVICE_RULES = ['a *:* rwm'] as const;
+
 /**
  * The cgroup v1 devices cgroup that steps without a cgroup of their own run in: `kiln` below our own
- * devices cgroup, made once per host and shared by every step (the rules are the same for all). It is
- * configured under a temporary name and renamed into place, so no step ever joins a half-configured one.
+ * devices cgroup, made once per host and shared by every step (the rules are the same for all), or, for
+ * `--security=insecure` steps, `kiln-privileged` beside it, which allows every device. It is configured
+ * under a temporary name and renamed into place, so no step ever joins a half-configured one.
  * Undefined when the devices controller is not mounted where we can write.
  */
-async function devicesCgroup(): Promise<string | undefined> {
+async function devicesCgroup(name: 'kiln' | 'kiln-privileged' = 'kiln'): Promise<string | undefined> {
+  const rules: readonly string[] = name === 'kiln' ? DEVICE_RULES : PRIVILEGED_DEVICE_RULES;
   const own = (await readFile('/proc/self/cgroup', 'utf8').catch(() => ''))
     .split('\n')
     .map((line) => line.split(':'))
     .find((f) => f[1]?.split(',').includes('devices'))?.[2];
   if (own === undefined) return undefined;
   const parent = path.join('/sys/fs/cgroup/devices', own);
-  const dir = path.join(parent, 'kiln');
-  if (await usable(dir)) return dir;
-  const tmp = path.join(parent, `kiln.${process.pid}.${Date.now()}`);
+  const dir = path.join(parent, name);
+  if (await usable(dir, rules)) return dir;
+  const tmp = path.join(parent, `${name}.${process.pid}.${Date.now()}`);
   try {
     await mkdir(tmp);
     await writeFile(path.join(tmp, 'devices.deny'), 'a');
-    for (const rule of DEVICE_RULES) await writeFile(path.join(tmp, 'devices.allow'), rule);
+    for (const rule of rules) await writeFile(path.join(tmp, 'devices.allow'), rule);
     await rename(tmp, dir).catch(async (cause: unknown) => {
       await rmdir(tmp);
       // Another kiln made it meanwhile.
-      if (!(await usable(dir))) throw cause;
+      if (!(await usable(dir, rules))) throw cause;
     });
     return dir;
   } catch {
@@ -122,12 +127,24 @@ async function devicesCgroup(): Promise<string | undefined> {
   }
 }
 
-/** Whether `dir` is a devices cgroup with exactly {@link DEVICE_RULES}. */
-async function usable(dir: string): Promise<boolean> {
+/** Whether `dir` is a devices cgroup with exactly `rules`. */
+async function usable(dir: string, rules: readonly string[]): Promise<boolean> {
   const list = await readFile(path.join(dir, 'devices.list'), 'utf8').catch(() => undefined);
   if (list === undefined) return false;
   const have = new Set(list.split('\n').filter((l) => l !== ''));
-  return have.size === DEVICE_RULES.length && DEVICE_RULES.every((r) => have.has(r));
+  return have.size === rules.length && rules.every((r) => have.has(r));
+}
+
+/**
+ * The runtime's command for a `--security=insecure` step: the same, joining the devices cgroup that allows every
+ * device instead of kiln's (made on first use). Runtimes that make a cgroup per step get the rules in the config.
+ */
+export async function privilegedCommand(runtime: RuntimeInfo): Promise<readonly string[]> {
+  if (runtime.cgroups) return runtime.command;
+  const restricted = await devicesCgroup('kiln');
+  const privileged = await devicesCgroup('kiln-privileged');
+  if (restricted === undefined || privileged === undefined) throw new RuntimeError('RUN --security=insecure: cannot make a devices cgroup that allows every device');
+  return runtime.command.map((a) => (a === restricted ? privileged : a));
 }
 
 /**

@@ -3,11 +3,11 @@
  * native addon when it is built, the `mount` and `umount` commands (execa) otherwise.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MNT_DETACH, nativeSys } from '../native/sys.js';
+import { makeOwnedTempDir } from '../store/owner.js';
 
 /** The parts of an overlay mount. */
 export interface OverlayOptions {
@@ -87,7 +87,7 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
   };
   try {
     if (lowerDirs.length === 0) {
-      helperDir = await mkdtemp(path.join(os.tmpdir(), 'kiln-ovl-'));
+      helperDir = makeOwnedTempDir('ovl');
       const empty = path.join(helperDir, 'empty');
       await mkdir(empty);
       lowerDirs = [empty];
@@ -96,7 +96,7 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
     let cwd: string | undefined;
     let data = `${FIXED_OPTIONS},lowerdir=${lowerDirs.join(':')},upperdir=${path.resolve(upperDir)},workdir=${path.resolve(workDir)}`;
     if (data.length > MOUNT_DATA_LIMIT || lowerDirs.some(special) || special(upperDir) || special(workDir)) {
-      helperDir ??= await mkdtemp(path.join(os.tmpdir(), 'kiln-ovl-'));
+      helperDir ??= makeOwnedTempDir('ovl');
       const links = path.join(helperDir, 'l');
       await mkdir(links);
       await Promise.all(lowerDirs.map((d, i) => symlink(d, path.join(links, String(i)))));

@@ -8,11 +8,11 @@
  * (runc) still applies the same profile.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { RuntimeInfo } from './oci-runtime.js';
 import type { OciSeccomp } from './seccomp.js';
+import { makeOwnedTempDir } from '../store/owner.js';
 
 /** The annotation crun reads a compiled filter from. */
 export const SECCOMP_BPF_ANNOTATION = 'run.oci.seccomp_bpf_data';
@@ -40,15 +40,28 @@ export async function compiledSeccomp(runtime: RuntimeInfo, profile: OciSeccomp,
     writeFileSync(tmp, bpf, { mode: 0o600 });
     chmodSync(tmp, 0o600);
     renameSync(tmp, file);
+    pruneOthers(cacheDir, path.basename(file));
   } catch {
     // uncached: compiled again next time
   }
   return bpf.toString('base64');
 }
 
+/** How many filters of other profiles or runtime versions stay cached beside a new one (several kiln installs). */
+const KEEP_OTHERS = 3;
+
+/** Drops all but the newest {@link KEEP_OTHERS} other filters: a crun upgrade or a profile change would otherwise add files forever. */
+function pruneOthers(cacheDir: string, keep: string): void {
+  const others = readdirSync(cacheDir)
+    .filter((n) => /^seccomp-[0-9a-f]{32}\.bpf$/.test(n) && n !== keep)
+    .map((n) => ({ n, t: statSync(path.join(cacheDir, n), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
+    .sort((a, b) => b.t - a.t);
+  for (const { n } of others.slice(KEEP_OTHERS)) rmSync(path.join(cacheDir, n), { force: true });
+}
+
 /** `crun create` of an empty container with the profile, to read back the filter crun compiled; then `delete --force`. */
 async function compileWithCrun(runtime: RuntimeInfo, profile: OciSeccomp, capabilities: readonly string[]): Promise<Buffer | undefined> {
-  const bundle = mkdtempSync(path.join(os.tmpdir(), 'kiln-seccomp-'));
+  const bundle = makeOwnedTempDir('seccomp');
   const state = path.join(bundle, 'state');
   const id = `kiln-seccomp-${randomBytes(6).toString('hex')}`;
   const [bin, ...wrapper] = runtime.command as [string, ...string[]];

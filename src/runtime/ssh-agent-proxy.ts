@@ -7,11 +7,11 @@
  * The socket lives in a private 0700 directory under the system temp dir: a Unix socket path must fit in 108 bytes,
  * which a store path may not leave room for, and no other user of this machine may connect to it.
  */
-import { chmod, chown, lstat, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, rm } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { messageOf } from '../errors.js';
+import { makeOwnedTempDir } from '../store/owner.js';
 
 export interface AgentProxy {
   /** The proxy's socket on this machine (what the step's bind mount shows at its target). */
@@ -35,7 +35,7 @@ export async function startAgentProxy(agentSocket: string, access: SocketAccess)
   if (!st.isSocket()) {
     throw new Error(`${agentSocket} is not a socket: kiln forwards SSH agents, not key files (add the key to an agent with ssh-add and pass the agent's socket)`);
   }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-ssh-'));
+  const dir = makeOwnedTempDir('ssh');
   const socket = path.join(dir, 'agent.sock');
   const open = new Set<net.Socket>();
   const server = net.createServer((client) => {

@@ -4,7 +4,8 @@
  * blob, and renamed into the store as that layer's unpacked form (the next step's lowerdir), so
  * nothing is extracted again. Whatever happens, the scratch directory is removed.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { removeKnown } from '../store/remove-known.js';
 import { chmod, chown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
@@ -128,7 +129,7 @@ export async function runStepLayer<T>(
       return layer;
     } finally {
       // After adoption only the overlay's empty workdir is left: removed in place.
-      if (adopted) rmSync(scratch, { recursive: true, force: true });
+      if (adopted) removeKnown(scratch, [], ['work/work', 'work/index', 'work']);
       else await rm(scratch, { recursive: true, force: true });
     }
   };

@@ -95,3 +95,21 @@ export function privateDirBases(): string[] {
   const memory = memoryDirs();
   return memory.length > 0 ? memory : [os.tmpdir()];
 }
+
+/** The kinds of scratch directory kiln makes in the system temp dir (os.tmpdir()), each named by its owner. */
+export type TempKind = 'ovl' | 'ssh' | 'import' | 'seccomp' | 'empty-context';
+
+/** Names of {@link makeOwnedTempDir}'s directories: `kiln-<kind>-<owner>-<hex>`. */
+export const OWNED_TEMP_RE = /^kiln-(ovl|ssh|import|seccomp|empty-context)-/;
+
+/**
+ * Makes a fresh private (0700) scratch directory in the system temp dir, named after this process (like
+ * mkdtemp, but with an owner a later kiln can check): a killed kiln's overlay helper links, SSH agent
+ * socket, unpacked archive or seccomp bundle is then recovered by the next one (store/recovery.ts) instead
+ * of lingering until reboot.
+ */
+export function makeOwnedTempDir(kind: TempKind, base: string = os.tmpdir()): string {
+  const dir = path.join(base, ownedName(`kiln-${kind}`));
+  mkdirSync(dir, { mode: 0o700 }); // fails if it exists: never a directory someone else made
+  return dir;
+}

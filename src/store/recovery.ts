@@ -1,7 +1,8 @@
 /**
  * What a dead kiln left behind, recovered by the next kiln process that opens the store (any command): its
  * step directories and half-written files in `tmp/`, its half-unpacked layers, its container bundles and secret
- * files in memory-backed storage, the overlay mounts inside any of those, and its lease. What a live process
+ * files in memory-backed storage, its scratch directories in the system temp dir (owner.ts makeOwnedTempDir),
+ * the overlay mounts inside any of those, and its lease. What a live process
  * owns is never touched: ownership is the pid and start time in each item's name (see owner.ts).
  *
  * Containers themselves die with the kiln that started them (src/runtime/run-guard.ts), so only their mounts
@@ -9,10 +10,10 @@
  */
 import { lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { MNT_DETACH, nativeSys } from '../native/sys.js';
-import { ownerAlive, ownerOfName, PRIVATE_DIR_RE, privateDirBases } from './owner.js';
+import { OWNED_TEMP_RE, ownerAlive, ownerOfName, PRIVATE_DIR_RE, privateDirBases } from './owner.js';
 
 /** What a recovery did. */
 export interface RecoveryReport {
@@ -79,14 +80,17 @@ function deadEntries(dir: string, filter: (name: string) => boolean = () => true
  * directory listings, no mountinfo read. Removal of what is found is awaited (a dead build's step directory can
  * hold gigabytes).
  */
-export async function recoverDeadOwners(root: string): Promise<RecoveryReport> {
+export async function recoverDeadOwners(root: string, tempBase: string = tmpdir()): Promise<RecoveryReport> {
   const uid = process.getuid?.();
   const items = [
     ...deadEntries(path.join(root, 'tmp')),
     ...deadEntries(path.join(root, 'layers'), (n) => n.includes('.tmp-')),
-    // Private dirs in shared places (/dev/shm): only our own user's.
-    ...privateDirBases().flatMap((base) =>
-      deadEntries(base, (n) => PRIVATE_DIR_RE.test(n)).filter((p) => {
+    // Private dirs in shared places (/dev/shm, the system temp dir): only our own user's.
+    ...[
+      ...privateDirBases().map((base) => [base, PRIVATE_DIR_RE] as const),
+      [tempBase, OWNED_TEMP_RE] as const,
+    ].flatMap(([base, re]) =>
+      deadEntries(base, (n) => re.test(n)).filter((p) => {
         const st = lstatSync(p, { throwIfNoEntry: false });
         return st !== undefined && st.isDirectory() && (uid === undefined || st.uid === uid);
       }),

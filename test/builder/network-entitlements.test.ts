@@ -1,6 +1,7 @@
 // RUN's network modes (the sandboxed network by default), the entitlements that --network=host and
 // --security=insecure need (as BuildKit's `--allow`), and the proxy build args Docker predefines.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { BuildError, DockerfileError } from '../../src/errors.js';
 import { sandbox, type Sandbox } from './helpers.js';
@@ -59,6 +60,15 @@ test('RUN --security=insecure needs the security.insecure entitlement and then r
   const b = await sb.build({ context: ctx, dockerfileText, allow: ['security.insecure'], network: 'none' });
   assert.match(await b.read('insecure'), /^Seccomp:\s+0$/m);
   assert.match(await b.read('sandboxed'), /^Seccomp:\s+2$/m);
+});
+
+test('RUN --security=insecure gets the devices BuildKit\'s insecure mode adds, usable; a sandboxed RUN cannot open them', { skip: !existsSync('/dev/loop-control') && 'no loop-control on this host' }, async () => {
+  const probe = 'for d in /dev/loop-control /dev/loop0 /dev/fuse; do if [ -e $d ] && { true < $d; } 2>/dev/null; then echo "$d open"; else echo "$d no"; fi; done';
+  const dockerfileText = `FROM busybox:latest\nRUN --security=insecure sh -c '${probe}' > /insecure\nRUN sh -c '${probe}' > /sandboxed\n`;
+  const b = await sb.build({ context: ctx, dockerfileText, allow: ['security.insecure'], network: 'none' });
+  const expectOpen = ['/dev/loop-control', '/dev/loop0', ...(existsSync('/dev/fuse') ? ['/dev/fuse'] : [])];
+  for (const d of expectOpen) assert.match(await b.read('insecure'), new RegExp(`^${d} open$`, 'm'));
+  for (const d of ['/dev/loop-control', '/dev/loop0', '/dev/fuse']) assert.match(await b.read('sandboxed'), new RegExp(`^${d} no$`, 'm'));
 });
 
 test('an unknown entitlement is refused', async () => {

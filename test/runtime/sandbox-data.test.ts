@@ -1,7 +1,7 @@
 // The data behind the sandbox: Docker's seccomp profile per capability set, the compiled-filter cache, and the
 // resolv.conf a step gets.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -52,6 +52,18 @@ test('crun compiles the profile once; the filter is cached root-only and read ba
     assert.equal(await compiledSeccomp(runtime, profile, DOCKER_CAPS, dir), first);
     // runc does not read the annotation: no compiled filter, it compiles linux.seccomp itself.
     assert.equal(await compiledSeccomp({ ...runtime, name: 'runc' }, profile, DOCKER_CAPS, dir), undefined);
+    // Filters of other profiles or crun versions do not pile up: the newest three others stay beside the new one.
+    const stale = ['a', 'b', 'c', 'd', 'e'].map((c, i) => ({ name: `seccomp-${c.repeat(32)}.bpf`, age: i + 1 }));
+    for (const s of stale) {
+      await writeFile(path.join(dir, s.name), 'x');
+      const when = new Date(Date.now() - s.age * 60_000);
+      await utimes(path.join(dir, s.name), when, when);
+    }
+    await compiledSeccomp({ ...runtime, version: 'other' }, profile, DOCKER_CAPS, dir);
+    const names = await readdir(dir);
+    // The new filter, and of the others the newest three: the first one (written just now), a and b.
+    assert.equal(names.length, 4, names.join(' '));
+    for (const keep of [file!, stale[0]!.name, stale[1]!.name]) assert.ok(names.includes(keep), `${keep} is among the newest others`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
