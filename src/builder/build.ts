@@ -195,8 +195,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           throw err;
         }
       }
-      state.args = new Map();
-      // Global ARGs are not in scope inside a stage until re-declared; the graph already used them for FROM.
+      // Global ARGs are not in scope inside a stage until re-declared; the graph already used them for FROM. A stage
+      // based on another keeps the parent's declared ARGs (cloneState), as the modern frontend's dispatchState.init
+      // appends the base's buildArgs: its RUN history lists them (dockerd 20.10's did not: deliberate, README).
       // The base's config Env goes on top of whatever state env the base stage left (BuildKit's stage start).
       for (const [k, v] of envMap(state.config.config.Env)) state.env.set(k, v);
       emit({ type: 'step-done', step: fromRef, durationMs: Date.now() - t0 });

@@ -157,6 +157,15 @@ function expansionEnv(state: StageState): Map<string, string> {
   return state.env;
 }
 
+/**
+ * The `K=V` words BuildKit's runCommandString puts in a RUN's history (`RUN |N K=V … cmd`): every ARG declared
+ * in the stage, once, in order of first declaration, with its value in the step environment (an ENV's, or the
+ * ARG's own when set after it), empty when it has none.
+ */
+function runHistoryArgs(state: StageState): string[] {
+  return [...state.args.keys()].map((k) => `${k}=${state.env.get(k) ?? ''}`);
+}
+
 /** ARGs with values that ENV does not override: what RUN adds to its environment. */
 function runArgs(state: StageState): string[] {
   const env = envMap(state.config.config.Env);
@@ -191,6 +200,11 @@ function history(state: StageState, createdBy: string, emptyLayer: boolean, crea
   const entry: HistoryEntry = { created, created_by: createdBy, comment: 'buildkit.dockerfile.v0' };
   if (emptyLayer) entry.empty_layer = true;
   state.history.push(entry);
+}
+
+/** Go's `%v` of a string slice, as BuildKit writes SHELL history: `[a b]`. */
+function goList(list: readonly string[]): string {
+  return `[${list.join(' ')}]`;
 }
 
 /** Go's `%q` of a string slice, as BuildKit writes CMD/ENTRYPOINT history: `["a" "b"]`. */
@@ -235,13 +249,17 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
     case 'arg': {
       const parts: string[] = [];
       for (const a of ins.args) {
+        // BuildKit's dispatchArg: a --build-arg, else the default, else the global ARG's value. Without any, the
+        // name keeps the value it already has in the step environment (an earlier ARG's) but the history shows
+        // the bare name.
         let value: string | undefined;
         if (Object.hasOwn(ctx.options.buildArgs, a.key)) {
           value = ctx.options.buildArgs[a.key];
           ctx.consumedArgs.add(a.key);
         } else if (a.value !== undefined) value = expand(ctx, ins, state, a.value);
-        else value = state.args.get(a.key) ?? ctx.globalArgs.get(a.key);
-        state.args.set(a.key, value);
+        else value = ctx.globalArgs.get(a.key);
+        // Re-set so a redeclared name keeps its first position (Map order), as BuildKit's RUN history does.
+        state.args.set(a.key, value ?? state.args.get(a.key));
         if (value !== undefined) state.env.set(a.key, value);
         parts.push(value === undefined ? a.key : `${a.key}=${value}`);
       }
@@ -310,7 +328,7 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
     case 'shell': {
       cfg.Shell = [...ins.shell];
       chain(`SHELL ${JSON.stringify(ins.shell)}`);
-      history(state, `SHELL ${goQuoteList(ins.shell)}`, true, created);
+      history(state, `SHELL ${goList(ins.shell)}`, true, created);
       return { cached: false };
     }
     case 'cmd': {
@@ -340,7 +358,14 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
         if (hc.retries) cfg.Healthcheck.Retries = hc.retries;
       }
       chain(`HEALTHCHECK ${JSON.stringify(cfg.Healthcheck)}`);
-      history(state, `HEALTHCHECK &{${goQuoteList(cfg.Healthcheck.Test ?? [])} ${fmtDur(cfg.Healthcheck.Interval)} ${fmtDur(cfg.Healthcheck.Timeout)} ${fmtDur(cfg.Healthcheck.StartPeriod)} ${fmtDur(cfg.Healthcheck.StartInterval)} ${cfg.Healthcheck.Retries ?? 0}}`, true, created);
+      // BuildKit's dispatchHealthcheck: Go's `%+v` of the HealthcheckConfig struct (durations by their String()).
+      const h = cfg.Healthcheck;
+      history(
+        state,
+        `HEALTHCHECK {Test:${goList(h.Test ?? [])} Interval:${goDuration(h.Interval ?? 0)} Timeout:${goDuration(h.Timeout ?? 0)} StartPeriod:${goDuration(h.StartPeriod ?? 0)} StartInterval:${goDuration(h.StartInterval ?? 0)} Retries:${h.Retries ?? 0}}`,
+        true,
+        created,
+      );
       return { cached: false };
     }
     case 'onbuild': {
@@ -361,9 +386,24 @@ export async function dispatch(ctx: DispatchContext, state: StageState, ins: Ins
   }
 }
 
-function fmtDur(ns: number | undefined): string {
-  if (!ns) return '0s';
-  return `${ns / 1e9}s`;
+/** Go's time.Duration String(): `0s`, `1.5ms`, `5s`, `1m30s`, `1h0m0s`. */
+export function goDuration(ns: number): string {
+  if (ns === 0) return '0s';
+  const sign = ns < 0 ? '-' : '';
+  let u = Math.abs(ns);
+  // Integer part and the fraction with trailing zeros dropped, as Go's fmtFrac does.
+  const withFrac = (v: number, unit: number): string => {
+    const frac = String(v % unit).padStart(String(unit).length - 1, '0').replace(/0+$/, '');
+    return `${Math.floor(v / unit)}${frac ? `.${frac}` : ''}`;
+  };
+  if (u < 1e3) return `${sign}${u}ns`;
+  if (u < 1e6) return `${sign}${withFrac(u, 1e3)}µs`;
+  if (u < 1e9) return `${sign}${withFrac(u, 1e6)}ms`;
+  const hours = Math.floor(u / 3.6e12);
+  u -= hours * 3.6e12;
+  const minutes = Math.floor(u / 6e10);
+  u -= minutes * 6e10;
+  return `${sign}${hours ? `${hours}h` : ''}${hours || minutes ? `${minutes}m` : ''}${withFrac(u, 1e9)}s`;
 }
 
 /**
@@ -427,17 +467,21 @@ const diffIds = (state: StageState): Digest[] => state.layers.map((l) => l.diffI
 async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Extract<Instruction, { kind: 'workdir' }>, step: StepRef, created: string): Promise<StepOutcome> {
   const cfg = state.config.config;
   const dir = expand(ctx, ins, state, ins.path);
-  const resolved = path.posix.resolve(cfg.WorkingDir || '/', dir);
-  cfg.WorkingDir = resolved;
+  // BuildKit's NormalizeWorkdir keeps an absolute path as written (`/w/d1/../d3`, `/app/`) in the config and
+  // the history and only joins (and so cleans) a relative one; the directory it makes is the cleaned path.
+  const written = dir === '' ? cfg.WorkingDir || '/' : path.posix.isAbsolute(dir) ? dir : path.posix.join(cfg.WorkingDir || '/', dir);
+  const resolved = path.posix.resolve(written);
+  cfg.WorkingDir = written;
   // `layer`: keys from before every WORKDIR made a layer recorded none for an existing directory.
-  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${resolved}`, args: [`user=${cfg.User ?? ''}`, 'layer'] });
-  // BuildKit makes every WORKDIR but `/` a mkdir step with a layer of its own, empty when the directory
-  // already exists (the well-known empty layer in images built by BuildKit).
-  if (resolved === '/') {
+  // `owned`: keys from before the directories it makes went to USER recorded root-owned ones.
+  const key = cacheKey({ parent: state.key, instruction: `WORKDIR ${written}`, args: [`user=${cfg.User ?? ''}`, 'layer', ...(cfg.User ? ['owned'] : [])] });
+  // BuildKit makes every WORKDIR but `/` (as written) a mkdir step with a layer of its own, empty when the
+  // directory already exists (the well-known empty layer in images built by BuildKit).
+  if (written === '/') {
     history(state, 'WORKDIR /', true, created);
     return { cached: false };
   }
-  return cachedLayerStep(ctx, state, key, created, `WORKDIR ${resolved}`, async () => {
+  return cachedLayerStep(ctx, state, key, created, `WORKDIR ${written}`, async () => {
     // As a COPY does: the step below, if still pending (a big apt-get RUN's layer takes seconds to hash), is hashed
     // meanwhile, its upperdir serving as the top-most lower, instead of this step waiting for it.
     const below = state.pending;
@@ -457,7 +501,8 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
       }
       await (await stepLayer()).withMergedRootfs(dirs, ctx.signal, async (rootfs) => {
         const host = await (await users()).resolveInRoot(rootfs, resolved);
-        const ids = owner === 'by-name' ? await resolveChown(rootfs, user) : owner;
+        // BuildKit's file-op owner rules: an unknown name is 0:0, an unknown group name keeps the gid (no error).
+        const ids = owner === 'by-name' ? await (await users()).fileOpOwner(rootfs, user) : owner;
         await chownCreated(await mkdir(host, { recursive: true, mode: 0o755 }), host, ids);
       });
     });
@@ -535,7 +580,8 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     }
     else mountKeys.push(`${m.type} ${m.target ?? ''} ${m.id ?? ''} ${m.sharing ?? ''} ${m.mode ?? ''} ${m.uid ?? ''} ${m.gid ?? ''}`);
   }
-  const histArgs = keyedArgs.length ? `|${keyedArgs.length} ${keyedArgs.join(' ')} ` : '';
+  const shownArgs = runHistoryArgs(state).filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
+  const histArgs = shownArgs.length ? `|${shownArgs.length} ${shownArgs.join(' ')} ` : '';
   const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
   const key = cacheKey({
     parent: state.key,
@@ -562,8 +608,9 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             cwd: cfg.WorkingDir || '/',
             ...(cfg.User ? { user: cfg.User } : {}),
             network,
-            // BuildKit's name for every RUN container: what `hostname` prints, in /etc/hostname and /etc/hosts.
+            // BuildKit's name for every RUN container: what `hostname` prints, and in /etc/hosts.
             hostname: 'buildkitsandbox',
+            buildStep: true,
             ...(security === 'insecure' ? { security } : {}),
             mounts: extra.mounts,
             runtime: ctx.options.runtime,
@@ -874,7 +921,6 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     }
   }
   const from = ins.kind === 'copy' ? ins.from : undefined;
-  const multiple = sources.length + ins.contents.length > 1 || sources.some((s) => s.split('/').some(hasWildcard));
   if (ins.kind === 'copy' && sources.some(isUrl)) fail(ctx, ins, "source can't be a URL for COPY");
   if (ins.kind === 'add' && sources.some((s) => /^git@|\.git(#|$)/.test(s))) fail(ctx, ins, 'ADD of a git repository is not supported by kiln');
   // BuildKit's rules for ADD --checksum: one source, fetched over http(s).
@@ -920,6 +966,19 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
     for (const entries of contextEntries) {
       inputs.push(await c.digestSources(entries, excluder ? (top, rel) => innerExcluded(top.rel, rel) : undefined));
     }
+    // Hard links inside a source directory are copied as links (runtime/handlers/copy.ts): linking or unlinking
+    // two context files changes the layer, so it changes the key (only when there are such links).
+    for (const top of contextEntries.flat()) {
+      if (top.type !== 'dir') continue;
+      const groups = new Map<string, string[]>();
+      for (const e of filterTree(top, await c.walk(top))) {
+        if (e.type !== 'file' || e.stats.nlink < 2) continue;
+        const inode = `${e.stats.dev}:${e.stats.ino}`;
+        groups.set(inode, [...(groups.get(inode) ?? []), e.rel]);
+      }
+      const linked = [...groups.values()].filter((g) => g.length > 1).map((g) => g.join('='));
+      if (linked.length > 0) inputs.push(`hardlinks ${top.rel} ${linked.join(' ')}`);
+    }
     // A URL's part of the key is its content's digest: asked of the server now (conditionally, when an earlier
     // download is stored), or taken from --checksum without a request (src/net/http-source.ts).
     for (const s of sources.filter(isUrl)) {
@@ -952,9 +1011,11 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
   // A direct COPY from the context hard-links the files an earlier build of this step already stored
   // (store/file-reuse.ts); the merged view is another filesystem, where links cannot reach.
   let reuse: import('../store/file-reuse.js').CopyReuse | undefined;
-  // The history shows the sources and the destination as written (expanded, not resolved against WORKDIR) and
-  // no flags, as BuildKit writes it: `COPY --from=build --chown=1:1 app ./` is `COPY app ./ # buildkit`.
-  const createdBy = `${kw} ${[...sources, ...ins.contents.map((c) => `<<${c.path}`), writtenDest].join(' ')} # buildkit`;
+  // The history shows the sources and the destination as written (expanded, not resolved against WORKDIR) after
+  // --parents, --chown and --chmod (expanded), as BuildKit's dispatchCopy writes it; --from, --link and --exclude
+  // are left out: `COPY --from=build --chown=1:1 app ./` is `COPY --chown=1:1 app ./ # buildkit`.
+  const histFlags = [ins.parents ? '--parents' : '', chown ? `--chown=${chown}` : '', ins.chmod ? `--chmod=${word(ins.chmod)}` : ''].filter(Boolean);
+  const createdBy = `${kw} ${[...histFlags, ...sources, ...ins.contents.map((c) => `<<${c.path}`), writtenDest].join(' ')} # buildkit`;
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // A COPY mostly waits for threadpool work: the step below, if still pending, is hashed meanwhile.
     state.pending?.startHashing();
@@ -1024,7 +1085,7 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         const list = async (d: CopySource): Promise<CopySource[]> => filterTree(d, await listTree(d));
         const common = { list, keepOwner: true, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) };
         if (ins.parents) for (const f of found) await copyWithParents(rootfs, f.source, f.entries, dest, common);
-        else await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, multiple, ...common });
+        else await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: found.flatMap((f) => f.entries), dest, ...common });
       } finally {
         await view.release();
       }
@@ -1040,14 +1101,14 @@ async function dispatchCopy(ctx: DispatchContext, state: StageState, ins: CopyIn
         }
       } else if (ins.kind === 'add') {
         const { addLocalSources } = await import('../runtime/handlers/add.js');
-        await addLocalSources(rootfs, all, { dest, multiple, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        await addLocalSources(rootfs, all, { dest, list, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       } else {
-        await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, multiple, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        await (await copyHandlers()).copyIntoRootfs(rootfs, { sources: all, list, dest, keepOwner: false, ...placer, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
       }
     }
     if (urlSources.length > 0) {
       const { addUrlSources } = await import('../runtime/handlers/add.js');
-      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, multiple, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      await addUrlSources(rootfs, dirs.scratch, ctx.store, urlSources, { dest, ...(owner ? { owner } : {}), ...(mode !== undefined ? { mode } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     }
   }
 }
@@ -1076,7 +1137,7 @@ async function copyWithParents(
   source: string,
   entries: readonly CopySource[],
   dest: string,
-  common: Omit<CopyRequest, 'sources' | 'dest' | 'multiple'>,
+  common: Omit<CopyRequest, 'sources' | 'dest'>,
 ): Promise<void> {
   const pivot = source.indexOf('/./');
   const prefix = pivot < 0 ? '' : path.posix.normalize(`/${source.slice(0, pivot)}`).replace(/^\/+/, '');
@@ -1084,7 +1145,7 @@ async function copyWithParents(
     let keep = e.rel.replace(/^\/+/, '');
     if (prefix && (keep === prefix || keep.startsWith(`${prefix}/`))) keep = keep.slice(prefix.length + 1);
     const target = keep === '' ? dest : path.posix.join(dest, keep) + (e.type === 'dir' ? '/' : '');
-    await (await copyHandlers()).copyIntoRootfs(rootfs, { ...common, sources: [e], dest: target, multiple: false });
+    await (await copyHandlers()).copyIntoRootfs(rootfs, { ...common, sources: [e], dest: target });
   }
 }
 

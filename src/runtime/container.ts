@@ -4,7 +4,7 @@
  * success, nonzero exit, exception and abort.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -52,6 +52,12 @@ export interface ContainerSpec {
   readonly user?: string;
   /** @default the first 12 characters of the container id */
   readonly hostname?: string;
+  /**
+   * A build step's container, as BuildKit's executor makes it: /etc/hosts and /etc/resolv.conf bound read-only
+   * (nosuid, nodev, noexec) and no /etc/hostname. Otherwise (`kiln run`) all three are bound writable, as
+   * `docker run` binds them. @default false
+   */
+  readonly buildStep?: boolean;
   /**
    * `default`: a network namespace of its own with outbound access through pasta (src/runtime/network.ts);
    * `none`: a new network namespace with only loopback; `host`: the host's network.
@@ -201,14 +207,23 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    mkdirSync(await resolveInRoot(rootfs, cwd), { recursive: true, mode: 0o755 });
+    // As runc's prepareRootfs: os.MkdirAll of the working directory as written, so `/w/d1/../d3` makes /w/d1 too.
+    // In a build step what is made (0755) belongs to the step's user, as BuildKit's executor makes it
+    // (MkdirAllAndChown); `docker run` makes it root's.
+    const parts = spec.cwd.split('/').filter((p) => p !== '');
+    for (let i = 1; i <= parts.length; i++) {
+      if (parts[i - 1] === '.' || parts[i - 1] === '..') continue;
+      const host = await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
+      if (spec.buildStep === true) mkdirOwnedSync(rootfs, host, user.uid, user.gid);
+      else mkdirSync(host, { recursive: true, mode: 0o755 });
+    }
 
     const files = path.join(bundle, 'files');
     mkdirSync(files);
     writeFileSync(path.join(files, 'hosts'), hostsFile(spec.network, hostname));
     writeFileSync(path.join(files, 'resolv.conf'), resolv.text);
-    writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
-    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure');
+    if (spec.buildStep !== true) writeFileSync(path.join(files, 'hostname'), `${hostname}\n`);
+    const mounts = ociMounts(files, spec.mounts ?? [], runtime.cgroups, spec.security === 'insecure', spec.buildStep === true);
     stubs = await missingMountPoints(rootfs, mounts.map((m) => m.destination));
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
@@ -379,6 +394,18 @@ function openFilesLimit(): number {
   return nofileLimit;
 }
 
+/** Makes `host` (a path below `rootfs`, symlinks resolved) and its missing parents, 0755, owned by uid:gid. */
+function mkdirOwnedSync(rootfs: string, host: string, uid: number, gid: number): void {
+  let dir = rootfs;
+  for (const part of path.relative(rootfs, host).split(path.sep).filter(Boolean)) {
+    dir = path.join(dir, part);
+    if (existsSync(dir)) continue;
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    chownSync(dir, uid, gid);
+  }
+}
+
 /** BuildKit's /etc/hosts for a step in a namespace of its own (`none`, `default`); with the host's network, the host's file. */
 function hostsFile(network: NetworkMode, hostname: string): string {
   const loopback = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
@@ -391,7 +418,9 @@ function hostsFile(network: NetworkMode, hostname: string): string {
  * The container's mounts. `cgroups` false (the runtime makes no cgroup for the step, see
  * {@link RuntimeInfo.cgroups}): there is no cgroup of its own to show at /sys/fs/cgroup, so none is mounted.
  */
-function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean): OciMount[] {
+function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean, insecure: boolean, buildStep: boolean): OciMount[] {
+  // BuildKit's withROBind (executor/oci/spec.go): read-only, so `RUN echo … >> /etc/hosts` fails there too.
+  const etcOptions = buildStep ? ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev', 'noexec'] : ['rbind', 'rprivate'];
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -405,10 +434,11 @@ function ociMounts(files: string, extra: readonly ExtraMount[], cgroups: boolean
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', insecure ? 'rw' : 'ro'] },
     ...(cgroups ? [{ destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] }] : []),
-    // Bound from throwaway copies, so a RUN that edits them changes neither the host nor the layer.
-    { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: ['rbind', 'rprivate'] },
-    { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: ['rbind', 'rprivate'] },
-    { destination: '/etc/hostname', type: 'bind', source: path.join(files, 'hostname'), options: ['rbind', 'rprivate'] },
+    // Bound from throwaway copies, so a container that edits them changes neither the host nor the layer.
+    { destination: '/etc/hosts', type: 'bind', source: path.join(files, 'hosts'), options: etcOptions },
+    { destination: '/etc/resolv.conf', type: 'bind', source: path.join(files, 'resolv.conf'), options: etcOptions },
+    // BuildKit binds no /etc/hostname into a build step: the image's own file (if any) shows.
+    ...(buildStep ? [] : [{ destination: '/etc/hostname', type: 'bind', source: path.join(files, 'hostname'), options: ['rbind', 'rprivate'] }]),
   ];
   for (const m of extra) {
     const destination = path.posix.resolve('/', m.target);

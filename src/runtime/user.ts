@@ -166,3 +166,36 @@ export async function resolveUser(root: string, userSpec: string | undefined): P
   }
   return { uid, gid, additionalGids, home };
 }
+
+/**
+ * The owner BuildKit's file operations give what they create for a `user[:group]` option (llb.WithUser, as
+ * WORKDIR's mkdir gets USER), by its readUser: a numeric user is uid and gid both; a name takes its passwd
+ * uid and gid, and stays 0:0 when it has no entry (no error); a group, numeric or by /etc/group name, then
+ * replaces the gid.
+ */
+export async function fileOpOwner(root: string, spec: string): Promise<{ uid: number; gid: number }> {
+  const colon = spec.indexOf(':');
+  const userPart = colon === -1 ? spec : spec.slice(0, colon);
+  const groupPart = colon === -1 ? undefined : spec.slice(colon + 1);
+  let uid = 0;
+  let gid = 0;
+  const numericUid = parseId(userPart);
+  if (numericUid !== undefined) {
+    uid = numericUid;
+    gid = numericUid;
+  } else {
+    const text = await readRootfsFile(root, '/etc/passwd');
+    const entry = (text === undefined ? [] : parsePasswd(text)).find((p) => p.name === userPart);
+    if (entry) ({ uid, gid } = entry);
+  }
+  if (groupPart !== undefined) {
+    const numericGid = parseId(groupPart);
+    if (numericGid !== undefined) gid = numericGid;
+    else {
+      const text = await readRootfsFile(root, '/etc/group');
+      const g = (text === undefined ? [] : parseGroup(text)).find((x) => x.name === groupPart);
+      if (g) gid = g.gid;
+    }
+  }
+  return { uid, gid };
+}

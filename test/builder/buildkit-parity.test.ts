@@ -48,7 +48,7 @@ test('empty lists and strings are left out of the config (Go omitempty): CMD [] 
   assert.deepEqual(cfg['OnBuild'], ['RUN echo later']);
 });
 
-test('history: every WORKDIR but / has a layer, ONBUILD has no entry, COPY shows no flags and the destination as written', () => {
+test('history: every WORKDIR but / has a layer, ONBUILD has no entry, COPY shows --chown/--chmod (not --from) and the destination as written', () => {
   const own = (b.image.config.history ?? []).slice(1).map((h) => [h.created_by, h.empty_layer === true]);
   assert.deepEqual(own, [
     ['ARG P=80 81/udp', true],
@@ -56,8 +56,9 @@ test('history: every WORKDIR but / has a layer, ONBUILD has no entry, COPY shows
     ['WORKDIR /w', false],
     ['WORKDIR /', true],
     ['WORKDIR /etc', false],
-    ['COPY /w/ rel/ # buildkit', false],
-    ['COPY keep/ /etc// # buildkit', false],
+    // The modern frontend's dispatchCopy writes --chown and --chmod (dockerd 20.10's left them out: deliberate, README).
+    ['COPY --chown=1:2 /w/ rel/ # buildkit', false],
+    ['COPY --chmod=644 keep/ /etc// # buildkit', false],
     ['CMD []', true],
     ['ENTRYPOINT []', true],
     ['USER root', true],
@@ -101,4 +102,100 @@ test('a wildcard that matches nothing copies nothing (an empty layer, no destina
   for (const df of ['FROM busybox\nCOPY missingdir/*.txt /x/\n', 'FROM busybox AS s\nFROM busybox\nCOPY --from=s /missingdir/* /x/\n']) {
     await assert.rejects(sb.build({ context: await sb.context({ Dockerfile: df }) }), /not found/);
   }
+});
+
+test('history of RUN with ARGs, ARG, SHELL, HEALTHCHECK and WORKDIR, as the BuildKit frontend writes them', async () => {
+  // RUN: every ARG in scope once, in order of first declaration, with its value in the step environment (an
+  // ARG after an ENV of the same name wins, a later ENV wins over the ARG, an ARG without a value is `A=`).
+  // dockerd 20.10 agrees except where noted (deliberate differences, README).
+  const ctx = await sb.context({
+    Dockerfile: [
+      'ARG G=global',
+      'FROM busybox AS p',
+      'ARG E1',
+      'ENV U=1000',
+      'ARG U=nobody',
+      'ARG U=nobody',
+      'ARG G',
+      'SHELL ["/bin/sh", "-x", "-c"]',
+      'HEALTHCHECK --interval=90s --timeout=1500ms CMD true',
+      'WORKDIR /w/d1/../d3',
+      'WORKDIR sub/../s2',
+      'RUN true',
+      'ENV G=env',
+      'RUN true',
+      '',
+    ].join('\n'),
+  });
+  const s = await sb.build({ context: ctx });
+  const own = (s.image.config.history ?? []).slice(1).map((h) => h.created_by);
+  assert.deepEqual(own, [
+    'ARG E1',
+    'ENV U=1000',
+    'ARG U=nobody',
+    'ARG U=nobody',
+    // 20.10 writes `ARG G` for a value from the global ARG; the modern dispatchArg writes the value.
+    'ARG G=global',
+    'SHELL [/bin/sh -x -c]',
+    // Go's %+v of HealthcheckConfig (20.10: %q of an older struct).
+    'HEALTHCHECK {Test:[CMD-SHELL true] Interval:1m30s Timeout:1.5s StartPeriod:0s StartInterval:0s Retries:0}',
+    // An absolute WORKDIR is kept as written; a relative one is joined and cleaned.
+    'WORKDIR /w/d1/../d3',
+    'WORKDIR /w/d3/s2',
+    // 20.10 lists U twice; the modern runCommandString once.
+    'RUN |3 E1= U=nobody G=global /bin/sh -x -c true # buildkit',
+    'ENV G=env',
+    'RUN |3 E1= U=nobody G=env /bin/sh -x -c true # buildkit',
+  ]);
+  assert.equal(s.image.config.config.WorkingDir, '/w/d3/s2');
+
+  // A stage based on another: the modern frontend's dispatchState.init takes the base stage's ARGs along, so its
+  // RUN lists them (dockerd 20.10 wrote `RUN /bin/sh -c true # buildkit` here: deliberate, README).
+  const child = await sb.build({ context: await sb.context({ Dockerfile: 'FROM busybox AS p\nARG A=1\nFROM p\nARG B\nRUN true\n' }) });
+  const last = (child.image.config.history ?? []).at(-1)?.created_by;
+  assert.equal(last, 'RUN |2 A=1 B= /bin/sh -c true # buildkit');
+});
+
+test('WORKDIR under USER makes its missing directories owned by USER (BuildKit file-op owner rules); a RUN after WORKDIR /w/d1/../d3 has /w/d1 too', async () => {
+  // Read off dockerd 20.10's BuildKit building this Dockerfile (`ls -lnd` in a RUN at the end): a numeric user is
+  // uid and gid, a name takes its passwd ids, an unknown name stays 0:0, an unknown group name keeps the gid; runc
+  // makes the working directory as written, so `..` leaves /w/d1 behind.
+  const ctx = await sb.context({
+    Dockerfile: [
+      'FROM busybox',
+      'USER 1000',
+      'WORKDIR /a/b',
+      'USER nobody',
+      'WORKDIR /n',
+      'USER nosuch',
+      'WORKDIR /x/y',
+      'USER 5:daemon',
+      'WORKDIR /g',
+      'USER root',
+      'WORKDIR /w/d1/../d3',
+      'RUN true',
+      '',
+    ].join('\n'),
+  });
+  const s = await sb.build({ context: ctx });
+  const { lstat } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const owners: Record<string, string> = {};
+  for (const d of ['a', 'a/b', 'n', 'x', 'x/y', 'g', 'w', 'w/d1', 'w/d3']) {
+    const st = await lstat(path.join(s.fs, d));
+    assert.ok(st.isDirectory(), d);
+    owners[d] = `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+  }
+  assert.deepEqual(owners, {
+    'a': '1000:1000 755',
+    'a/b': '1000:1000 755',
+    'n': '65534:65534 755',
+    'x': '0:0 755',
+    'x/y': '0:0 755',
+    'g': '5:5 755',
+    'w': '0:0 755',
+    'w/d1': '0:0 755',
+    'w/d3': '0:0 755',
+  });
+  assert.equal(s.image.config.config.WorkingDir, '/w/d1/../d3');
 });

@@ -62,8 +62,9 @@ test('history marks config-only steps as empty layers and names RUN with its arg
   const h = (built.image.config.history ?? []).filter((e) => e.comment === 'buildkit.dockerfile.v0');
   const run = h.find((e) => e.created_by?.startsWith('RUN '));
   assert.ok(run && !run.empty_layer);
-  // OVERRIDDEN is shadowed by ENV, so only the two ARGs that reach RUN as ARGs are listed.
-  assert.match(run.created_by ?? '', /^RUN \|2 GLOBAL=global-default LOCAL=cli-local \/bin\/sh -c id -u/);
+  // Every ARG in scope, once (dockerd 20.10 lists OVERRIDDEN twice, `|4`; the modern runCommandString once), with
+  // the value in the step's environment: OVERRIDDEN's ARG came after its ENV.
+  assert.match(run.created_by ?? '', /^RUN \|3 GLOBAL=global-default LOCAL=cli-local OVERRIDDEN=from-cli \/bin\/sh -c id -u/);
   const user = h.find((e) => e.created_by === 'USER nobody');
   assert.equal(user?.empty_layer, true);
   assert.equal(h.filter((e) => !e.empty_layer).length, built.image.manifest.layers.length - 1);

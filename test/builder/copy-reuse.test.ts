@@ -176,7 +176,6 @@ test('copying onto an existing file that has other links replaces it instead of 
     sources: [{ abs: path.join(srcDir, 'f'), rel: 'f', stats, type: 'file' }],
     list: async () => [],
     dest: '/dst/',
-    multiple: false,
     keepOwner: false,
   });
   assert.equal(await readFile(path.join(rootfs, 'dst', 'f'), 'utf8'), 'new\n');

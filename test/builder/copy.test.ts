@@ -86,9 +86,15 @@ test('COPY of a missing file fails naming the file and the line', async () => {
   );
 });
 
-test('COPY of several sources to a destination without a trailing slash fails', async () => {
-  const ctx = await sb.context({ 'a': 'a', 'b': 'b' });
-  await assert.rejects(sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nCOPY a b /dest\n' }), /must be a directory and end with a \//);
+test('several sources or wildcard matches to a destination without a trailing slash are copied in turn: the last file is it', async () => {
+  // As dockerd 20.10's BuildKit builds it (and the modern frontend, which has no "must end with /" rule either):
+  // `COPY *.txt /dst` with a.txt and b.txt leaves /dst a file holding b.txt; no match copies nothing.
+  const ctx = await sb.context({ 'a.txt': 'a', 'b.txt': 'b', 'c.md': 'c' });
+  const b = await sb.build({ context: ctx, dockerfileText: 'FROM busybox:latest\nCOPY a.txt c.md /dest\nCOPY *.txt /dst\nCOPY c.* /one\nCOPY *.none /zero\n' });
+  assert.equal(await b.read('dest'), 'c');
+  assert.equal(await b.read('dst'), 'b');
+  assert.equal(await b.read('one'), 'c');
+  assert.ok(!(await readdir(b.fs)).includes('zero'));
 });
 
 test('unsupported features and missing inputs fail with a clear error at their line instead of being ignored', async () => {

@@ -129,3 +129,19 @@ test('a step runs on the previous step’s files while that layer is still being
   assert.equal(again.ran('RUN echo extra > /extra'), false, 'the step that finished before the failure is cached');
   assert.equal(again.ran('RUN cat /one > /two && echo 2 >> /two'), false);
 });
+
+test('a RUN step sees BuildKit’s /etc: hosts and resolv.conf read-only, the image’s own /etc/hostname', async () => {
+  // dockerd 20.10's BuildKit wrote exactly this for the same step (its executor binds hosts and resolv.conf read-only
+  // and no hostname file); busybox has no /etc/hostname, so one written by an earlier step shows.
+  const b = await sb.build({
+    context: await sb.context({}),
+    dockerfileText:
+      "FROM busybox:latest\nRUN (cat /etc/hostname 2>&1; touch /etc/hosts /etc/resolv.conf 2>&1; echo $?; hostname) > /out\nRUN echo mine > /etc/hostname && cat /etc/hostname > /out2\n",
+  });
+  assert.equal(
+    await b.read('out'),
+    "cat: can't open '/etc/hostname': No such file or directory\ntouch: /etc/hosts: Read-only file system\ntouch: /etc/resolv.conf: Read-only file system\n1\nbuildkitsandbox\n",
+  );
+  assert.equal(await b.read('out2'), 'mine\n');
+  assert.equal(await b.read('etc/hostname'), 'mine\n');
+});

@@ -34,6 +34,17 @@ test('a named pipe in what COPY selects fails at once, naming it; ignored, it is
   assert.equal(await built.read('x/a.txt'), 'a\n');
 });
 
+test('a named pipe COPY --from takes from a stage is left out without an error, as BuildKit\'s copier does', { timeout: 60_000 }, async () => {
+  // dockerd 20.10's BuildKit: `COPY --from=s0 /tmp/fifo /x` makes no /x, and `COPY --from=s0 /tmp /t/` an empty /t.
+  const ctx = await sb.context({
+    'Dockerfile': 'FROM busybox AS s0\nRUN mkfifo /tmp/fifo\nFROM busybox\nCOPY --from=s0 /tmp/fifo /x\nCOPY --from=s0 /tmp /t/\n',
+  });
+  const built = await sb.build({ context: ctx });
+  const { readdir } = await import('node:fs/promises');
+  assert.ok(!(await readdir(built.fs)).includes('x'), 'no /x');
+  assert.deepEqual(await readdir(path.join(built.fs, 't')), []);
+});
+
 test('a socket in the context is left out, as docker leaves it out of the context tar', { timeout: 60_000 }, async (t) => {
   const ctx = await sb.context({ 'Dockerfile': 'FROM scratch\nCOPY . /x/\n', 'a.txt': 'a\n' });
   const server = createServer();

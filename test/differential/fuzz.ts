@@ -27,7 +27,99 @@ export const DELIBERATE: ReadonlyArray<{ readonly why: string; readonly applies:
       'cache mount at /root/.npm, a directory its base does not have.',
     applies: (l) => /^(layer \d+ |fs )\/root\/\.npm: kiln absent \| buildkit dir 0755 0:0$/.test(l),
   },
+  {
+    why:
+      "RUN history with an ARG declared twice: dockerd 20.10's BuildKit lists it twice (`|2 U=x U=x`); the modern frontend's runCommandString keeps one entry per name (first position, the value in the step's environment), as kiln does",
+    applies: (line) => historyPair(line, (k, b) => k.startsWith('RUN |') && b.startsWith('RUN |') && sameArgs(dedupRunArgs(runArgsOf(b)), runArgsOf(k)) && cmdOf(k) === cmdOf(b)),
+  },
+  {
+    why:
+      "RUN history in a stage based on another: dockerd 20.10's BuildKit lists only the stage's own ARGs; the modern frontend (dispatchState.init appends the base stage's buildArgs) lists the parent's first, as kiln does",
+    applies: (line) =>
+      historyPair(line, (k, b) => {
+        if (!k.startsWith('RUN |') || cmdOf(k) !== cmdOf(b)) return false;
+        const kiln = runArgsOf(k);
+        const bk = b.startsWith('RUN |') ? dedupRunArgs(runArgsOf(b)) : [];
+        return kiln.length > bk.length && bk.every((a) => kiln.includes(a));
+      }),
+  },
+  {
+    why:
+      "ARG without a default that takes its value from a global ARG or a --build-arg: dockerd 20.10's BuildKit writes the bare name (`ARG A`); the modern frontend's dispatchArg writes the value it got (`ARG A=global`), as kiln does",
+    applies: (line) =>
+      historyPair(line, (k, b) => {
+        const kw = k.split(' ');
+        const bw = b.split(' ');
+        return kw[0] === 'empty' && kw[1] === 'ARG' && kw.length === bw.length && bw.every((w, i) => w === kw[i] || (!w.includes('=') && (kw[i] ?? '').startsWith(`${w}=`)));
+      }),
+  },
+  {
+    why:
+      "HEALTHCHECK history: dockerd 20.10's BuildKit writes Go's `%q` of a 5-field struct (`&{[\"CMD\" \"x\"] \"5s\" \"0s\" \"0s\" '\\x00'}`); the modern frontend writes `%+v` of HealthcheckConfig (`{Test:[CMD x] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}`), as kiln does",
+    applies: (line) =>
+      historyPair(line, (k, b) => {
+        const km = /^empty HEALTHCHECK \{Test:\[(.*)\] Interval:(\S+) Timeout:(\S+) StartPeriod:(\S+) StartInterval:0s Retries:(\d+)\}$/.exec(k);
+        const bm = /^empty HEALTHCHECK &\{\[(.*)\] "([^"]*)" "([^"]*)" "([^"]*)" '(.*)'\}$/.exec(b);
+        if (!km || !bm) return false;
+        let test: string[];
+        try {
+          test = JSON.parse(`[${(bm[1] ?? '').replace(/" "/g, '", "')}]`) as string[];
+        } catch {
+          return false;
+        }
+        const retries = /^\\x([0-9a-f]{2})$/.exec(bm[5] ?? '');
+        const bRetries = retries ? Number.parseInt(retries[1] ?? '', 16) : (bm[5] ?? '').length === 1 ? (bm[5] ?? '').charCodeAt(0) : NaN;
+        return test.join(' ') === km[1] && bm[2] === km[2] && bm[3] === km[3] && bm[4] === km[4] && bRetries === Number(km[5]);
+      }),
+  },
+  {
+    why:
+      "COPY/ADD history: dockerd 20.10's BuildKit leaves the flags out; the modern frontend's dispatchCopy writes --parents, --chown and --chmod before the sources, as kiln does",
+    applies: (line) =>
+      historyPair(line, (k, b) => /^(COPY|ADD) /.test(k) && k.split(' ').filter((w) => !/^--(parents|chown=.*|chmod=.*)$/.test(w)).join(' ') === b),
+  },
+  {
+    why:
+      "COPY/ADD --chmod with setuid/setgid/sticky bits: dockerd 20.10's fsutil applied only the 0777 bits; the modern one (copyFileInfo) sets S_ISUID/S_ISGID/S_ISVTX too, as kiln does",
+    applies: (line) => {
+      const m = /^(?:layer \d+|fs) \S+: kiln (\S+) ([0-7]{4}) (.*) \| buildkit (\S+) ([0-7]{4}) (.*)$/.exec(line);
+      if (!m) return false;
+      const km = Number.parseInt(m[2] ?? '', 8);
+      return m[1] === m[4] && m[3] === m[6] && (km & 0o7000) !== 0 && Number.parseInt(m[5] ?? '', 8) === (km & 0o777);
+    },
+  },
 ];
+
+/** Runs `test` on a history difference line's two texts (JSON strings; null for a missing entry). */
+function historyPair(line: string, test: (kiln: string, buildkit: string) => boolean): boolean {
+  const h = /^history\[\d+\]: kiln (.*) \| buildkit (.*)$/.exec(line);
+  if (!h) return false;
+  const k = JSON.parse(h[1] ?? 'null') as string | null;
+  const b = JSON.parse(h[2] ?? 'null') as string | null;
+  return k !== null && b !== null && test(k, b);
+}
+
+/** The `K=V` words of `RUN |N K=V … cmd`. */
+function runArgsOf(text: string): string[] {
+  const words = text.split(' ');
+  const n = Number((words[1] ?? '').slice(1));
+  return words.slice(2, 2 + n);
+}
+
+/** What follows `RUN |N K=V …` (or `RUN ` without build args): the command and the `# buildkit` tag. */
+const cmdOf = (text: string): string => {
+  const words = text.split(' ');
+  return words.slice((words[1] ?? '').startsWith('|') ? 2 + Number((words[1] ?? '').slice(1)) : 1).join(' ');
+};
+
+/** One entry per name, at its first position, with its last value (the modern frontend's runCommandString). */
+function dedupRunArgs(args: readonly string[]): string[] {
+  const out = new Map<string, string>();
+  for (const a of args) out.set(a.slice(0, a.indexOf('=')), a);
+  return [...out.values()];
+}
+
+const sameArgs = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((w, i) => w === b[i]);
 
 export const unexplained = (lines: readonly string[]): string[] => lines.filter((l) => !DELIBERATE.some((d) => d.applies(l)));
 

@@ -209,8 +209,22 @@ function genOp(r: Rng): string {
     case 16:
       return r.chance(0.5)
         ? `dd if=/dev/zero of=${f} bs=1k count=${r.int(0, 70)} 2>/dev/null`
-        : // What a step sees of its environment: variables, user, directory, umask, host name.
-          `${r.pick(["env | grep -v '^HOSTNAME=' | sort", 'id', 'pwd', 'umask', 'hostname', 'cat /etc/hosts', 'ls -ln /dev /run /tmp 2>&1'])} > ${r.pick(['/w/info', '/tmp/info'])}`;
+        : // What a step sees of its environment: variables, user, directory, umask, host name, /etc files and their
+          // mounts, /dev (not /tmp: the file being written would race the listing). The listing leaves out times (when a
+          // step ran: its layer may come from either engine's cache) and /dev/core, which crun (kiln's usual runtime)
+          // always makes and runc (BuildKit's) only on kernels with /proc/kcore: a difference of runtimes, kept (see the
+          // README's deliberate differences).
+          `${r.pick([
+            "env | grep -v '^HOSTNAME=' | sort",
+            'id',
+            'pwd',
+            'umask',
+            'hostname',
+            'cat /etc/hosts',
+            '(cat /etc/hostname 2>&1)',
+            '(touch /etc/hosts /etc/resolv.conf 2>&1; echo $?)',
+            "ls -ln /dev /dev/shm /dev/pts /run 2>&1 | sed -E 's/ [A-Z][a-z]{2} [ 0-9]{2} [ 0-9:]{5} / /' | grep -v ' core -> '",
+          ])} > ${r.pick(['/w/info', '/tmp/info'])}`;
     default:
       return `rm -f ${f} && echo re > ${f}`;
   }

@@ -179,6 +179,33 @@ test('network none has only the loopback interface, network host sees the host�
   assert.match(hosts.stdout, /^kiln-test-host$/m);
 });
 
+test('a build step gets BuildKit’s /etc: hosts and resolv.conf read-only, no hostname file; a plain container gets docker run’s', async () => {
+  // What dockerd 20.10's BuildKit showed to `RUN (cat /etc/hostname 2>&1; touch /etc/hosts /etc/resolv.conf 2>&1; echo $?)`
+  // on busybox (its executor binds only hosts and resolv.conf, read-only).
+  const script = '(cat /etc/hostname 2>&1; touch /etc/hosts /etc/resolv.conf 2>&1; echo $?; hostname)';
+  const step = await sh(script, { hostname: 'buildkitsandbox', buildStep: true });
+  assert.equal(
+    step.stdout,
+    "cat: can't open '/etc/hostname': No such file or directory\ntouch: /etc/hosts: Read-only file system\ntouch: /etc/resolv.conf: Read-only file system\n1\nbuildkitsandbox\n",
+  );
+  assert.deepEqual(await readdir(path.join(step.rootfs.upperDir, 'etc')).catch(() => []), [], 'no /etc/hostname stub is left');
+  const run = await sh(script, { hostname: 'kiln-test-host' });
+  assert.equal(run.stdout, 'kiln-test-host\n0\nkiln-test-host\n');
+});
+
+test('a build step’s missing working directory is made for its user, a plain container’s for root', async () => {
+  // dockerd 20.10's BuildKit: `WORKDIR /w/x`, `RUN rm -rf /w`, `USER 1000:1000`, `RUN true` left /w and /w/x 1000:1000 0755.
+  const step = await sh('true', { cwd: '/w/x', user: '1000:1000', buildStep: true });
+  assert.equal(step.exitCode, 0, step.outputTail);
+  for (const p of ['w', 'w/x']) {
+    const st = await stat(path.join(step.rootfs.upperDir, p));
+    assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1000, 1000, 0o755], p);
+  }
+  const run = await sh('true', { cwd: '/w/x', user: '1000:1000' });
+  const st = await stat(path.join(run.rootfs.upperDir, 'w', 'x'));
+  assert.deepEqual([st.uid, st.gid], [0, 0]);
+});
+
 test('USER strings resolve through the image’s passwd and group files', async () => {
   const ids = async (user: string) => (await sh('id -u; id -g; id -G', { user })).stdout.trim().split('\n');
   const [appUid, appGid, appGroups] = await ids('app');

@@ -57,7 +57,7 @@ function copyInChild(rootfs: string, extra: string, env: Record<string, string>)
       walk(dir.abs, dir.rel);
       return out;
     };
-    await copyIntoRootfs(${JSON.stringify(rootfs)}, { sources: [entry(${JSON.stringify(src)}, 'src')], list, dest: '/dst/', multiple: false, keepOwner: false ${extra} });`;
+    await copyIntoRootfs(${JSON.stringify(rootfs)}, { sources: [entry(${JSON.stringify(src)}, 'src')], list, dest: '/dst/', keepOwner: false ${extra} });`;
   execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, env: { ...process.env, ...env } });
 }
 

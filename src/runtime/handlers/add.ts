@@ -57,7 +57,6 @@ async function* viaTool(tool: string, file: string, signal?: AbortSignal): Async
 
 export interface AddOptions {
   readonly dest: string;
-  readonly multiple: boolean;
   readonly list: (dir: CopySource) => Promise<readonly CopySource[]>;
   readonly owner?: { uid: number; gid: number };
   readonly mode?: number;
@@ -87,7 +86,6 @@ function copyAsAdded(rootfs: string, sources: readonly CopySource[], list: AddOp
     sources,
     list,
     dest: options.dest,
-    multiple: options.multiple,
     keepOwner: false,
     ...(options.owner ? { owner: options.owner } : {}),
     ...(options.mode !== undefined ? { mode: options.mode } : {}),

@@ -3,18 +3,22 @@
  * becomes the layer), following `docker build`'s destination rules:
  * - a source directory's *contents* are copied, not the directory itself;
  * - a file goes to `dest/<name>` when `dest` ends in `/` or is an existing directory, else to `dest`;
- * - more than one source (or a wildcard) needs a `dest` that ends in `/`;
+ * - several sources (or a wildcard's matches) are copied one after the other, each by these rules: to a `dest`
+ *   without `/` that is no directory, the last file wins (BuildKit has no "must end with /" rule, docker's classic
+ *   builder had);
+ * - FIFOs and sockets are left out without an error, as BuildKit's copier (tonistiigi/fsutil) does;
  * - missing parents of `dest` are created 0755 root:root; existing ones keep their metadata
  *   (overlay copies them up unchanged);
  * - modes and mtimes are kept; owners become root unless `--chown` says otherwise (files from
  *   another stage keep theirs); `--chmod` applies to everything copied.
+ * - files of one source directory that are hard links of each other stay one inode (see {@link hardLinks}).
  *
  * A request may carry a {@link FilePlacer}: before a regular file is copied, the placer may create it some
  * cheaper way (store/file-reuse.ts hard-links an identical file of an earlier layer). A placed file is never
  * touched again here (no chown/chmod/utimes: it may be shared with another layer), and a copy that lands on
  * an existing file with more than one link replaces it instead of writing through it.
  */
-import { chmod, chown, lchown, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
+import { chmod, chown, lchown, link, lstat, lutimes, mkdir, readlink, rm, symlink, utimes, writeFile, constants } from 'node:fs/promises';
 import { chmodSync, chownSync, closeSync, constants as fsConstants, mkdirSync, utimesSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
@@ -37,8 +41,6 @@ export interface CopyRequest {
   readonly list: (dir: CopySource) => Promise<readonly CopySource[]>;
   /** The destination in the container, absolute, trailing `/` kept. */
   readonly dest: string;
-  /** True when the instruction named several sources or a wildcard. */
-  readonly multiple: boolean;
   /** uid/gid for everything copied; undefined keeps the source owner (`keepOwner`) or root. */
   readonly owner?: { readonly uid: number; readonly gid: number };
   readonly keepOwner: boolean;
@@ -82,20 +84,24 @@ const CONCURRENCY = 16;
 
 export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<number> {
   const destIsDir = req.dest.endsWith('/');
-  if (req.multiple && !destIsDir) {
-    throw new Error('When using COPY with more than one source file, the destination must be a directory and end with a /');
-  }
   let copied = 0;
   /** Files and symlinks to create, in source order (later sources win a shared target). */
   const files: Array<{ src: CopySource; target: string }> = [];
   const fileJob = (src: CopySource, target: string): void => {
+    // fsutil's copy returns no error for them (`errors.Wrapf(nil, …)` is nil) and creates nothing; parents are made.
+    if (src.stats.isFIFO() || src.stats.isSocket()) return;
     files.push({ src, target });
   };
   const dirsToFinish: Array<{ target: string; src: CopySource }> = [];
+  /** Names of one inode within one source directory (indices into `files`), in listing order. */
+  const inodeGroups: number[][] = [];
 
   for (const src of req.sources) {
     req.signal?.throwIfAborted();
     if (src.type === 'dir') {
+      // Files of one source directory that share an inode stay one inode (BuildKit's copy, fsutil's
+      // getLinkSource, links them within one copy call: one source or one wildcard match, never across two).
+      const groupOf = new Map<string, number[]>();
       const targetDir = await ensureDir(rootfs, req.dest, req.owner);
       // The top directory itself: docker applies the source dir's mode only when it creates dest.
       // Listed paths are plain concatenations below src.abs (no `.`/`..`), so string slicing finds the target
@@ -107,7 +113,18 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
         if (child.type === 'dir') {
           mkdirSync(target, { recursive: true }); // a few µs each: not worth a threadpool round trip
           dirsToFinish.push({ target, src: child });
-        } else fileJob(child, target);
+        } else {
+          if (child.type === 'file' && child.stats.nlink > 1 && child.stats.isFile()) {
+            const inode = `${child.stats.dev}:${child.stats.ino}`;
+            const group = groupOf.get(inode);
+            if (group === undefined) {
+              const g = [files.length];
+              groupOf.set(inode, g);
+              inodeGroups.push(g);
+            } else group.push(files.length);
+          }
+          fileJob(child, target);
+        }
         copied++;
       }
     } else {
@@ -125,8 +142,19 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
     }
   }
   refuseWritesThroughCopiedSymlinks(rootfs, files, dirsToFinish);
-  const jobs = await fileJobs(files, req);
+  const links = hardLinks(files, inodeGroups);
+  const jobs = await fileJobs(
+    files.filter((_, i) => !links.has(i)),
+    req,
+  );
   await runPool(jobs, CONCURRENCY, req.signal);
+  for (const [i, first] of links) {
+    req.signal?.throwIfAborted();
+    const target = files[i]!.target;
+    // An earlier source may have written this name: the link replaces it, as a later copy would.
+    await rm(target, { recursive: true, force: true });
+    await link(first, target);
+  }
   // Directory metadata last: writing children would otherwise bump the directories' mtimes again.
   let sliceStart = performance.now();
   for (const { target, src } of dirsToFinish.reverse()) {
@@ -138,6 +166,22 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
     }
   }
   return copied;
+}
+
+/**
+ * Which of `files` become hard links (index → the target they link to). Sources are copied in order, each write
+ * replacing what was at its path, so a name of a group that a later source writes again leaves the group; the
+ * names that stay are one inode: the first of them is copied, the others link to it.
+ */
+function hardLinks(files: ReadonlyArray<{ target: string }>, groups: readonly number[][]): Map<number, string> {
+  const last = new Map<string, number>();
+  files.forEach(({ target }, i) => last.set(target, i));
+  const links = new Map<number, string>();
+  for (const group of groups) {
+    const kept = group.filter((i) => last.get(files[i]!.target) === i);
+    for (const i of kept.slice(1)) links.set(i, files[kept[0]!]!.target);
+  }
+  return links;
 }
 
 /**
