@@ -482,13 +482,16 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
     return { cached: false };
   }
   return cachedLayerStep(ctx, state, key, created, `WORKDIR ${written}`, async () => {
-    await settlePending(state);
+    // As a COPY does: the step below, if still pending (a big apt-get RUN's layer takes seconds to hash), is hashed
+    // meanwhile, its upperdir serving as the top-most lower, instead of this step waiting for it.
+    const below = state.pending;
+    below?.startHashing();
     const exists = await existsInLayers(ctx, state, resolved);
     // BuildKit makes the directories it creates as the stage's USER (its mkdir runs with the user's ids): a name
     // needs the stage's /etc/passwd, a number does not (a missing gid is the uid, as for --chown).
     const user = cfg.User ?? '';
     const owner = user === '' ? undefined : /^\d+(:\d+)?$/.test(user) ? numericOwner(user) : 'by-name';
-    const { layer } = await (await stepLayer()).withStepLayer(ctx.store, diffIds(state), stepLayerOptions(ctx), async (dirs) => {
+    const { pending } = await (await stepLayer()).runStepLayer(ctx.store, diffIds(state), below?.dir, stepLayerOptions(ctx), async (dirs) => {
       if (exists) return;
       // Straight into the upperdir when no lower symlink or file is in the way (no overlay mount needed).
       if (owner !== 'by-name' && (await (await stepLayer()).prepareDirectWrite(dirs, resolved, false))) {
@@ -503,7 +506,7 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
         await chownCreated(await mkdir(host, { recursive: true, mode: 0o755 }), host, ids);
       });
     });
-    return layer;
+    return pending;
   });
 }
 
@@ -514,13 +517,24 @@ function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceD
   };
 }
 
-/** Whether a directory exists in the stage's filesystem (overlay rules: the top-most layer that has the path wins). */
+/**
+ * Whether a directory exists in the stage's filesystem (overlay rules: the top-most layer that has the path wins; a
+ * whiteout or file on the way in a higher layer hides it). Directories made opaque above are not looked at.
+ */
 async function existsInLayers(ctx: DispatchContext, state: StageState, containerPath: string): Promise<boolean> {
-  if (state.layers.length === 0) return containerPath === '/';
-  const lowers = await (await stepLayer()).lowerDirsOf(ctx.store, diffIds(state), ctx.signal);
+  if (state.layers.length === 0 && state.pending === undefined) return containerPath === '/';
+  // A pending step's upperdir is the top-most layer (a whiteout there is a character device: not a directory).
+  const lowers = [...(state.pending ? [state.pending.dir] : []), ...(await (await stepLayer()).lowerDirsOf(ctx.store, diffIds(state), ctx.signal))];
+  const parts = containerPath.split('/').filter((p) => p !== '');
   for (const dir of lowers) {
-    const st = await lstat(path.join(dir, containerPath)).catch(() => undefined);
-    if (st) return st.isDirectory();
+    let prefix = dir;
+    for (const [i, part] of parts.entries()) {
+      prefix = path.join(prefix, part);
+      const st = await lstat(prefix).catch(() => undefined);
+      if (st === undefined) break; // this layer says nothing about the path: look below
+      if (!st.isDirectory()) return false; // a whiteout, file or symlink here hides (or redirects) what is below
+      if (i === parts.length - 1) return true;
+    }
   }
   return false;
 }

@@ -16,7 +16,7 @@
  * the `trusted.overlay.opaque=y` xattr (through the native addon, or `mknod` and `setfattr` from Debian's `attr` package).
  */
 import * as fs from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, chmodSync, lstatSync, lutimesSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { RuntimeError, messageOf } from '../errors.js';
@@ -62,9 +62,19 @@ export function cleanEntryName(name: string): string[] {
 const isErrno = (err: unknown, code: string): boolean =>
   typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 
+/*
+ * The per-entry calls (lstat, mkdir, open/write/close, chown, chmod, utimes) are synchronous: each is a few µs,
+ * where an awaited one is a threadpool round trip of 0.1–0.3 ms on a loaded machine, and a file costs seven of
+ * them (a 9,000-entry Debian base took 12 s to unpack, GNU tar 2.7 s). The tar stream is still read
+ * asynchronously, so the event loop runs between chunks.
+ */
 async function lstatOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+  return lstatSyncOrUndefined(p);
+}
+
+function lstatSyncOrUndefined(p: string): import('node:fs').Stats | undefined {
   try {
-    return await fs.lstat(p);
+    return lstatSync(p);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
@@ -140,7 +150,7 @@ async function extractEntries(
       const st = await lstatOrUndefined(abs(next));
       if (st === undefined) {
         if (!create) throw new RuntimeError(`layer entry refers to missing directory /${key}`);
-        await fs.mkdir(abs(next), { mode: 0o755 });
+        mkdirSync(abs(next), { mode: 0o755 });
       } else if (st.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw new RuntimeError(`too many levels of symbolic links at /${key}`);
         const target = await fs.readlink(abs(next));
@@ -163,9 +173,9 @@ async function extractEntries(
 
   async function applyMeta(parts: readonly string[], h: TarHeader, isSymlink: boolean): Promise<void> {
     const p = abs(parts);
-    if (asRoot) await fs.lchown(p, h.uid, h.gid);
-    if (!isSymlink) await fs.chmod(p, h.mode & 0o7777); // after chown, which clears setuid bits
-    await fs.lutimes(p, h.mtime, h.mtime);
+    if (asRoot) lchownSync(p, h.uid, h.gid);
+    if (!isSymlink) chmodSync(p, h.mode & 0o7777); // after chown, which clears setuid bits
+    lutimesSync(p, h.mtime, h.mtime);
   }
 
   for await (const { header, body } of readTar(tarStream as AsyncIterable<Uint8Array>, signal)) {
@@ -201,7 +211,7 @@ async function extractEntries(
     const existing = await lstatOrUndefined(abs(dest));
     if (header.type === 'directory') {
       if (existing && !existing.isDirectory()) await removeExisting(dest);
-      if (!existing || !existing.isDirectory()) await fs.mkdir(abs(dest), { mode: 0o700 });
+      if (!existing || !existing.isDirectory()) mkdirSync(abs(dest), { mode: 0o700 });
       knownDirs.add(key);
       written.add(key);
       dirMeta.push({ parts: dest, header });
@@ -212,16 +222,19 @@ async function extractEntries(
 
     switch (header.type) {
       case 'file': {
-        const fh = await fs.open(abs(dest), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        const fd = openSync(abs(dest), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
           for await (const chunk of body) {
             let off = 0;
-            while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
           }
+          // On the open file: no path lookups, and nothing can have replaced it since O_EXCL made it.
+          if (asRoot) fchownSync(fd, header.uid, header.gid);
+          fchmodSync(fd, header.mode & 0o7777); // after chown, which clears setuid bits
+          futimesSync(fd, header.mtime, header.mtime);
         } finally {
-          await fh.close();
+          closeSync(fd);
         }
-        await applyMeta(dest, header, false);
         break;
       }
       case 'link': {

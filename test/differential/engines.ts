@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from '../../src/builder/build.js';
+import type { BuildOptions } from '../../src/builder/options.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -39,7 +40,7 @@ export async function dockerPeerEnv(): Promise<DockerPeer> {
 }
 
 /** A build's outcome: the archive written, or the engine's error text. */
-export type BuildOutcome = { readonly ok: true; readonly archive: string; readonly ms: number } | { readonly ok: false; readonly error: string; readonly ms: number };
+export type BuildOutcome = { readonly ok: true; readonly archive: string; readonly ms: number; readonly log?: string } | { readonly ok: false; readonly error: string; readonly ms: number };
 
 export interface EngineBuild {
   readonly context: string;
@@ -48,11 +49,13 @@ export interface EngineBuild {
   readonly dest?: string;
   readonly network: NetworkMode;
   readonly buildArgs?: Readonly<Record<string, string>>;
+  /** Build secrets from files (`--secret id=ID,src=PATH`). */
+  readonly secrets?: ReadonlyArray<{ readonly id: string; readonly src: string }>;
   readonly signal?: AbortSignal;
 }
 
 /** Builds with kiln in this process, into the store at `root`, and exports a docker archive. */
-export async function buildWithKiln(b: EngineBuild & { readonly root: string }): Promise<BuildOutcome> {
+export async function buildWithKiln(b: EngineBuild & { readonly root: string; readonly kiln?: Pick<BuildOptions, 'network' | 'allow' | 'onEvent'> }): Promise<BuildOutcome> {
   const started = performance.now();
   try {
     await build({
@@ -61,6 +64,8 @@ export async function buildWithKiln(b: EngineBuild & { readonly root: string }):
       root: b.root,
       ...(b.network === 'default' ? {} : { network: b.network }),
       ...(b.buildArgs ? { buildArgs: b.buildArgs } : {}),
+      ...(b.secrets ? { secrets: b.secrets } : {}),
+      ...(b.kiln ?? {}),
       ...(b.dest !== undefined ? { outputs: [{ type: 'docker' as const, dest: b.dest }] } : {}),
       ...(b.signal ? { signal: b.signal } : {}),
     });
@@ -85,9 +90,10 @@ export async function buildWithDocker(peer: DockerPeer, b: EngineBuild & { reado
   // network where kiln's use their own sandboxed one.
   args.push('--network', b.network === 'default' ? 'host' : b.network);
   for (const [k, v] of Object.entries(b.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
+  for (const s of b.secrets ?? []) args.push('--secret', `id=${s.id},src=${s.src}`);
   const r = await execa(peer.bin, [...args, b.context], opts);
   if (r.exitCode !== 0) return { ok: false, error: tailOf(r.all ?? ''), ms: performance.now() - started };
-  if (b.dest === undefined) return { ok: true, archive: '', ms: performance.now() - started };
+  if (b.dest === undefined) return { ok: true, archive: '', ms: performance.now() - started, log: r.all ?? '' };
   const s = await execa(peer.bin, ['save', '-o', b.dest, b.tag], opts);
   const ms = performance.now() - started;
   if (b.untag) await execa(peer.bin, ['rmi', b.tag], { ...opts, all: false });

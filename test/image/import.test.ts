@@ -99,6 +99,19 @@ test('a root filesystem tar becomes a one-layer image', async (t) => {
   assert.equal(await store.resolveTag('rootfs:v1'), rootfs.manifestDigest);
 });
 
+test('an empty layer (a tar of only its two end blocks, as docker writes for a step that changes nothing) imports; an empty file does not', async (t) => {
+  const dir = await tempDir(t, 'kiln-import-empty-');
+  const store = await LayerStore.open(await tempDir(t, 'kiln-import-dst-'));
+  const emptyTar = join(dir, 'empty.tar');
+  await writeFile(emptyTar, Buffer.alloc(1024));
+  const image = await importImage({ type: 'rootfs', path: emptyTar }, store, { tag: 'empty:v1' });
+  // The digest docker gives its empty layers.
+  assert.deepEqual(image.config.rootfs.diff_ids, ['sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef']);
+  const nothing = join(dir, 'nothing.tar');
+  await writeFile(nothing, '');
+  await expectCleanFailure(t, { type: 'rootfs', path: nothing }, /not a tar/);
+});
+
 test('a truncated docker archive fails naming the archive and stores nothing', async (t) => {
   const { archive } = await fixtures(t);
   await truncate(archive, 1_000_000);

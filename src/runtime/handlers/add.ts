@@ -43,7 +43,16 @@ function decompressed(file: string, kind: Compression, signal?: AbortSignal): As
 async function* viaTool(tool: string, file: string, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   const { execa } = await import('execa');
   const child = execa(tool, ['-dc', file], { stdout: 'pipe', buffer: false, ...(signal ? { cancelSignal: signal } : {}) });
-  yield* child.stdout as Readable;
+  // The tar reader stops at the archive's end blocks and closes this stream, which may end the tool early (EPIPE,
+  // or the build's signal later): that is no failure, and must not surface as an unhandled rejection.
+  let ended = false;
+  try {
+    yield* child.stdout as Readable;
+    ended = true;
+  } finally {
+    if (!ended) child.kill();
+    await child.catch(() => undefined);
+  }
 }
 
 export interface AddOptions {
