@@ -34,7 +34,9 @@ import { LayerStore } from '../src/store/layer-store.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.KILN_SHARED ? path.resolve(process.env.KILN_SHARED) : path.resolve(REPO, '..', 'shared');
 const PEERS_DIR = path.join(SHARED, 'bench', 'peers');
-const OUT_ROOT = '/tmp/kiln-bench';
+// KILN_BENCH_ROOT moves kiln's stores and logs (with PEERS_STATE for the peers' state: see ../shared/bench/peers/env.sh),
+// e.g. onto a journaled ext4 to check a result against this VM's journal-less one (README, Benchmarks).
+const OUT_ROOT = process.env['KILN_BENCH_ROOT'] ?? '/tmp/kiln-bench';
 
 /** Every peer run.sh knows. */
 export const PEERS = ['docker-buildkit', 'docker-legacy', 'buildah-chroot', 'buildah-runc', 'buildah-crun', 'podman-runc'] as const;
