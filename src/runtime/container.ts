@@ -207,15 +207,18 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
     overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
-    // As runc's prepareRootfs: os.MkdirAll of the working directory as written, so `/w/d1/../d3` makes /w/d1 too.
-    // In a build step what is made (0755) belongs to the step's user, as BuildKit's executor makes it
-    // (MkdirAllAndChown); `docker run` makes it root's.
+    // In a build step BuildKit's executor first makes the cleaned working directory for the step's user
+    // (MkdirAllAndChown of the joined, so cleaned, path); `docker run` makes nothing of its own.
+    if (spec.buildStep === true) {
+      const clean = cwd.split('/').filter((p) => p !== '');
+      for (let i = 1; i <= clean.length; i++) mkdirOwnedSync(rootfs, await resolveInRoot(rootfs, `/${clean.slice(0, i).join('/')}`), user.uid, user.gid);
+    }
+    // Then runc's prepareRootfs: os.MkdirAll of the working directory as written, as root (0755), so `/w/d1/../d3`
+    // makes a missing /w/d1 too, root's even under a USER (fuzz seed 40723).
     const parts = spec.cwd.split('/').filter((p) => p !== '');
     for (let i = 1; i <= parts.length; i++) {
       if (parts[i - 1] === '.' || parts[i - 1] === '..') continue;
-      const host = await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`);
-      if (spec.buildStep === true) mkdirOwnedSync(rootfs, host, user.uid, user.gid);
-      else mkdirSync(host, { recursive: true, mode: 0o755 });
+      mkdirSync(await resolveInRoot(rootfs, `/${parts.slice(0, i).join('/')}`), { recursive: true, mode: 0o755 });
     }
 
     const files = path.join(bundle, 'files');

@@ -33,3 +33,21 @@ test('WORKDIR makes its missing directories owned by USER, and a RUN as that use
   assert.equal(await owner('etc'), '0:0 755');
   assert.equal(await owner('etc/x'), '65534:65534 755');
 });
+
+// Fuzz seed 40723, checked on dockerd 20.10's BuildKit: WORKDIR makes the cleaned /w/d3 for USER; the RUN's runtime
+// then makes the working directory as written (`/w/d1/../d3`), so a missing /w/d1 appears root's, and the step
+// (as nobody) cannot write into it.
+test('a working directory with `..` under a USER: the detour directory the runtime makes is root’s', async () => {
+  const ctx = await sb.context({
+    Dockerfile: ['FROM busybox', 'USER 65534:65534', 'WORKDIR /w/d1/../d3', 'RUN mkdir -p /w/d1 && echo hello > /w/d1/n2 ; true', ''].join('\n'),
+  });
+  const b = await sb.build({ context: ctx });
+  const owner = async (p: string): Promise<string> => {
+    const st = await lstat(path.join(b.fs, p));
+    return `${st.uid}:${st.gid}`;
+  };
+  assert.equal(await owner('w'), '65534:65534');
+  assert.equal(await owner('w/d3'), '65534:65534');
+  assert.equal(await owner('w/d1'), '0:0');
+  await assert.rejects(lstat(path.join(b.fs, 'w/d1/n2')));
+});
