@@ -95,6 +95,10 @@ test('several sources or wildcard matches to a destination without a trailing sl
   assert.equal(await b.read('dst'), 'b');
   assert.equal(await b.read('one'), 'c');
   assert.ok(!(await readdir(b.fs)).includes('zero'));
+  // A directory's contents after a file at that destination: BuildKit fails with "cannot copy to non-directory"
+  // (fuzz seed 40715, `COPY src/* /w/f1` with src/main.ts, src/util.ts and src/sub/).
+  const withDir = await sb.context({ 'src/main.ts': 'm', 'src/sub/notes.md': 'n' });
+  await assert.rejects(sb.build({ context: withDir, dockerfileText: 'FROM busybox:latest\nCOPY src/* /w/f1\n' }), /cannot copy to non-directory: \/w\/f1/);
 });
 
 test('unsupported features and missing inputs fail with a clear error at their line instead of being ignored', async () => {

@@ -102,6 +102,10 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
       // Files of one source directory that share an inode stay one inode (BuildKit's copy, fsutil's
       // getLinkSource, links them within one copy call: one source or one wildcard match, never across two).
       const groupOf = new Map<string, number[]>();
+      // An earlier source of this COPY writes a file at dest (`COPY a.txt dir/ /x`): BuildKit copies in order and
+      // then fails to copy a directory's contents into that file (fuzz seed 40715).
+      const destHost = await resolveInRoot(rootfs, req.dest);
+      if (files.some((f) => f.target === destHost)) throw new Error(`cannot copy to non-directory: ${req.dest}`);
       const targetDir = await ensureDir(rootfs, req.dest, req.owner);
       // The top directory itself: docker applies the source dir's mode only when it creates dest.
       // Listed paths are plain concatenations below src.abs (no `.`/`..`), so string slicing finds the target
