@@ -1208,6 +1208,104 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/*
+ * copyRange(src, target, size, mode, got: Int32Array, done): copies exactly `size` bytes of the regular file `src` into
+ * `target` (created or truncated, O_NOFOLLOW, `mode` when created) with copy_file_range(2) on a threadpool thread: the
+ * kernel moves the pages, where a read/write loop copies every byte through user space twice (a 200 MB COPY: ~0.1 s
+ * against 0.3-0.5 s here). got[0] is then 0, COPY_FALLBACK (1: the filesystems cannot, nothing useful written: copy
+ * the ordinary way), COPY_SHRANK (2: the file ended before `size` bytes) or -errno. A file that grew is copied to
+ * its first `size` bytes, as the chunked copy does. The loop always ends: each call moves bytes or ends it.
+ */
+#define COPY_SHRANK 2
+struct range_job {
+  char *src;
+  char *target;
+  double size;
+  mode_t mode;
+  int32_t *got;
+  napi_ref done_ref;
+  napi_async_work work;
+};
+
+static void range_execute(napi_env env, void *arg) {
+  (void)env;
+  struct range_job *j = arg;
+  int in = open(j->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0) {
+    *j->got = -errno;
+    return;
+  }
+  int out = open(j->target, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, j->mode & 07777);
+  if (out < 0) {
+    *j->got = -errno;
+    close(in);
+    return;
+  }
+  int32_t result = 0;
+  size_t size = (size_t)j->size, done = 0;
+  while (done < size) {
+    ssize_t n = copy_file_range(in, NULL, out, NULL, size - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      result = done == 0 && (err == EXDEV || err == EINVAL || err == ENOSYS || err == EOPNOTSUPP || err == EBADF) ? COPY_FALLBACK : -err;
+      break;
+    }
+    if (n == 0) {
+      result = COPY_SHRANK;
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (close(out) != 0 && result == 0) result = -errno;
+  close(in);
+  *j->got = result;
+}
+
+static void range_complete(napi_env env, napi_status status, void *arg) {
+  struct range_job *j = arg;
+  call_done(env, status, j->done_ref);
+  napi_delete_reference(env, j->done_ref);
+  napi_delete_async_work(env, j->work);
+  free(j->src);
+  free(j->target);
+  free(j);
+}
+
+static napi_value js_copy_range(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct range_job *j = calloc(1, sizeof *j);
+  napi_valuetype done_type = napi_undefined;
+  napi_typedarray_type got_type = napi_int8_array;
+  size_t got_len = 0;
+  void *got_data = NULL;
+  double mode = 0;
+  if (argc == 6) napi_typeof(env, argv[5], &done_type);
+  if (j == NULL || argc < 6 || (j->src = string_arg(env, argv[0])) == NULL || (j->target = string_arg(env, argv[1])) == NULL ||
+      napi_get_value_double(env, argv[2], &j->size) != napi_ok || j->size < 0 || napi_get_value_double(env, argv[3], &mode) != napi_ok ||
+      done_type != napi_function || napi_get_typedarray_info(env, argv[4], &got_type, &got_len, &got_data, NULL, NULL) != napi_ok ||
+      got_type != napi_int32_array || got_len < 1) {
+    if (j != NULL) {
+      free(j->src);
+      free(j->target);
+    }
+    free(j);
+    napi_throw_type_error(env, NULL, "copyRange(src, target, size, mode, got: Int32Array, done)");
+    return NULL;
+  }
+  j->mode = (mode_t)mode;
+  j->got = got_data;
+  if (napi_create_reference(env, argv[5], 1, &j->done_ref) != napi_ok || !queue_batch(env, "kiln:copyRange", range_execute, range_complete, j, &j->work)) {
+    free(j->src);
+    free(j->target);
+    free(j);
+    return throw_errno(env, ENOMEM, "copy_file_range", NULL);
+  }
+  return undefined(env);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1224,6 +1322,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"linkFiles", NULL, js_link_files, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spreadSubdirs", NULL, js_spread_subdirs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyRange", NULL, js_copy_range, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -71,7 +71,16 @@ export interface NativeSys {
   spreadSubdirs(dir: string): number;
   /** syncfs(2) of the filesystem holding `dir` on a libuv threadpool thread; when done, `got[0]` is 0 or -errno and `done()` is called. */
   syncfs(dir: string, got: Int32Array, done: () => void): void;
+  /**
+   * Copies exactly `size` bytes of `src` into `target` (created with `mode`, or truncated; O_NOFOLLOW) with
+   * copy_file_range(2) on a threadpool thread; when done, `got[0]` is 0, {@link COPY_FALLBACK} (the filesystems
+   * cannot: copy the ordinary way), {@link COPY_SHRANK} (the file ended early) or -errno, and `done()` is called.
+   */
+  copyRange(src: string, target: string, size: number, mode: number, got: Int32Array, done: () => void): void;
 }
+
+/** {@link NativeSys.copyRange}'s answer for a source that ended before `size` bytes. */
+export const COPY_SHRANK = 2;
 
 /** Numbers per file in {@link NativeSys.copyFiles}' `meta`. */
 export const COPY_META = 6;

@@ -4,11 +4,13 @@
  * Why not fs.copyFile: without a reflink, libuv copies with sendfile(2) in a loop that expects the size the
  * file had when the copy started; a file truncated meanwhile makes sendfile return 0 forever, and the copy
  * spins a threadpool thread at full CPU (the process cannot even exit). Here a reflink is tried first (one
- * ioctl: atomic, no loop), else the bytes are read in chunks that stop at end of file: a file that shrank
- * fails with an error naming it.
+ * ioctl: atomic, no loop), then copy_file_range(2) through the addon (a loop that stops at end of file), else
+ * the bytes are read in chunks that stop at end of file: a file that shrank fails with an error naming it.
  */
 import { copyFile, open, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
+import { COPY_FALLBACK, COPY_SHRANK, nativeSys } from '../native/sys.js';
 import { fileChunks } from './file-chunks.js';
 
 /** Options of {@link copyRegularFile}. */
@@ -39,9 +41,27 @@ export async function copyRegularFile(src: string, target: string, options: Copy
   } catch (err) {
     if (!NO_REFLINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
   }
+  const shrank = (): Error => new Error(`${name} changed while it was being copied (it is shorter than the ${String(size)} bytes it had)`);
+  // In the kernel where it can (copy_file_range: no bytes through user space, a 200 MB file in ~0.1 s against
+  // 0.3-0.5 s), bounded by `size` like the chunked copy.
+  const sys = nativeSys();
+  if (sys !== undefined) {
+    const got = new Int32Array(1);
+    await new Promise<void>((resolve) => sys.copyRange(src, target, size, options.mode ?? 0o600, got, resolve));
+    const r = got[0]!;
+    if (r === 0) return;
+    if (r === COPY_SHRANK) {
+      await rm(target, { force: true });
+      throw shrank();
+    }
+    if (r !== COPY_FALLBACK) {
+      await rm(target, { force: true });
+      const code = getSystemErrorName(r);
+      throw Object.assign(new Error(`${code}: copying ${name}`), { code, errno: r });
+    }
+  }
   const out = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, options.mode ?? 0o600);
   try {
-    const shrank = (): Error => new Error(`${name} changed while it was being copied (it is shorter than the ${String(size)} bytes it had)`);
     // fileChunks opens with O_RDONLY: the callers have checked `src` is a regular file (a FIFO would block here).
     for await (const chunk of fileChunks(src, size, shrank, { reuse: true, signal })) {
       let off = 0;
