@@ -43,6 +43,11 @@ test('a named pipe COPY --from takes from a stage is left out without an error, 
   const { readdir } = await import('node:fs/promises');
   assert.ok(!(await readdir(built.fs)).includes('x'), 'no /x');
   assert.deepEqual(await readdir(path.join(built.fs, 't')), []);
+  // Over a stage that has the same FIFO at the target (fuzz seed 41381): BuildKit removes it (its layer has a whiteout).
+  const over = await sb.build({
+    context: await sb.context({ 'Dockerfile': 'FROM busybox AS s0\nRUN mkfifo /tmp/fifo && echo k > /tmp/keep\nFROM s0\nCOPY --from=s0 /tmp /tmp/\n' }),
+  });
+  assert.deepEqual((await readdir(path.join(over.fs, 'tmp'))).sort(), ['keep']);
 });
 
 test('a socket in the context is left out, as docker leaves it out of the context tar', { timeout: 60_000 }, async (t) => {

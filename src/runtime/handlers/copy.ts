@@ -87,9 +87,16 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
   let copied = 0;
   /** Files and symlinks to create, in source order (later sources win a shared target). */
   const files: Array<{ src: CopySource; target: string }> = [];
+  /** Targets of skipped FIFOs and sockets: what was there (not a directory) is removed, nothing is created. */
+  const skipped: string[] = [];
   const fileJob = (src: CopySource, target: string): void => {
-    // fsutil's copy returns no error for them (`errors.Wrapf(nil, …)` is nil) and creates nothing; parents are made.
-    if (src.stats.isFIFO() || src.stats.isSocket()) return;
+    // fsutil's copy returns no error for them (`errors.Wrapf(nil, …)` is nil) and creates nothing; parents are made,
+    // and a non-directory already at the target is removed first, as for every non-directory it copies (fuzz seed
+    // 41381: `COPY --from=s0 /tmp /tmp/` over a stage that has /tmp/fifo leaves a whiteout).
+    if (src.stats.isFIFO() || src.stats.isSocket()) {
+      skipped.push(target);
+      return;
+    }
     files.push({ src, target });
   };
   const dirsToFinish: Array<{ target: string; src: CopySource }> = [];
@@ -144,6 +151,10 @@ export async function copyIntoRootfs(rootfs: string, req: CopyRequest): Promise<
       fileJob(src, target);
       copied++;
     }
+  }
+  for (const target of skipped) {
+    const st = await lstat(target).catch(() => undefined);
+    if (st !== undefined && !st.isDirectory()) await rm(target, { force: true });
   }
   refuseWritesThroughCopiedSymlinks(rootfs, files, dirsToFinish);
   const links = hardLinks(files, inodeGroups);
