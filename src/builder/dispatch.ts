@@ -166,13 +166,8 @@ function runHistoryArgs(state: StageState): string[] {
   return [...state.args.keys()].map((k) => `${k}=${state.env.get(k) ?? ''}`);
 }
 
-/** ARGs with values that ENV does not override: what RUN adds to its environment. */
-function runArgs(state: StageState): string[] {
-  const env = envMap(state.config.config.Env);
-  const out: string[] = [];
-  for (const [k, v] of state.args) if (v !== undefined && !env.has(k)) out.push(`${k}=${v}`);
-  return out;
-}
+/** Proxy build args (`K=V` words) never enter keys or history: they may carry credentials. */
+const notProxy = (kv: string): boolean => !PROXY_ARGS.includes(kv.slice(0, kv.indexOf('=')));
 
 function fail(ctx: DispatchContext, ins: Instruction, message: string, cause?: unknown): never {
   throw new DockerfileError(message, ctx.file, ins.range, cause === undefined ? undefined : { cause });
@@ -560,10 +555,8 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     const script = ins.heredocs.length > 0 ? heredocScript(ins, ins.command.script, ins.heredocs).argvScript : ins.command.script;
     argv = [...(cfg.Shell ?? ['/bin/sh', '-c']), script];
   } else argv = [...ins.command.argv];
-  const argsEnv = runArgs(state);
-  const keyedArgs = argsEnv.filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
-  // What the step's processes get (before mounts and proxies); all of it is in the key: ARG values inherited from a
-  // parent stage reach the environment without being in this stage's history.
+  // What the step's processes get (before mounts and proxies); all of it but proxies is in the key, ARG values
+  // included (those inherited from a parent stage too, which this stage's history does not show).
   const runEnv = [...state.env].map(([k, v]) => `${k}=${v}`);
   const { network, security } = runPrivileges(ins, ctx.options, (message) => fail(ctx, ins, message));
   if (ins.devices.length > 0) fail(ctx, ins, 'RUN --device is not supported by kiln (no CDI devices on this host)');
@@ -580,14 +573,14 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
     }
     else mountKeys.push(`${m.type} ${m.target ?? ''} ${m.id ?? ''} ${m.sharing ?? ''} ${m.mode ?? ''} ${m.uid ?? ''} ${m.gid ?? ''}`);
   }
-  const shownArgs = runHistoryArgs(state).filter((a) => !PROXY_ARGS.includes(a.slice(0, a.indexOf('='))));
+  const shownArgs = runHistoryArgs(state).filter(notProxy);
   const histArgs = shownArgs.length ? `|${shownArgs.length} ${shownArgs.join(' ')} ` : '';
   const createdBy = `RUN ${histArgs}${argv.join(' ')} # buildkit`;
   const key = cacheKey({
     parent: state.key,
     instruction: `RUN ${JSON.stringify(argv)} network=${network}${security === 'insecure' ? ' security=insecure' : ''} user=${cfg.User ?? ''} workdir=${cfg.WorkingDir ?? ''}`,
-    args: keyedArgs,
-    inputs: [...mountKeys, `env ${JSON.stringify(runEnv.filter((e) => !PROXY_ARGS.includes(e.slice(0, e.indexOf('=')))))}`],
+    args: runEnv.filter(notProxy),
+    inputs: mountKeys,
   });
   return cachedLayerStep(ctx, state, key, created, createdBy, async () => {
     // The step below, if still pending, is hashed once this container runs (see PendingStepLayer).

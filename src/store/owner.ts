@@ -85,8 +85,13 @@ export function makePrivateDir(kind: 'run' | 'secret'): string {
   if (base === undefined) {
     throw new Error('no memory-backed directory for secrets: neither $XDG_RUNTIME_DIR nor /dev/shm is a tmpfs; kiln never writes a secret to disk');
   }
-  const dir = path.join(base, ownedName(`kiln-${kind}`));
-  mkdirSync(dir, { mode: 0o700 }); // fails if it exists: never a directory someone else made
+  return makeOwnedDir(base, `kiln-${kind}`);
+}
+
+/** A fresh 0700 directory in `base` named by {@link ownedName}; fails if it exists: never a directory someone else made. */
+function makeOwnedDir(base: string, prefix: string): string {
+  const dir = path.join(base, ownedName(prefix));
+  mkdirSync(dir, { mode: 0o700 });
   return dir;
 }
 
@@ -109,7 +114,5 @@ export const OWNED_TEMP_RE = /^kiln-(ovl|ssh|import|seccomp|empty-context)-/;
  * of lingering until reboot.
  */
 export function makeOwnedTempDir(kind: TempKind, base: string = os.tmpdir()): string {
-  const dir = path.join(base, ownedName(`kiln-${kind}`));
-  mkdirSync(dir, { mode: 0o700 }); // fails if it exists: never a directory someone else made
-  return dir;
+  return makeOwnedDir(base, `kiln-${kind}`);
 }
