@@ -723,31 +723,33 @@ export function parseMount(spec: string, expand?: (word: string) => string): Run
   }
   if (sharing !== undefined && type !== 'cache') throw new Error(`invalid cache sharing set for ${type} mount`);
 
-  // Each type keeps its own fields; the checks above are BuildKit's and run on whatever was written.
-  const base = { spec, needsExpansion, ...(target !== undefined && { target }) };
-  const fileInfo = { ...(mode !== undefined && { mode }), ...(uid !== undefined && { uid }), ...(gid !== undefined && { gid }) };
+  // Each type keeps its own fields (in the order `kiln parse` has always printed them); the checks above are
+  // BuildKit's and run on whatever was written.
+  const optional = {
+    target: target !== undefined && { target }, source: source !== undefined && { source }, from: from !== undefined && { from },
+    id: id !== undefined && { id }, mode: mode !== undefined && { mode }, uid: uid !== undefined && { uid }, gid: gid !== undefined && { gid },
+  };
   switch (type) {
     case 'bind':
-      return { type, ...base, readOnly, ...(source !== undefined && { source }), ...(from !== undefined && { from }) };
+      return { type, readOnly, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.from };
     case 'cache':
       return {
-        type, ...base, readOnly, ...fileInfo,
-        ...(id !== undefined && { id }),
-        ...(sharing !== undefined && { sharing }),
-        ...(source !== undefined && { source }),
-        ...(from !== undefined && { from }),
+        type, readOnly, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.from, ...optional.id,
+        ...(sharing !== undefined && { sharing }), ...optional.mode, ...optional.uid, ...optional.gid,
       };
     case 'tmpfs':
-      return { type, ...base, readOnly, ...(sizeLimit !== undefined && { sizeLimit }), ...(from !== undefined && { from }) };
+      return { type, readOnly, spec, needsExpansion, ...optional.target, ...optional.from, ...(sizeLimit !== undefined && { sizeLimit }) };
     case 'secret':
-      return { type, ...base, required, ...fileInfo, ...(id !== undefined && { id }), ...(source !== undefined && { source }), ...(env !== undefined && { env }) };
+      return {
+        type, required, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.id,
+        ...optional.mode, ...optional.uid, ...optional.gid, ...(env !== undefined && { env }),
+      };
     case 'ssh':
-      return { type, ...base, required, ...fileInfo, ...(id !== undefined && { id }), ...(from !== undefined && { from }) };
+      return { type, required, spec, needsExpansion, ...optional.target, ...optional.from, ...optional.id, ...optional.mode, ...optional.uid, ...optional.gid };
     default:
       return assertNever(type);
   }
 }
-
 
 /**
  * Parses a `RUN --device` value: a CDI device name, optionally `name=` and `required[=bool]`.

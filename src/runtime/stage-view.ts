@@ -31,10 +31,10 @@ export async function mountStageView(store: LayerStoreApi, diffIds: readonly Dig
 }
 
 /**
- * How a source's path segments match names: `undefined` for a literal segment, else the matcher of the
- * pattern (the builder's glob, Go's filepath.Match per segment).
+ * How a source's path segment matches names: undefined for a literal segment, else whether a name matches the
+ * pattern (the builder passes Go's filepath.Match, one segment at a time).
  */
-export type SegmentMatcher = (segment: string) => RegExp | undefined;
+export type SegmentMatcher = (segment: string) => ((name: string) => boolean) | undefined;
 
 /** Resolves a source inside a stage's rootfs (wildcards per segment, symlinks clamped to the rootfs). */
 export async function resolveStageSource(rootfs: string, source: string, match: SegmentMatcher): Promise<CopySource[]> {
@@ -43,14 +43,14 @@ export async function resolveStageSource(rootfs: string, source: string, match: 
   let current = [''];
   for (const seg of segments) {
     const next: string[] = [];
-    const re = match(seg);
+    const matches = match(seg);
     for (const base of current) {
-      if (re === undefined) {
+      if (matches === undefined) {
         next.push(`${base}/${seg}`);
         continue;
       }
       const dir = await resolveInRoot(rootfs, base || '/');
-      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (re.test(name)) next.push(`${base}/${name}`);
+      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (matches(name)) next.push(`${base}/${name}`);
     }
     current = next;
   }

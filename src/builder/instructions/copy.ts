@@ -27,7 +27,11 @@ const stageView = () => import('../../runtime/stage-view.js');
 const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
 
 /** Source path segments as Go's filepath.Match sees them (what COPY --from matches in a stage). */
-const globSegment: SegmentMatcher = (segment) => (hasWildcard(segment) ? globSegmentToRegExp(segment) : undefined);
+const globSegment: SegmentMatcher = (segment) => {
+  if (!hasWildcard(segment)) return undefined;
+  const re = globSegmentToRegExp(segment);
+  return (name) => re.test(name);
+};
 
 /** What a COPY or ADD copies, from where, and how: its words expanded and its sources resolved for the key. */
 interface CopyPlan {

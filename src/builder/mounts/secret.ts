@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { messageOf } from '../../errors.js';
 import type { SecretMount } from '../../parser/instructions.js';
-import { failStep, type MountModule } from './mount.js';
+import { failStep, type MountEnv, type MountModule } from './mount.js';
 
 export const secret: MountModule<SecretMount> = {
   type: 'secret',
@@ -24,7 +24,7 @@ export const secret: MountModule<SecretMount> = {
     }
     // env= puts the value in the step's environment (only this step's: never the image config or history);
     // a file is mounted too when there is no env= or a target is also given.
-    const env = m.env !== undefined ? { set: [`${m.env}=${value.toString('utf8')}`] } : {};
+    const env: Partial<MountEnv> = m.env !== undefined ? { set: [`${m.env}=${value.toString('utf8')}`] } : {};
     if (m.env !== undefined && m.target === undefined) return { env };
     // In memory-backed storage only, never on the store's disk (see runtime/secret-file.ts).
     const file = await writeSecretFile(value, m.mode ?? 0o400).catch((err: unknown) => failStep(setup, `secret ${id}: ${messageOf(err)}`));

@@ -4,7 +4,7 @@
  */
 import { messageOf } from '../../errors.js';
 import type { SshMount } from '../../parser/instructions.js';
-import { failStep, type MountModule } from './mount.js';
+import { failStep, type MountEnv, type MountModule } from './mount.js';
 
 export const ssh: MountModule<SshMount> = {
   type: 'ssh',
@@ -16,7 +16,7 @@ export const ssh: MountModule<SshMount> = {
     // SSH_AUTH_SOCK unless the step's environment already has one.
     const id = m.id ?? 'default';
     const socketTarget = setup.target ?? `/run/buildkit/ssh_agent.${setup.ordinal}`;
-    const env = setup.ordinal === 0 ? { defaults: [`SSH_AUTH_SOCK=${socketTarget}`] } : {};
+    const env: Partial<MountEnv> = setup.ordinal === 0 ? { defaults: [`SSH_AUTH_SOCK=${socketTarget}`] } : {};
     const agent = setup.ctx.options.ssh.find((a) => a.id === id);
     if (agent === undefined) {
       if (m.required) failStep(setup, `no SSH agent for id ${JSON.stringify(id)}: pass one with --ssh ${id}=SOCKET (or --ssh ${id} for $SSH_AUTH_SOCK)`);
