@@ -5,6 +5,8 @@
 import { writeFile } from 'node:fs/promises';
 import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
+import { NetworkPool } from '../runtime/network.js';
+import { makePrivateDir } from '../store/owner.js';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
 import type { CopyInstruction, Instruction } from '../parser/instructions.js';
@@ -247,6 +249,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     return p;
   };
 
+  // The RUN steps' sandbox networks, lent from step to step and torn down once every stage is done.
+  const networks = new NetworkPool(() => makePrivateDir('run'));
   const dctx = (stage: Stage, noCache = opts.noCache): DispatchContext => ({
     options: opts,
     store,
@@ -284,6 +288,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       }
     },
     ...(remoteCache ? { remoteCache } : {}),
+    networks,
   });
 
   // Start every needed stage now: a stage waits only for the stages it uses, so independent ones overlap.
@@ -296,6 +301,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     await Promise.allSettled(all);
     if (signal?.aborted) throw signal.reason;
     throw err;
+  } finally {
+    await networks.close();
   }
   await (await contextPromise)?.save();
 
