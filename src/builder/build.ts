@@ -5,7 +5,8 @@
 import { writeFile } from 'node:fs/promises';
 import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
-import { NetworkPool } from '../runtime/network.js';
+import { NetworkPool, sandboxNeedsDnsForward } from '../runtime/network.js';
+import { runPrivileges } from './entitlements.js';
 import { makePrivateDir } from '../store/owner.js';
 import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
 import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../image/types.js';
@@ -220,6 +221,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         }
         const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
         const ctx = dctx(stage, noCacheStage);
+        let prewarmed = false;
         for (let n = 0; n < stage.instructions.length; n++) {
           const ins = stage.instructions[n]!;
           const step = ref(n + 1, ins);
@@ -230,6 +232,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
             throw locateStepError(err, file, ins, signal);
           });
           const durationMs = Date.now() - s0;
+          // Once a step misses, every later step of the stage runs: start the network a RUN ahead will want.
+          if (isFsStep && !outcome.cached && !prewarmed) prewarmed = prewarmNetwork(stage.instructions.slice(n + 1));
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
             else emit({ type: 'step-done', step, durationMs });
@@ -251,6 +255,12 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   // The RUN steps' sandbox networks, lent from step to step and torn down once every stage is done.
   const networks = new NetworkPool(() => makePrivateDir('run'));
+  /** Starts a sandbox network when one of `ahead` is a RUN that will use one; says whether it did. */
+  const prewarmNetwork = (ahead: readonly Instruction[]): boolean => {
+    const wants = ahead.some((i) => i.kind === 'run' && i.security !== 'insecure' && runPrivileges(i, opts, () => undefined as never).network === 'default');
+    if (wants) networks.prewarm(sandboxNeedsDnsForward());
+    return wants;
+  };
   const dctx = (stage: Stage, noCache = opts.noCache): DispatchContext => ({
     options: opts,
     store,

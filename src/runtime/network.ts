@@ -144,6 +144,11 @@ export function containerResolvConf(hostText: string, fallback: string | undefin
   return { text: `${body === '\n' ? '' : body}nameserver ${fallback}\n`, forwarder: true };
 }
 
+/** Whether a sandbox network must forward DNS: the host's resolv.conf names only loopback resolvers (see {@link containerResolvConf}). */
+export function sandboxNeedsDnsForward(): boolean {
+  return containerResolvConf(hostResolvConf(), DNS_FORWARD_ADDRESS).forwarder;
+}
+
 /** The host's /etc/resolv.conf, read at each step as Docker does; empty when unreadable. */
 export function hostResolvConf(): string {
   try {
@@ -166,6 +171,8 @@ export function hostResolvConf(): string {
 export class NetworkPool {
   /** Idle namespaces by DNS set-up (`dnsForward`): only one made the same way is handed out. */
   readonly #idle = new Map<boolean, SandboxNetwork[]>();
+  /** Namespaces being started ahead of the step that will want them ({@link NetworkPool.prewarm}). */
+  readonly #warming = new Map<boolean, Promise<SandboxNetwork>>();
   readonly #makeDir: () => string;
   #dir: string | undefined;
   #made = 0;
@@ -177,16 +184,30 @@ export class NetworkPool {
     this.#makeDir = makeDir;
   }
 
-  /** An idle namespace made with the same `dnsForward`, or a new one. */
+  /**
+   * Starts a namespace for a step that is about to need one (the builder calls it once a stage's cache misses
+   * with a RUN still ahead), so that RUN does not wait for pasta. Does nothing when one is idle or starting.
+   */
+  prewarm(dnsForward: boolean): void {
+    if (this.#closed || (this.#idle.get(dnsForward)?.length ?? 0) > 0 || this.#warming.has(dnsForward)) return;
+    const warming = this.#start({ dnsForward });
+    warming.catch(() => this.#warming.delete(dnsForward));
+    this.#warming.set(dnsForward, warming);
+  }
+
+  /** An idle namespace made with the same `dnsForward`, the one starting for it, or a new one. */
   async acquire(options: { signal?: AbortSignal; dnsForward: boolean }): Promise<PooledNetwork> {
     if (this.#closed) throw new RuntimeError('the build has ended: its networks are closed');
     const idle = this.#idle.get(options.dnsForward)?.pop();
-    const net = idle ?? (await startSandboxNetwork(path.join((this.#dir ??= this.#makeDir()), `netns-${this.#made++}`), options));
+    const warming = idle === undefined ? this.#warming.get(options.dnsForward) : undefined;
+    this.#warming.delete(options.dnsForward);
+    // A failed prewarm is no reason to fail the step: it tries on its own.
+    const net = idle ?? (await warming?.catch(() => undefined)) ?? (await this.#start(options));
     let returned = false;
     this.#lent++;
     return {
       nsPath: net.nsPath,
-      reused: idle !== undefined,
+      reused: idle !== undefined || warming !== undefined,
       release: async (reusable: boolean): Promise<void> => {
         if (returned) return;
         returned = true;
@@ -203,10 +224,16 @@ export class NetworkPool {
     };
   }
 
+  #start(options: { signal?: AbortSignal; dnsForward: boolean }): Promise<SandboxNetwork> {
+    return startSandboxNetwork(path.join((this.#dir ??= this.#makeDir()), `netns-${this.#made++}`), options);
+  }
+
   /** Tears every idle namespace down and removes the directory (once the lent ones are back: those are torn down as they return). Never rejects. */
   async close(): Promise<void> {
     this.#closed = true;
-    const all = [...this.#idle.values()].flat();
+    const warming = await Promise.all([...this.#warming.values()].map((w) => w.catch(() => undefined)));
+    this.#warming.clear();
+    const all = [...[...this.#idle.values()].flat(), ...warming.filter((n): n is SandboxNetwork => n !== undefined)];
     this.#idle.clear();
     await Promise.all(all.map((n) => n.release()));
     this.#removeDir();
