@@ -11,6 +11,7 @@ import { DockerfileError, messageOf } from '../errors.js';
 import type { Digest, HistoryEntry, ImageConfig } from '../image/types.js';
 import type { Instruction, InstructionKind } from '../parser/instructions.js';
 import { ShellLex } from '../parser/shell-words.js';
+import type { NetworkPool } from '../runtime/network.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { cacheKey } from './cache-key.js';
 import type { BuildContext } from './context.js';
@@ -99,6 +100,8 @@ export interface DispatchContext {
   readonly runtimeWarnings: (w: readonly string[]) => void;
   /** A shared cache (`--cache-from`/`--cache-to`): consulted after a local miss, told every step's record. */
   readonly remoteCache?: StepCacheHook;
+  /** The build's RUN networks (reused from step to step). */
+  readonly networks?: NetworkPool;
 }
 
 /** A step's outcome. */

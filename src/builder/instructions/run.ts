@@ -95,6 +95,7 @@ export const run: InstructionHandler<RunInstruction> = async (ctx, state, ins, s
             onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
             onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
+            ...(ctx.networks === undefined ? {} : { networks: ctx.networks }),
           },
         );
         ctx.runtimeWarnings(result.warnings);
