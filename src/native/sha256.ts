@@ -33,6 +33,9 @@ export interface StreamHash {
  */
 const THREADPOOL_MIN = 64 * 1024;
 
+/** Inputs smaller than this never load the addon (see {@link streamSha256}). */
+const SMALL_INPUT = 1024 * 1024;
+
 /** Memoised per process: the addon is loaded once (a lazy module handle, not state that changes). */
 let loaded: { addon: Sha256Addon | undefined } | undefined;
 
@@ -57,15 +60,22 @@ export function nativeSha256Available(): boolean {
   return addon() !== undefined;
 }
 
-/** A new streaming SHA-256: the addon's when built, node:crypto's otherwise. */
-export function streamSha256(): StreamHash {
-  const a = addon();
-  if (a === undefined) {
-    const h = createHash('sha256');
-    return { update: (chunk) => void h.update(chunk), digest: () => h.digest('hex') };
-  }
+/** One SHA-256 implementation behind {@link streamSha256}. */
+interface Hasher {
+  updateSync(chunk: Uint8Array): void;
+  update(chunk: Uint8Array): Promise<void> | void;
+  digest(): string;
+}
+
+function nodeHasher(): Hasher {
+  const h = createHash('sha256');
+  return { updateSync: (chunk) => void h.update(chunk), update: (chunk) => void h.update(chunk), digest: () => h.digest('hex') };
+}
+
+function addonHasher(a: Sha256Addon): Hasher {
   const state = a.create();
   return {
+    updateSync: (chunk) => a.updateSync(state, chunk),
     update: (chunk) => {
       if (chunk.length < THREADPOOL_MIN) return a.updateSync(state, chunk);
       let settle: (err: Error | null) => void = () => undefined;
@@ -77,5 +87,39 @@ export function streamSha256(): StreamHash {
       return done;
     },
     digest: () => a.digest(state),
+  };
+}
+
+/**
+ * A new streaming SHA-256: the addon's when built, node:crypto's otherwise. An input that stays under
+ * {@link SMALL_INPUT} (most layers of a build: a COPY of a config file, a RUN that touched a few files) is held and
+ * hashed by node:crypto at the end: loading libcrypto costs a few milliseconds, more than such a hash.
+ */
+export function streamSha256(): StreamHash {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let hasher: Hasher | undefined;
+  return {
+    update: (chunk) => {
+      if (hasher === undefined) {
+        if (heldBytes + chunk.length < SMALL_INPUT) {
+          // A copy: the caller may reuse its buffer once this returns.
+          held.push(Buffer.from(chunk));
+          heldBytes += chunk.length;
+          return;
+        }
+        const a = addon();
+        hasher = a === undefined ? nodeHasher() : addonHasher(a);
+        for (const h of held) hasher.updateSync(h);
+        held = [];
+      }
+      return hasher.update(chunk);
+    },
+    digest: () => {
+      if (hasher !== undefined) return hasher.digest();
+      const h = createHash('sha256');
+      for (const b of held) h.update(b);
+      return h.digest('hex');
+    },
   };
 }

@@ -1,6 +1,7 @@
 // Layer hashing (src/native/sha256.ts): the libcrypto addon on the threadpool, or node:crypto without it, gives
 // FIPS 180's SHA-256 for any way the tar is cut into chunks. stream-sha256-without-native.test.ts runs this file
-// again with KILN_NATIVE=0.
+// again with KILN_NATIVE=0. Inputs under 1 MiB are held and hashed by node:crypto at the end (chunks of 1 byte below),
+// bigger ones switch to the addon with what was held.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
