@@ -30,11 +30,11 @@ const SLASH = 0x2f;
 const RUNE_ERROR = 0xfffd;
 
 /** Go's `utf8.DecodeRune` on bytes that are valid UTF-8 except where a `*` cut a character: [rune, width]. */
-function decodeRune(b: Uint8Array, i: number): [number, number] {
+function decodeRune(b: Uint8Array, i: number, end: number): [number, number] {
   const c = b[i]!;
   if (c < 0x80) return [c, 1];
   const n = c >= 0xf0 && c < 0xf8 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-  if (n === 0 || i + n > b.length) return [RUNE_ERROR, 1];
+  if (n === 0 || i + n > end) return [RUNE_ERROR, 1];
   let r = n === 2 ? c & 0x1f : n === 3 ? c & 0x0f : c & 0x07;
   for (let k = 1; k < n; k++) {
     const cc = b[i + k]!;
@@ -72,7 +72,7 @@ function getEsc(p: Uint8Array, i: number, end: number): [number, number] {
     i++;
     if (i >= end) throw new BadPatternError();
   }
-  const [r, n] = decodeRune(p.subarray(0, end), i);
+  const [r, n] = decodeRune(p, i, end);
   if (r === RUNE_ERROR && n === 1) throw new BadPatternError();
   if (i + n >= end) throw new BadPatternError(); // the class is not terminated
   return [r, i + n];
@@ -82,18 +82,18 @@ function getEsc(p: Uint8Array, i: number, end: number): [number, number] {
  * matchChunk: whether the chunk p[cs, ce) matches the start of s[si…]; the index in `s` after it, or -1. The whole
  * chunk is read even after a mismatch, so a malformed one always throws.
  */
-function matchChunk(p: Uint8Array, cs: number, ce: number, s: Uint8Array, si: number): number {
+function matchChunk(p: Uint8Array, cs: number, ce: number, s: Uint8Array, n: number, si: number): number {
   let failed = false;
   let i = cs;
   while (i < ce) {
-    if (!failed && si >= s.length) failed = true;
+    if (!failed && si >= n) failed = true;
     const c = p[i];
     if (c === OPEN) {
       let r = 0;
       if (!failed) {
-        const [rune, n] = decodeRune(s, si);
+        const [rune, width] = decodeRune(s, si, n);
         r = rune;
-        si += n;
+        si += width;
       }
       i++;
       let negated = false;
@@ -119,7 +119,7 @@ function matchChunk(p: Uint8Array, cs: number, ce: number, s: Uint8Array, si: nu
     } else if (c === QUESTION) {
       if (!failed) {
         if (s[si] === SLASH) failed = true;
-        si += decodeRune(s, si)[1];
+        si += decodeRune(s, si, n)[1];
       }
       i++;
     } else {
@@ -139,27 +139,33 @@ function matchChunk(p: Uint8Array, cs: number, ce: number, s: Uint8Array, si: nu
 
 /** Go's `filepath.Match(pattern, name)` (Unix): whether all of `name` matches; throws {@link BadPatternError}. */
 export function filepathMatch(pattern: string, name: string): boolean {
-  return matchBytes(Buffer.from(pattern, 'utf8'), Buffer.from(name, 'utf8'));
+  const s = Buffer.from(name, 'utf8');
+  return matchBytes(Buffer.from(pattern, 'utf8'), s, s.length);
 }
 
-function matchBytes(p: Uint8Array, s: Uint8Array): boolean {
+/** Match on the first `n` bytes of `s`. */
+function matchBytes(p: Uint8Array, s: Uint8Array, n: number): boolean {
   let pi = 0;
   let si = 0;
   pattern: while (pi < p.length) {
     const [star, cs, ce] = scanChunk(p, pi);
     pi = ce;
-    if (star && cs === ce) return s.indexOf(SLASH, si) < 0; // a trailing * matches the rest unless it holds a /
-    const t = matchChunk(p, cs, ce, s, si);
+    if (star && cs === ce) {
+      // A trailing * matches the rest unless it holds a /.
+      for (let i = si; i < n; i++) if (s[i] === SLASH) return false;
+      return true;
+    }
+    const t = matchChunk(p, cs, ce, s, n, si);
     // The last chunk must use up the name; otherwise the star may still find a match further on.
-    if (t >= 0 && (t === s.length || pi < p.length)) {
+    if (t >= 0 && (t === n || pi < p.length)) {
       si = t;
       continue;
     }
     if (star) {
-      for (let i = si; i < s.length && s[i] !== SLASH; i++) {
-        const u = matchChunk(p, cs, ce, s, i + 1);
+      for (let i = si; i < n && s[i] !== SLASH; i++) {
+        const u = matchChunk(p, cs, ce, s, n, i + 1);
         if (u >= 0) {
-          if (pi >= p.length && u < s.length) continue;
+          if (pi >= p.length && u < n) continue;
           si = u;
           continue pattern;
         }
@@ -169,11 +175,11 @@ function matchBytes(p: Uint8Array, s: Uint8Array): boolean {
     while (pi < p.length) {
       const [, rs, re] = scanChunk(p, pi);
       pi = re;
-      matchChunk(p, rs, re, s, s.length);
+      matchChunk(p, rs, re, s, n, n);
     }
     return false;
   }
-  return si === s.length;
+  return si === n;
 }
 
 /** Whether a COPY source path segment holds a wildcard (`*`, `?` or `[`), so that it is matched against names. */
@@ -187,9 +193,14 @@ export function hasWildcard(segment: string): boolean {
  */
 export function segmentMatcher(segment: string): (name: string) => boolean {
   const p = Buffer.from(segment, 'utf8');
+  // Names are encoded into one buffer of the matcher's own (no allocation per name: a COPY may test thousands).
+  let scratch = new Uint8Array(256);
+  const encoder = new TextEncoder();
   return (name) => {
+    if (name.length * 3 > scratch.length) scratch = new Uint8Array(name.length * 3);
+    const { written } = encoder.encodeInto(name, scratch);
     try {
-      return matchBytes(p, Buffer.from(name, 'utf8'));
+      return matchBytes(p, scratch, written);
     } catch (err) {
       if (err instanceof BadPatternError) return false;
       throw err;
