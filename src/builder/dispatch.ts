@@ -30,6 +30,7 @@ import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
 import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
+import type { NetworkPool } from '../runtime/network.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
 // module costs start-up time.
 const stepLayer = () => import('../runtime/step-layer.js');
@@ -120,6 +121,8 @@ export interface DispatchContext {
   readonly remoteCache?: StepCacheHook;
   /** What this build knows about the host (runtime verdicts, overlay options), shared by its steps. */
   readonly host: Host;
+  /** The build's RUN networks (reused from step to step). */
+  readonly networks?: NetworkPool;
 }
 
 /** A step's outcome. */
@@ -617,6 +620,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
             host: ctx.host,
+            ...(ctx.networks === undefined ? {} : { networks: ctx.networks }),
           },
         );
         ctx.runtimeWarnings(result.warnings);
