@@ -8,18 +8,17 @@
  * does that.
  */
 import { DockerfileError, messageOf } from '../errors.js';
-import type { Digest, HistoryEntry, ImageConfig } from '../image/types.js';
+import type { Digest, HistoryEntry, ImageConfig } from '../oci/types.js';
 import type { Instruction, InstructionKind } from '../parser/instructions.js';
 import { ShellLex } from '../parser/shell-words.js';
+import type { Host } from '../runtime/host.js';
 import type { NetworkPool } from '../runtime/network.js';
+import type { OverlayCapabilities } from '../runtime/overlay.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { cacheKey } from './cache-key.js';
 import type { BuildContext } from './context.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
-
-/** The default PATH BuildKit gives images whose config has none. */
-export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Build args every stage can use without declaring them; kept out of history and cache keys. */
 export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -102,6 +101,8 @@ export interface DispatchContext {
   readonly remoteCache?: StepCacheHook;
   /** The build's RUN networks (reused from step to step). */
   readonly networks?: NetworkPool;
+  /** What this build knows about the host (runtime verdicts, overlay options), shared by its steps. */
+  readonly host: Host;
 }
 
 /** A step's outcome. */
@@ -182,8 +183,9 @@ export function numericOwner(spec: string): { uid: number; gid: number } {
 }
 
 /** The runtime's step options (src/runtime/step-layer.ts) for this build. */
-export function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number } {
+export function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number; overlay: OverlayCapabilities } {
   return {
+    overlay: ctx.host.overlay,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     ...(ctx.options.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.options.sourceDateEpoch } : {}),
   };

@@ -5,6 +5,7 @@
 import { chmod, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { copyRegularFile } from '../store/copy-file.js';
+import type { OverlayCapabilities } from './overlay.js';
 
 /** What a bind source on the host is; undefined when it does not exist. */
 export async function bindSourceKind(source: string): Promise<'dir' | 'file' | 'other' | undefined> {
@@ -21,15 +22,16 @@ export interface WritableBind {
 
 /**
  * A private writable view of `source` under `dir` (a fresh path in the step's scratch directory): an overlay over
- * a directory, a copy of a single file (a bind of the file itself would write through).
+ * a directory, a copy of a single file (a bind of the file itself would write through). `overlay`: the build's
+ * Host.overlay.
  */
-export async function writableBind(source: string, kind: 'dir' | 'file', dir: string): Promise<WritableBind> {
+export async function writableBind(source: string, kind: 'dir' | 'file', dir: string, overlay?: OverlayCapabilities): Promise<WritableBind> {
   if (kind === 'dir') {
     await mkdir(path.join(dir, 'upper'), { recursive: true });
     await mkdir(path.join(dir, 'work'));
     await mkdir(path.join(dir, 'merged'));
     const { mountOverlay } = await import('./overlay.js');
-    const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(dir, 'upper'), workDir: path.join(dir, 'work'), target: path.join(dir, 'merged') });
+    const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(dir, 'upper'), workDir: path.join(dir, 'work'), target: path.join(dir, 'merged'), ...(overlay ? { capabilities: overlay } : {}) });
     return { source: path.join(dir, 'merged'), release: () => mnt.unmount() };
   }
   await mkdir(dir, { recursive: true });

@@ -5,7 +5,7 @@
  */
 import { chmod, chown, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { sha256Hex } from '../sha256.js';
+import { sha256Hex } from '../oci/digest.js';
 import type { LayerStoreApi } from '../store/types.js';
 
 export interface CacheMountOptions {

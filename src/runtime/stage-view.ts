@@ -4,8 +4,10 @@
  */
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
+import { hasWildcard, segmentMatcher } from '../parser/filepath-match.js';
 import type { LayerStoreApi } from '../store/types.js';
+import type { OverlayCapabilities } from './overlay.js';
 import type { CopySource } from './handlers/copy.js';
 import { lowerDirsOf } from './step-layer.js';
 import { resolveInRoot } from './user.js';
@@ -18,32 +20,31 @@ export interface StageView {
 
 /**
  * Mounts the layers `diffIds` (bottom-most first) under `dir`, a fresh path in the step's scratch directory.
- * Read-only in spirit: a throwaway upperdir takes any writes.
+ * Read-only in spirit: a throwaway upperdir takes any writes. `overlay`: the build's Host.overlay.
  */
-export async function mountStageView(store: LayerStoreApi, diffIds: readonly Digest[], dir: string, signal?: AbortSignal): Promise<StageView> {
+export async function mountStageView(
+  store: LayerStoreApi,
+  diffIds: readonly Digest[],
+  dir: string,
+  options: { readonly signal?: AbortSignal; readonly overlay?: OverlayCapabilities },
+): Promise<StageView> {
   await mkdir(path.join(dir, 'upper'), { recursive: true });
   await mkdir(path.join(dir, 'work'));
   await mkdir(path.join(dir, 'merged'));
-  const lowers = await lowerDirsOf(store, diffIds, signal);
+  const lowers = await lowerDirsOf(store, diffIds, options.signal);
   const { mountOverlay } = await import('./overlay.js');
-  const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(dir, 'upper'), workDir: path.join(dir, 'work'), target: path.join(dir, 'merged') });
+  const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(dir, 'upper'), workDir: path.join(dir, 'work'), target: path.join(dir, 'merged'), ...(options.overlay ? { capabilities: options.overlay } : {}) });
   return { rootfs: path.join(dir, 'merged'), release: () => mount.unmount() };
 }
 
-/**
- * How a source's path segment matches names: undefined for a literal segment, else whether a name matches the
- * pattern (the builder passes Go's filepath.Match, one segment at a time).
- */
-export type SegmentMatcher = (segment: string) => ((name: string) => boolean) | undefined;
-
-/** Resolves a source inside a stage's rootfs (wildcards per segment, symlinks clamped to the rootfs). */
-export async function resolveStageSource(rootfs: string, source: string, match: SegmentMatcher): Promise<CopySource[]> {
+/** Resolves a source inside a stage's rootfs (Go's filepath.Match per segment, symlinks clamped to the rootfs). */
+export async function resolveStageSource(rootfs: string, source: string): Promise<CopySource[]> {
   const clean = path.posix.normalize(`/${source}`);
   const segments = clean.split('/').filter(Boolean);
   let current = [''];
   for (const seg of segments) {
     const next: string[] = [];
-    const matches = match(seg);
+    const matches = hasWildcard(seg) ? segmentMatcher(seg) : undefined;
     for (const base of current) {
       if (matches === undefined) {
         next.push(`${base}/${seg}`);
@@ -65,9 +66,9 @@ export async function resolveStageSource(rootfs: string, source: string, match: 
 }
 
 /** Whether a wildcard source that matched nothing is allowed: the directory its first wildcard looks in exists. */
-export async function emptyWildcardAllowed(rootfs: string, source: string, match: SegmentMatcher): Promise<boolean> {
+export async function emptyWildcardAllowed(rootfs: string, source: string): Promise<boolean> {
   const segments = path.posix.normalize(`/${source}`).split('/').filter(Boolean);
-  const first = segments.findIndex((s) => match(s) !== undefined);
+  const first = segments.findIndex(hasWildcard);
   if (first === -1) return false;
   const dir = await resolveInRoot(rootfs, `/${segments.slice(0, first).join('/')}`);
   return (await lstat(dir).catch(() => undefined))?.isDirectory() === true;

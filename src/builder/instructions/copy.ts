@@ -9,12 +9,11 @@ import type { AddInstruction, CopyInstruction } from '../../parser/instructions.
 import { PatternMatcher } from '../../parser/dockerignore.js';
 import type { UrlSource } from '../../net/http-source.js';
 import type { CopyRequest, CopySource } from '../../runtime/handlers/copy.js';
-import type { SegmentMatcher } from '../../runtime/stage-view.js';
 import type { PendingStepLayer, StepDirs } from '../../runtime/step-layer.js';
 import type { CopyReuse } from '../../store/file-reuse.js';
 import { cacheKey } from '../cache-key.js';
 import { parseChmod } from '../chmod.js';
-import { globSegmentToRegExp, hasWildcard, type BuildContext, type ContextEntry } from '../context.js';
+import type { BuildContext, ContextEntry } from '../context.js';
 import { cachedLayerStep } from '../layer-step.js';
 import { diffIds, expand, fail, numericOwner, stepLayerOptions, type DispatchContext, type InstructionHandler, type StageState } from '../step-context.js';
 
@@ -25,13 +24,6 @@ const copyHandlers = () => import('../../runtime/handlers/copy.js');
 const stageView = () => import('../../runtime/stage-view.js');
 
 const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
-
-/** Source path segments as Go's filepath.Match sees them (what COPY --from matches in a stage). */
-const globSegment: SegmentMatcher = (segment) => {
-  if (!hasWildcard(segment)) return undefined;
-  const re = globSegmentToRegExp(segment);
-  return (name) => re.test(name);
-};
 
 /** What a COPY or ADD copies, from where, and how: its words expanded and its sources resolved for the key. */
 interface CopyPlan {
@@ -254,13 +246,13 @@ async function copyWork(ctx: DispatchContext, plan: CopyPlan, rootfs: string, di
   }
   if (stage) {
     const { mountStageView, resolveStageSource, emptyWildcardAllowed, listTree } = await stageView();
-    const view = await mountStageView(ctx.store, diffIds(stage), path.join(dirs.scratch, 'from'), ctx.signal);
+    const view = await mountStageView(ctx.store, diffIds(stage), path.join(dirs.scratch, 'from'), { ...signal, overlay: ctx.host.overlay });
     try {
       const found: Array<{ source: string; entries: CopySource[] }> = [];
       for (const s of sources) {
-        const r = await resolveStageSource(view.rootfs, s, globSegment);
+        const r = await resolveStageSource(view.rootfs, s);
         // A wildcard may match nothing (BuildKit's AllowEmptyWildcard) if the directory it looks in exists.
-        if (r.length === 0 && !(await emptyWildcardAllowed(view.rootfs, s, globSegment))) {
+        if (r.length === 0 && !(await emptyWildcardAllowed(view.rootfs, s))) {
           throw new Error(`failed to compute cache key: "/${s.replace(/^\/+/, '')}": not found`);
         }
         found.push({ source: s, entries: r.filter((e) => !plan.topExcluded(e.rel)) });

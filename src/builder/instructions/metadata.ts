@@ -4,7 +4,7 @@
  * writes the history line BuildKit writes for it.
  */
 import { messageOf } from '../../errors.js';
-import type { ImageConfig } from '../../image/types.js';
+import type { ImageConfig } from '../../oci/types.js';
 import { parsePorts } from '../../parser/ports.js';
 import { goList } from './go-format.js';
 import { configStep, expand, expandWords, fail, type HandlerTable } from '../step-context.js';

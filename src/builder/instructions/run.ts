@@ -5,13 +5,14 @@
  */
 import path from 'node:path';
 import { StepFailedError } from '../../errors.js';
+import { DEFAULT_PATH_ENV } from '../../oci/platform.js';
 import { parseMount, type HeredocFile, type RunInstruction } from '../../parser/instructions.js';
 import { chompHeredocContent } from '../../parser/heredoc.js';
 import { cacheKey } from '../cache-key.js';
 import { runPrivileges } from '../entitlements.js';
 import { cachedLayerStep } from '../layer-step.js';
 import { mountKeys, prepareMounts, withEnv } from '../mounts/index.js';
-import { DEFAULT_PATH, diffIds, expand, fail, notProxy, proxyEnv, stepLayerOptions, type InstructionHandler, type StageState } from '../step-context.js';
+import { diffIds, expand, fail, notProxy, proxyEnv, stepLayerOptions, type InstructionHandler, type StageState } from '../step-context.js';
 
 // The container runtime (and execa behind it) loads only when a step actually runs: a fully cached rebuild never
 // needs it, and its whole process time is the budget.
@@ -73,7 +74,7 @@ export const run: InstructionHandler<RunInstruction> = async (ctx, state, ins, s
         // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
         // no such variable of its own, and never in the cache key or the history (they may carry credentials).
         const env = withEnv(runEnv, { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
-        if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
+        if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH_ENV);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
           {
@@ -96,6 +97,7 @@ export const run: InstructionHandler<RunInstruction> = async (ctx, state, ins, s
             onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
             ...(ctx.networks === undefined ? {} : { networks: ctx.networks }),
+            host: ctx.host,
           },
         );
         ctx.runtimeWarnings(result.warnings);

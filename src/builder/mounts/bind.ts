@@ -34,7 +34,7 @@ export const bind: MountModule<BindMount> = {
     if (local === undefined) {
       const from = await ctx.stageResult(m.from!, ins);
       const { mountStageView } = await import('../../runtime/stage-view.js');
-      const view = await mountStageView(ctx.store, diffIds(from), path.join(scratch, `bind-${index}`), ctx.signal);
+      const view = await mountStageView(ctx.store, diffIds(from), path.join(scratch, `bind-${index}`), { ...(ctx.signal ? { signal: ctx.signal } : {}), overlay: ctx.host.overlay });
       setup.defer(view.release);
       const { resolveInRoot } = await import('../../runtime/user.js');
       source = await resolveInRoot(view.rootfs, m.source ?? '/');
@@ -48,7 +48,7 @@ export const bind: MountModule<BindMount> = {
       const hidden = entry.type === 'dir' ? await c.hiddenBelow(entry) : [];
       if (hidden.length > 0) {
         const { mountFilteredView } = await import('../../runtime/filtered-view.js');
-        const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${index}`), ctx.signal);
+        const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${index}`), ctx.signal, ctx.host.overlay);
         setup.defer(view.release);
         source = view.dir;
         privateView = true; // writes land in the view's own upperdir
@@ -60,7 +60,7 @@ export const bind: MountModule<BindMount> = {
     // Binds are read-only unless `rw`: writes must never reach the context or another stage.
     if (!m.readOnly && !privateView) {
       if (kind === 'other') return failStep(setup, `bind mount source ${m.source ?? '/'} is not a regular file or directory`);
-      const view = await writableBind(source, kind, path.join(scratch, `bind-rw-${index}`));
+      const view = await writableBind(source, kind, path.join(scratch, `bind-rw-${index}`), ctx.host.overlay);
       setup.defer(view.release);
       source = view.source;
     }

@@ -4,7 +4,7 @@
  */
 import { chown, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Digest } from '../../image/types.js';
+import type { Digest } from '../../oci/types.js';
 import type { LayerStoreApi } from '../../store/types.js';
 import { lowerDirsOf, prepareDirectWrite, withMergedRootfs, type StepDirs } from '../step-layer.js';
 import { fileOpOwner, resolveInRoot } from '../user.js';
