@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Bundles the compiled CLI (dist/src/cli.js, from `tsc -p tsconfig.build.json`) into ONE CommonJS file,
+ * Bundles the compiled CLI (dist/src/cli/main.js, from `tsc -p tsconfig.build.json`) into ONE CommonJS file,
  * dist/cli/cli.cjs, which bin/kiln starts.
  *
  * Why: start-up is part of every cached rebuild. Node's ESM loader pays per module (resolve, stat, read,
@@ -22,7 +22,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = path.join(repo, 'dist', 'cli');
 await rm(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: [path.join(repo, 'dist', 'src', 'cli.js')],
+  entryPoints: [path.join(repo, 'dist', 'src', 'cli', 'main.js')],
   bundle: true,
   format: 'cjs',
   platform: 'node',
