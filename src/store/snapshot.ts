@@ -34,7 +34,6 @@
  * - big files are read in 2 MiB pieces on the threadpool, the next read running while a piece is hashed.
  */
 import * as fsCb from 'node:fs';
-import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../oci/types.js';
