@@ -25,6 +25,8 @@ export type {
   CacheExportSpec,
 } from './builder/options.js';
 export { validateTag } from './builder/tags.js';
+export { createHost } from './runtime/host.js';
+export type { Host } from './runtime/host.js';
 
 // Parsing
 export { parse } from './parser/index.js';
@@ -37,7 +39,7 @@ export { INSTRUCTION_KINDS } from './parser/instructions.js';
 export { listImages, inspectImage, tag, removeImage, prune, save, load } from './api/images.js';
 export type { ImageSummary, TagResult, PruneOptions, PruneResult, SaveOptions, LoadOptions } from './api/images.js';
 export type { StoredImage } from './store/types.js';
-export type { Digest, ImageConfig, ImageManifest, Platform } from './image/types.js';
+export type { Digest, ImageConfig, ImageManifest, Platform } from './oci/types.js';
 export type { ExportOutput as SaveOutput, ExportProgressEvent as SaveProgressEvent, ExportResult as SaveResult } from './image/export.js';
 export type { ImportSource as LoadSource } from './image/import.js';
 export { verifyStore } from './api/store.js';

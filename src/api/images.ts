@@ -6,7 +6,7 @@ import { normalizeTag, validateTag } from '../builder/tags.js';
 import { BuildError, ImageNotFoundError } from '../errors.js';
 import type { ExportOutput, ExportProgressEvent, ExportResult } from '../image/export.js';
 import type { ImportSource } from '../image/import.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { StoredImage } from '../store/types.js';
 import { findImage, openStore, type StoreOptions } from './store.js';
 

@@ -3,7 +3,7 @@
  * `push`, `login`). Credentials come from Docker's config.json (`$DOCKER_CONFIG` or `~/.docker`): its `auths`,
  * `credsStore` and `credHelpers`.
  */
-import type { Digest, Platform } from '../image/types.js';
+import type { Digest, Platform } from '../oci/types.js';
 import type { Credentials } from '../registry/auth.js';
 import type { TransferEvent } from '../registry/pull.js';
 import type { StoredImage } from '../store/types.js';
@@ -79,7 +79,7 @@ export interface LoginOptions {
  * @throws RegistryError when the registry refuses them or cannot be reached
  */
 export async function login(registry: string, credentials: Credentials, options: LoginOptions = {}): Promise<void> {
-  const { login: check } = await import('../registry/auth.js');
+  const { login: check } = await import('../registry/login.js');
   await check(registry, credentials.username, credentials.password, options);
 }
 

@@ -1,6 +1,7 @@
 /**
  * `run`: an image's command in a container, as `docker run --rm IMAGE [COMMAND…]` (`kiln run`).
  */
+import type { Host } from '../runtime/host.js';
 import type { StoreOptions } from './store.js';
 import { findImage, openStore } from './store.js';
 
@@ -17,6 +18,8 @@ export interface RunOptions extends StoreOptions {
   readonly signal?: AbortSignal;
   /** The command's output as it comes. Without it the output is dropped. */
   readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** What kiln knows about this machine, shared with builds given the same one (see `createHost`). @default a fresh one */
+  readonly host?: Host;
 }
 
 /** How a {@link run} ended. */
@@ -39,6 +42,7 @@ export async function run(name: string, options: RunOptions = {}): Promise<RunRe
     ...(options.network ? { network: options.network } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+    ...(options.host ? { host: options.host } : {}),
   });
   return { exitCode };
 }

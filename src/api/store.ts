@@ -3,10 +3,10 @@
  * it, and `verifyStore`. The store's modules load on first use, so a program (or the CLI) that only parses
  * never loads them.
  */
-import { defaultRoot } from '../builder/options.js';
+import { defaultStoreRoot } from '../store/default-root.js';
 import { normalizeTag } from '../builder/tags.js';
 import { ImageNotFoundError } from '../errors.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { LayerStore } from '../store/layer-store.js';
 import type { StoredImage } from '../store/types.js';
 import type { VerifyOptions, VerifyReport } from '../store/verify.js';
@@ -20,7 +20,7 @@ export interface StoreOptions {
 /** Opens (creating if needed) the store at `root`, or at the default root. */
 export async function openStore(root: string | undefined): Promise<LayerStore> {
   const { LayerStore } = await import('../store/layer-store.js');
-  return LayerStore.open(root ?? defaultRoot());
+  return LayerStore.open(root ?? defaultStoreRoot());
 }
 
 /**

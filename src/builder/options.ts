@@ -2,11 +2,12 @@
  * The public options, events and result of {@link build}, and `resolveBuildOptions()`, which applies
  * the defaults once so that the rest of the builder sees a fully resolved object.
  */
-import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../errors.js';
-import type { Descriptor, Digest } from '../image/types.js';
+import { defaultStoreRoot } from '../store/default-root.js';
+import { createHost, type Host } from '../runtime/host.js';
+import type { Descriptor, Digest } from '../oci/types.js';
 
 /**
  * Where the built image goes, named as buildx names its exporters. `dest` may be a stream (the CLI's `-o -` is
@@ -123,6 +124,12 @@ export interface BuildOptions {
   readonly onEvent?: (event: BuildEvent) => void;
   /** Cancels the build; the promise then rejects with `signal.reason`. */
   readonly signal?: AbortSignal;
+  /**
+   * What kiln knows about this machine (which OCI runtime works, the overlay options the kernel takes, …; see
+   * {@link createHost}). Builds given the same one share what it learnt; each build without one learns anew.
+   * @default a fresh `createHost()`
+   */
+  readonly host?: Host;
 }
 
 /** {@link BuildOptions} with every default applied, as the builder sees it. */
@@ -152,11 +159,7 @@ export interface ResolvedBuildOptions {
   readonly sourceDateEpoch: number | undefined;
   readonly onEvent: (event: BuildEvent) => void;
   readonly signal: AbortSignal | undefined;
-}
-
-/** The default store root: `$KILN_ROOT`, else `~/.cache/kiln`. */
-export function defaultRoot(): string {
-  return process.env.KILN_ROOT ? resolve(process.env.KILN_ROOT) : join(homedir(), '.cache', 'kiln');
+  readonly host: Host;
 }
 
 export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOptions {
@@ -181,7 +184,8 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     ssh: options.ssh ?? [],
     labels: options.labels ?? {},
     iidfile: options.iidfile,
-    root: options.root ? resolve(options.root) : defaultRoot(),
+    root: options.root ? resolve(options.root) : defaultStoreRoot(),
+    host: options.host ?? createHost(),
     runtime: options.runtime ?? 'auto',
     network: options.network ?? 'default',
     allow: resolveAllow(options.allow ?? [], options.network),

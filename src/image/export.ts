@@ -15,8 +15,8 @@ import { END_OF_ARCHIVE, encodeHeader, padding, readTar } from '../store/tar.js'
 import type { TarHeader } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
 import { familiarImageName, fullImageName } from './names.js';
-import { MEDIA_TYPES } from './types.js';
-import type { Descriptor, Digest, ImageIndex, ImageManifest } from './types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Descriptor, Digest, ImageIndex, ImageManifest } from '../oci/types.js';
 
 /** Where and how to write an image. */
 export type ExportOutput =

@@ -11,7 +11,8 @@ import { DockerfileError, messageOf, type Position, type SourceRange } from '../
 import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, ParseWarning } from './ast.js';
 import { DirectiveParser, escapeTokenOf } from './directives.js';
 import { heredocsFromLine, type HeredocSpec } from './heredoc.js';
-import { canContainHeredoc, parseLine, trimLeftSpace, trimSpace, type LineNode } from './line-parsers.js';
+import { canContainHeredoc, parseLine, type LineNode } from './line-parsers.js';
+import { trimLeftSpace, trimSpace } from './go-strings.js';
 
 /** `make`'s result, made on the first call. */
 function once<T>(make: () => T): () => T {

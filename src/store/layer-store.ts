@@ -22,18 +22,19 @@
  * images nobody vetted, which any host user could otherwise run (see {@link ensurePrivateRoot}).
  */
 import { BufferPool } from '../buffer-pool.js';
-import { crypto, randomHex, sha256Hex } from '../sha256.js';
+import { crypto, randomHex, sha256Hex } from '../oci/digest.js';
 import { chmodSync, createReadStream, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { availableParallelism, homedir, hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
+import { defaultStoreRoot } from './default-root.js';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
 import { RuntimeError, messageOf } from '../errors.js';
 import { spreadSubdirs } from '../native/sys.js';
-import { MEDIA_TYPES } from '../image/types.js';
-import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../oci/types.js';
 // extract.js and snapshot.js are loaded on use (unpacking, adopting, regenerating a layer): a fully cached
 // build needs none of them, and every module costs start-up time.
 const snapshotModule = () => import('./snapshot.js');
@@ -157,7 +158,7 @@ export class LayerStore implements LayerStoreApi {
    * @param root @default `$KILN_ROOT`, else `~/.cache/kiln`
    */
   static async open(root?: string): Promise<LayerStore> {
-    const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
+    const dir = path.resolve(root ?? defaultStoreRoot());
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     ensurePrivateRoot(dir);
     // Synchronous: seven awaited mkdir calls were seven threadpool round trips at every kiln start.

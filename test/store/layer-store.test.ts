@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
-import type { Digest, ImageConfig } from '../../src/image/types.js';
+import type { Digest, ImageConfig } from '../../src/oci/types.js';
 import { LayerStore, GZIP_CHUNK_SIZE } from '../../src/store/layer-store.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
