@@ -3,7 +3,7 @@
  * $XDG_RUNTIME_DIR or /dev/shm, see src/store/owner.ts), never to the store's disk, and removed when the step
  * ends. If kiln is killed meanwhile, the next kiln removes it (src/store/recovery.ts).
  */
-import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makePrivateDir } from '../store/owner.js';
 
@@ -13,13 +13,14 @@ export interface SecretFile {
   release(): Promise<void>;
 }
 
-/** Writes `value` to a fresh private file with permission bits `mode`. */
-export async function writeSecretFile(value: Uint8Array, mode: number): Promise<SecretFile> {
+/** Writes `value` to a fresh private file with permission bits `mode`, owned by `owner` (ids as the step sees them). */
+export async function writeSecretFile(value: Uint8Array, mode: number, owner: { uid: number; gid: number } = { uid: 0, gid: 0 }): Promise<SecretFile> {
   const dir = makePrivateDir('secret');
   const file = path.join(dir, 'secret');
   const release = (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     await writeFile(file, value, { mode: 0o400, flag: 'wx' });
+    if (owner.uid !== (process.getuid?.() ?? 0) || owner.gid !== (process.getgid?.() ?? 0)) await chown(file, owner.uid, owner.gid);
     await chmod(file, mode);
   } catch (err) {
     await release();

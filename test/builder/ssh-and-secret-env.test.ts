@@ -121,3 +121,25 @@ RUN echo "$TOKEN" > /after
   for (const f of files) assert.ok(!(await readFile(path.join(f.parentPath, f.name))).includes('hunter3'), `the secret is in ${f.name}`);
   assert.ok(!JSON.stringify(b.image.config).includes('hunter3'), 'the secret is in the config or history');
 });
+
+// BuildKit's dispatchSecret: `source` names the secret (before `id`), the default file is /run/secrets/<base name of
+// the id>, and uid/gid/mode set the file's owner and bits (0:0 and 0400 otherwise).
+test('a secret mount named by source=, and the owner and mode of its file', async () => {
+  const secretFile = path.join(await sb.tempDir('secret-src'), 'tok');
+  writeFileSync(secretFile, 'sesame');
+  const b = await sb.build({
+    context: ctx,
+    secrets: [{ id: 'tok', src: secretFile }],
+    dockerfileText: `FROM busybox:latest
+RUN --mount=type=secret,source=tok cat /run/secrets/tok | wc -c > /len
+RUN --mount=type=secret,src=tok,target=/etc/t stat -c '%u:%g %a' /etc/t > /default-owner
+RUN --mount=type=secret,id=tok,uid=1000,gid=1001,mode=0440 stat -c '%u:%g %a' /run/secrets/tok > /owner
+USER 1000
+RUN --mount=type=secret,id=tok,uid=1000 cat /run/secrets/tok | wc -c > /tmp/user-len
+`,
+  });
+  assert.equal((await b.read('len')).trim(), '6');
+  assert.equal(await b.read('default-owner'), '0:0 400\n');
+  assert.equal(await b.read('owner'), '1000:1001 440\n');
+  assert.equal((await b.read('tmp/user-len')).trim(), '6');
+});

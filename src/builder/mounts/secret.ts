@@ -10,10 +10,14 @@ import { failStep, type MountEnv, type MountModule } from './mount.js';
 export const secret: MountModule<SecretMount> = {
   type: 'secret',
   // Secret values never enter keys; where they appear (file, variable) does.
-  cacheKey: async (m) => `secret ${m.id ?? m.source ?? ''} ${m.target ?? ''}${m.env !== undefined ? ` env=${m.env}` : ''}`,
+  // The file's owner and mode are part of the step's result; they enter the key only when written.
+  cacheKey: async (m) =>
+    `secret ${m.source ?? m.id ?? ''} ${m.target ?? ''}${m.env !== undefined ? ` env=${m.env}` : ''}` +
+    `${m.uid !== undefined ? ` uid=${m.uid}` : ''}${m.gid !== undefined ? ` gid=${m.gid}` : ''}${m.mode !== undefined ? ` mode=${m.mode}` : ''}`,
 
   async prepare(m, setup) {
-    const id = m.id ?? (m.target ? path.posix.basename(m.target) : undefined);
+    // As BuildKit's dispatchSecret: `source` names the secret when given, else `id`, else the target's base name.
+    const id = m.source ?? m.id ?? (m.target ? path.posix.basename(m.target) : undefined);
     if (!id) return failStep(setup, 'secret mount needs an id or a target');
     const given = setup.ctx.options.secrets.find((s) => s.id === id);
     const { readSecretValue, writeSecretFile } = await import('../../runtime/secret-file.js');
@@ -27,8 +31,11 @@ export const secret: MountModule<SecretMount> = {
     const env: Partial<MountEnv> = m.env !== undefined ? { set: [`${m.env}=${value.toString('utf8')}`] } : {};
     if (m.env !== undefined && m.target === undefined) return { env };
     // In memory-backed storage only, never on the store's disk (see runtime/secret-file.ts).
-    const file = await writeSecretFile(value, m.mode ?? 0o400).catch((err: unknown) => failStep(setup, `secret ${id}: ${messageOf(err)}`));
+    // Owned by uid/gid (0 when not given) with mode (0400), as BuildKit's SecretFileOpt sets them.
+    const file = await writeSecretFile(value, m.mode ?? 0o400, { uid: m.uid ?? 0, gid: m.gid ?? 0 }).catch((err: unknown) =>
+      failStep(setup, `secret ${id}: ${messageOf(err)}`),
+    );
     setup.defer(() => file.release());
-    return { env, mounts: [{ type: 'bind', source: file.file, target: setup.target ?? `/run/secrets/${id}`, readonly: true }] };
+    return { env, mounts: [{ type: 'bind', source: file.file, target: setup.target ?? `/run/secrets/${path.posix.basename(id)}`, readonly: true }] };
   },
 };
