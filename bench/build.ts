@@ -165,7 +165,7 @@ async function newestMtime(dir: string): Promise<number> {
  * Makes sure the `kiln` bin (`bin/kiln`, which starts the bundled CLI `dist/cli/cli.cjs`) exists and is newer than src/ and grammar/
  * (compiling and bundling it if not: what `npm run build` does); returns its path.
  */
-async function ensureDist(log: (s: string) => void): Promise<string> {
+export async function ensureDist(log: (s: string) => void): Promise<string> {
   const cli = path.join(REPO, 'dist', 'cli', 'cli.cjs');
   const built = existsSync(cli) ? (await stat(cli)).mtimeMs : 0;
   const sources = Math.max(

@@ -7,14 +7,15 @@
  * any proxy's) caches warm up for whoever comes later.
  *
  * Engines: `kiln` (no network flag: each RUN in its own sandboxed network through pasta), `kiln-host` (the
- * host's network, granted with `allow: ['network.host']`: what the network mode costs), `buildkit` (the peer
+ * host's network, `--network host --allow network.host`: what the network mode costs), `buildkit` (the peer
  * dockerd has no bridge, so its RUN steps always use the host's network).
  *
  * Cold means: kiln on a fresh store holding only the Debian base (imported before the clock starts),
  * BuildKit after `docker builder prune -af` (the base image stays loaded). Prints medians and ratios
  * (kiln/BuildKit; the issue's targets: ≤ 0.8 cold, ≤ 0.5 after a change).
  *
- * Each time is the build into the engine's own store (kiln's store, dockerd's image store); nothing is
+ * Each time is a whole CLI process (`bin/kiln build`, `docker build`) building into the engine's own store (kiln's
+ * store, dockerd's image store); nothing is
  * exported (kiln keeps built layers uncompressed and compresses only at export, so gzip is not in these
  * times; BuildKit's `exporting to image` is). Where the time goes: per step, kiln's step-done durations (a
  * RUN's include its network and overlay set-up and the container) next to BuildKit's `DONE` times from its
@@ -24,10 +25,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import type { BuildEvent } from '../src/builder/options.js';
-import { buildWithDocker, buildWithKiln, startDockerPeer } from '../test/differential/engines.js';
+import { buildWithDocker, startDockerPeer } from '../test/differential/engines.js';
+import { ensureDist } from './build.js';
 import type { DockerPeer } from '../test/differential/engines.js';
 import { REALWORLD_CASES, REALWORLD_NETWORK, prepareDebianBaseTimed, writeRealWorldCase } from '../test/differential/realworld.js';
 import type { RealWorldCase } from '../test/differential/realworld.js';
@@ -48,6 +51,9 @@ interface Timed {
   readonly steps: ReadonlyArray<{ readonly text: string; readonly seconds: number }>;
 }
 
+// kiln as users start it: the bin on the bundled CLI (compiled first when src/ is newer).
+await ensureDist((m) => console.log(m));
+const KILN_BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'kiln');
 const peer = await startDockerPeer();
 const work = await mkdtemp(path.join(tmpdir(), 'kiln-bench-realworld-'));
 const results = new Map<string, Map<Engine, Record<Phase, Timed[]>>>();
@@ -136,14 +142,22 @@ async function timeBuild(engine: Engine, c: RealWorldCase, b: { context: string;
     if (!o.ok) throw new Error(`${engine} failed on ${c.name}: ${o.error}`);
     return { seconds: o.ms / 1000, steps: buildkitSteps(o.log ?? '') };
   }
+  // A CLI against a CLI: the kiln bin as a user starts it, beside the docker CLI; its step times from its
+  // JSON progress events.
+  const args = ['build', '--progress', 'rawjson', '-t', `kiln-bench/${c.name}:latest`, '-f', b.dockerfile];
+  if (engine === 'kiln-host') args.push('--network', 'host', '--allow', 'network.host');
+  for (const s of c.secrets ?? []) args.push('--secret', `id=${s.id},src=${s.src}`);
+  const started = performance.now();
+  const r = await execa(KILN_BIN, [...args, b.context], { env: { KILN_ROOT: b.root }, reject: false });
+  const seconds = (performance.now() - started) / 1000;
+  if (r.exitCode !== 0) throw new Error(`${engine} failed on ${c.name}: ${r.stderr.split('\n').slice(-8).join('\n')}`);
   const steps: Array<{ text: string; seconds: number }> = [];
-  const onEvent = (e: BuildEvent): void => {
+  for (const line of r.stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const e = JSON.parse(line) as BuildEvent;
     if (e.type === 'step-done') steps.push({ text: normalStep(e.step.text), seconds: e.durationMs / 1000 });
-  };
-  const kiln = engine === 'kiln-host' ? { network: 'host' as const, allow: ['network.host' as const], onEvent } : { onEvent };
-  const o = await buildWithKiln({ ...common, root: b.root, kiln });
-  if (!o.ok) throw new Error(`${engine} failed on ${c.name}: ${o.error}`);
-  return { seconds: o.ms / 1000, steps };
+  }
+  return { seconds, steps };
 }
 
 /** A step's instruction as both engines' texts compare: one line, single spaces (BuildKit joins continuation lines). */

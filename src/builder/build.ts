@@ -5,6 +5,10 @@
 import { writeFile } from 'node:fs/promises';
 import { readDockerfile } from './read-dockerfile.js';
 import path from 'node:path';
+import { NetworkPool, sandboxNeedsDnsForward } from '../runtime/network.js';
+import { runPrivileges } from './entitlements.js';
+import { makePrivateDir } from '../store/owner.js';
+import { syncFilesystem } from '../store/durability.js';
 import { BuildError, DockerfileError, StepFailedError, messageOf } from '../errors.js';
 import { MEDIA_TYPES, type Descriptor, type ImageConfig } from '../image/types.js';
 import type { CopyInstruction, Instruction } from '../parser/instructions.js';
@@ -226,6 +230,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         }
         const noCacheStage = opts.noCache || opts.noCacheFilter.some((f) => f.toLowerCase() === stage.name || f === String(index));
         const ctx = dctx(stage, noCacheStage);
+        let prewarmed = false;
         for (let n = 0; n < stage.instructions.length; n++) {
           const ins = stage.instructions[n]!;
           const step = ref(n + 1, ins);
@@ -236,6 +241,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
             throw locateStepError(err, file, ins, signal);
           });
           const durationMs = Date.now() - s0;
+          // Once a step misses, every later step of the stage runs: start the network a RUN ahead will want.
+          if (isFsStep && !outcome.cached && !prewarmed) prewarmed = prewarmNetwork(stage.instructions.slice(n + 1));
+          if (isFsStep && !outcome.cached && durationMs >= EARLY_WRITEBACK_MS) startWriteback();
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
             else emit({ type: 'step-done', step, durationMs });
@@ -255,6 +263,34 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     return p;
   };
 
+  // The RUN steps' sandbox networks, lent from step to step and torn down once every stage is done.
+  const networks = new NetworkPool(() => makePrivateDir('run'));
+  // A long step (an apt-get install) usually wrote much: its writeback starts while later steps run, so the syncfs
+  // that makes the build's layers durable at its end (store.makeDurable) finds little left to write. At most one
+  // runs, and one more is queued behind it.
+  let writeback: Promise<void> | undefined;
+  let writebackAgain = false;
+  const startWriteback = (): void => {
+    if (writeback !== undefined) {
+      writebackAgain = true;
+      return;
+    }
+    writeback = syncFilesystem(store.root)
+      .catch(() => undefined)
+      .then(() => {
+        writeback = undefined;
+        if (writebackAgain) {
+          writebackAgain = false;
+          startWriteback();
+        }
+      });
+  };
+  /** Starts a sandbox network when one of `ahead` is a RUN that will use one; says whether it did. */
+  const prewarmNetwork = (ahead: readonly Instruction[]): boolean => {
+    const wants = ahead.some((i) => i.kind === 'run' && i.security !== 'insecure' && runPrivileges(i, opts, () => undefined as never).network === 'default');
+    if (wants) networks.prewarm(sandboxNeedsDnsForward());
+    return wants;
+  };
   const dctx = (stage: Stage, noCache = opts.noCache): DispatchContext => ({
     options: opts,
     store,
@@ -292,6 +328,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       }
     },
     ...(remoteCache ? { remoteCache } : {}),
+    networks,
   });
 
   // Start every needed stage now: a stage waits only for the stages it uses, so independent ones overlap.
@@ -304,6 +341,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     await Promise.allSettled(all);
     if (signal?.aborted) throw signal.reason;
     throw err;
+  } finally {
+    await networks.close();
   }
   await (await contextPromise)?.save();
 
@@ -317,6 +356,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   // so a fully cached rebuild reproduces the same config digest.
   // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts); every
   // step is done, and the writeback overlaps the image and output writing.
+  writebackAgain = false;
   const durable = store.makeDurable();
   durable.catch(() => undefined);
   const config: ImageConfig = structuredClone(final.config);
@@ -346,6 +386,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
   await durable;
+  await writeback;
 
   const result: BuildResult = {
     manifestDigest: image.manifestDigest,
@@ -367,6 +408,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
  * accepts the docker/dockerfile images (any tag or digest: their syntax is what kiln parses) and refuses
  * anything else at the directive's line, where BuildKit would fail to resolve that frontend image.
  */
+/** A step that ran this long has its writeback started at once (see startWriteback in build()). */
+const EARLY_WRITEBACK_MS = 1000;
+
 function checkSyntaxDirective(directives: readonly Directive[], file: string): void {
   const syntax = directives.find((d) => d.name.toLowerCase() === 'syntax');
   if (!syntax) return;

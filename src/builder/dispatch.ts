@@ -29,6 +29,7 @@ import type { CopyRequest, CopySource } from '../runtime/handlers/copy.js';
 import type { UrlSource } from '../net/http-source.js';
 import { PatternMatcher } from '../parser/dockerignore.js';
 import type { ExtraMount } from '../runtime/container.js';
+import type { NetworkPool } from '../runtime/network.js';
 // The filesystem work of a step loads on a cache miss only: a fully cached build never needs it, and each
 // module costs start-up time.
 const stepLayer = () => import('../runtime/step-layer.js');
@@ -118,6 +119,8 @@ export interface DispatchContext {
   readonly runtimeWarnings: (w: readonly string[]) => void;
   /** A shared cache (`--cache-from`/`--cache-to`): consulted after a local miss, told every step's record. */
   readonly remoteCache?: StepCacheHook;
+  /** The build's RUN networks (reused from step to step). */
+  readonly networks?: NetworkPool;
 }
 
 /** A step's outcome. */
@@ -613,6 +616,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
             onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
+            ...(ctx.networks === undefined ? {} : { networks: ctx.networks }),
           },
         );
         ctx.runtimeWarnings(result.warnings);

@@ -11,7 +11,7 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
 import { detectRuntime, hostCacheDir, privilegedCommand, type RuntimeInfo } from './oci-runtime.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
-import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type SandboxNetwork } from './network.js';
+import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type NetworkPool } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
 import { guardedCommand, guardPrefix, outerPid } from './run-guard.js';
 import { makePrivateDir } from '../store/owner.js';
@@ -83,6 +83,8 @@ export interface RunContainerOptions {
   readonly runtimeInfo?: RuntimeInfo;
   /** Where detection may remember the runtime's version across processes (see {@link detectRuntime}). */
   readonly versionCacheDir?: string;
+  /** The build's sandbox networks, reused from step to step; without it a `default` network is made for this run alone. */
+  readonly networks?: NetworkPool;
 }
 
 /** How a container run ended. A nonzero `exitCode` is returned, not thrown. */
@@ -197,10 +199,14 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   // Docker's resolv.conf: the host's without loopback resolvers; pasta forwards DNS when only those were there.
   const resolv = spec.network === 'host' ? { text: hostResolvConf(), forwarder: false } : containerResolvConf(hostResolvConf(), spec.network === 'default' ? DNS_FORWARD_ADDRESS : undefined);
   // The step's network starts while the rootfs is being mounted; it is released on every path below.
-  const network: Promise<SandboxNetwork> | undefined =
-    spec.network === 'default'
-      ? startSandboxNetwork(path.join(bundle, 'netns'), { ...(signal === undefined ? {} : { signal }), dnsForward: resolv.forwarder })
-      : undefined;
+  const netOptions = { ...(signal === undefined ? {} : { signal }), dnsForward: resolv.forwarder };
+  const network: Promise<{ nsPath: string; release: () => Promise<void> }> | undefined =
+    spec.network !== 'default'
+      ? undefined
+      : options.networks === undefined
+        ? startSandboxNetwork(path.join(bundle, 'netns'), netOptions)
+        : // A privileged step could have changed its namespace (CAP_NET_ADMIN): that one is not lent again.
+          options.networks.acquire(netOptions).then((n) => ({ nsPath: n.nsPath, release: () => n.release(spec.security !== 'insecure') }));
   network?.catch(() => {});
   try {
     mkdirSync(rootfs);

@@ -17,6 +17,7 @@
  * The namespace is created as a bind-mounted file (`unshare --net=FILE`, ~5 ms) that the OCI runtime joins by path.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { RuntimeError } from '../errors.js';
 import { MNT_DETACH, nativeSys } from '../native/sys.js';
 import { startProcess } from './process.js';
@@ -143,6 +144,11 @@ export function containerResolvConf(hostText: string, fallback: string | undefin
   return { text: `${body === '\n' ? '' : body}nameserver ${fallback}\n`, forwarder: true };
 }
 
+/** Whether a sandbox network must forward DNS: the host's resolv.conf names only loopback resolvers (see {@link containerResolvConf}). */
+export function sandboxNeedsDnsForward(): boolean {
+  return containerResolvConf(hostResolvConf(), DNS_FORWARD_ADDRESS).forwarder;
+}
+
 /** The host's /etc/resolv.conf, read at each step as Docker does; empty when unreadable. */
 export function hostResolvConf(): string {
   try {
@@ -150,4 +156,102 @@ export function hostResolvConf(): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * The sandbox networks of one build, reused from step to step as BuildKit's CNI provider reuses its pooled
+ * namespaces: a RUN's processes are all gone when it ends, and with Docker's default capabilities (no
+ * CAP_NET_ADMIN, /proc/sys read-only) a step cannot change its namespace's interfaces, routes or firewall, so
+ * the next step gets the same clean network without paying pasta's start-up (~100 ms) again. A namespace used
+ * with `--security=insecure` could have been changed and is torn down instead of reused.
+ *
+ * The namespace files live in a private directory named after this process: if kiln dies, the next kiln's
+ * recovery unmounts and removes them, and pasta quits once its file is gone.
+ */
+export class NetworkPool {
+  /** Idle namespaces by DNS set-up (`dnsForward`): only one made the same way is handed out. */
+  readonly #idle = new Map<boolean, SandboxNetwork[]>();
+  /** Namespaces being started ahead of the step that will want them ({@link NetworkPool.prewarm}). */
+  readonly #warming = new Map<boolean, Promise<SandboxNetwork>>();
+  readonly #makeDir: () => string;
+  #dir: string | undefined;
+  #made = 0;
+  #lent = 0;
+  #closed = false;
+
+  /** @param makeDir makes the private directory for the namespace files, on first use. */
+  constructor(makeDir: () => string) {
+    this.#makeDir = makeDir;
+  }
+
+  /**
+   * Starts a namespace for a step that is about to need one (the builder calls it once a stage's cache misses
+   * with a RUN still ahead), so that RUN does not wait for pasta. Does nothing when one is idle or starting.
+   */
+  prewarm(dnsForward: boolean): void {
+    if (this.#closed || (this.#idle.get(dnsForward)?.length ?? 0) > 0 || this.#warming.has(dnsForward)) return;
+    const warming = this.#start({ dnsForward });
+    warming.catch(() => this.#warming.delete(dnsForward));
+    this.#warming.set(dnsForward, warming);
+  }
+
+  /** An idle namespace made with the same `dnsForward`, the one starting for it, or a new one. */
+  async acquire(options: { signal?: AbortSignal; dnsForward: boolean }): Promise<PooledNetwork> {
+    if (this.#closed) throw new RuntimeError('the build has ended: its networks are closed');
+    const idle = this.#idle.get(options.dnsForward)?.pop();
+    const warming = idle === undefined ? this.#warming.get(options.dnsForward) : undefined;
+    this.#warming.delete(options.dnsForward);
+    // A failed prewarm is no reason to fail the step: it tries on its own.
+    const net = idle ?? (await warming?.catch(() => undefined)) ?? (await this.#start(options));
+    let returned = false;
+    this.#lent++;
+    return {
+      nsPath: net.nsPath,
+      reused: idle !== undefined || warming !== undefined,
+      release: async (reusable: boolean): Promise<void> => {
+        if (returned) return;
+        returned = true;
+        this.#lent--;
+        if (!reusable || this.#closed) {
+          await net.release();
+          if (this.#closed) this.#removeDir();
+          return;
+        }
+        const list = this.#idle.get(options.dnsForward) ?? [];
+        list.push(net);
+        this.#idle.set(options.dnsForward, list);
+      },
+    };
+  }
+
+  #start(options: { signal?: AbortSignal; dnsForward: boolean }): Promise<SandboxNetwork> {
+    return startSandboxNetwork(path.join((this.#dir ??= this.#makeDir()), `netns-${this.#made++}`), options);
+  }
+
+  /** Tears every idle namespace down and removes the directory (once the lent ones are back: those are torn down as they return). Never rejects. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const warming = await Promise.all([...this.#warming.values()].map((w) => w.catch(() => undefined)));
+    this.#warming.clear();
+    const all = [...[...this.#idle.values()].flat(), ...warming.filter((n): n is SandboxNetwork => n !== undefined)];
+    this.#idle.clear();
+    await Promise.all(all.map((n) => n.release()));
+    this.#removeDir();
+  }
+
+  /** Removes the directory once no namespace is lent (a mounted namespace file cannot be removed). */
+  #removeDir(): void {
+    if (this.#lent > 0 || this.#dir === undefined) return;
+    rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = undefined;
+  }
+}
+
+/** A namespace lent by a {@link NetworkPool}. */
+export interface PooledNetwork {
+  readonly nsPath: string;
+  /** Whether an earlier step used it. */
+  readonly reused: boolean;
+  /** Gives it back: kept for the next step when `reusable`, else torn down. Never rejects. */
+  release(reusable: boolean): Promise<void>;
 }

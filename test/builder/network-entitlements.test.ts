@@ -2,6 +2,7 @@
 // --security=insecure need (as BuildKit's `--allow`), and the proxy build args Docker predefines.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { BuildError, DockerfileError } from '../../src/errors.js';
 import { sandbox, type Sandbox } from './helpers.js';
@@ -92,4 +93,34 @@ test('proxy build args reach RUN without an ARG line, stay out of the cache key,
   // Other proxy values: every step comes from the cache.
   const again = await sb.build({ context: ctx, dockerfileText, buildArgs: { ...buildArgs, HTTP_PROXY: 'http://other.invalid:1' }, network: 'none' });
   assert.ok(again.result.steps.every((s) => s.cached || !s.step.text.startsWith('RUN')), 'a RUN step reran for another proxy value');
+});
+
+// The sandbox networks of a build are pooled as BuildKit's CNI provider pools its namespaces: a step that ends gives
+// its namespace back for the next one, unless the step was privileged (it could have changed the namespace).
+test('RUN steps of one build reuse a sandbox network, not one a privileged step used, and leave no namespace mounted', async () => {
+  const nsOf = 'readlink /proc/self/ns/net';
+  const dockerfileText = [
+    'FROM busybox:latest',
+    `RUN ${nsOf} > /ns1 && cat /proc/net/dev > /dev1`,
+    `RUN ${nsOf} > /ns2 && cat /proc/net/dev > /dev2`,
+    `RUN --security=insecure ${nsOf} > /ns3 && ip link set lo mtu 1280`,
+    `RUN ${nsOf} > /ns4 && cat /sys/class/net/lo/mtu > /mtu4`,
+    '',
+  ].join('\n');
+  const b = await sb.build({ context: ctx, dockerfileText, allow: ['security.insecure'] });
+  const [ns1, ns2, ns3, ns4] = await Promise.all(['ns1', 'ns2', 'ns3', 'ns4'].map((f) => b.read(f)));
+  assert.match(ns1 ?? '', /^net:\[\d+\]\n$/);
+  assert.equal(ns2, ns1, 'the second step got the first step namespace back');
+  assert.deepEqual(interfaces(await b.read('dev2')), interfaces(await b.read('dev1')));
+  // The privileged step changed its loopback's MTU; no later step may see that namespace.
+  assert.notEqual(ns4, ns3);
+  assert.notEqual((await b.read('mtu4')).trim(), '1280');
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.doesNotMatch(mounts, /netns-\d+ /, 'every pooled namespace is unmounted once the build is done');
+});
+
+test('a RUN that fails gives its network back, and the pool is torn down when the build fails', async () => {
+  const dockerfileText = 'FROM busybox:latest\nRUN readlink /proc/self/ns/net > /ns1\nRUN exit 3\n';
+  await assert.rejects(sb.build({ context: ctx, dockerfileText }), /exit code: 3/);
+  assert.doesNotMatch(await readFile('/proc/self/mountinfo', 'utf8'), /netns-\d+ /);
 });

@@ -240,6 +240,9 @@ export async function prepareDebianBaseTimed(
   const imported = performance.now();
   for (const d of image.config.rootfs.diff_ids) await store.unpackedLayer(d, signal ? { signal } : {});
   const unpacked = performance.now();
+  // On disk before the clock starts, as dockerd's copy (loaded long before) is: otherwise the writeback of the
+  // freshly unpacked base would land in the next build's syncfs and be timed as that build's.
+  await store.makeDurable();
   const { stdout: have } = await execa(peer.bin, ['image', 'inspect', '--format', '{{.Id}}', DEBIAN_TAG], { env: peer.env, reject: false });
   if (have.trim() !== image.configDigest) {
     await mkdir(work, { recursive: true });
