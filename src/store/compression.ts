@@ -11,12 +11,10 @@ import { promisify } from 'node:util';
 import { BufferPool } from '../buffer-pool.js';
 
 // node:zlib is loaded on first use: a cached build never compresses, and loading it costs ~4 ms of start-up.
-// Memoised constants of the process (the module, and its promisified gzip), not state.
+// A lazily loaded module handle (a memoised constant of the process), not state.
 let zlibModule: typeof import('node:zlib') | undefined;
 export const zlib = (): typeof import('node:zlib') => (zlibModule ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
 type ZlibGzip = (chunk: Buffer, options: import('node:zlib').ZlibOptions) => Promise<Buffer>;
-let gzipAsyncFn: ZlibGzip | undefined;
-const gzipAsync: ZlibGzip = (chunk, options) => (gzipAsyncFn ??= promisify(zlib().gzip) as ZlibGzip)(chunk, options);
 
 /** Size of the independently compressed gzip members; fixed, so the output is deterministic. */
 export const GZIP_CHUNK_SIZE = 4 * 1024 * 1024;
@@ -90,6 +88,7 @@ export function createCompressor(options: CompressorOptions = {}): Compressor {
       if (native !== undefined) return (chunk, level) => native.gzip(chunk, level);
       // A 1 MiB output buffer: with zlib's default 16 KiB, each member costs ~150 threadpool round trips
       // through the main thread, which halves the throughput of the whole pool.
+      const gzipAsync = promisify(zlib().gzip) as ZlibGzip;
       return (chunk, level) => gzipAsync(chunk, { level, chunkSize: GZIP_OUTPUT_BUFFER });
     }));
 
