@@ -9,12 +9,13 @@
 #   attr                getfattr/setfattr: xattrs and overlay opaque markers, when the native addon is not built
 #   gcc, libc6-dev      to compile that addon (native/kiln_sys.c: mount and xattr syscalls; Node has neither)
 #   libdeflate-dev      headers of libdeflate, for the gzip addon (native/kiln_deflate.c; node:zlib without it)
+#   libssl-dev          headers of libcrypto, for the SHA-256 addon (native/kiln_sha256.c; node:crypto without it)
 #   zstd, xz-utils, bzip2  layer compression and ADD's archive formats
 #   jq, apache2-utils   htpasswd for the registry auth tests
 #   openssh-client      ssh-agent, ssh-add and ssh-keygen for the RUN --mount=type=ssh tests (a real agent)
 #   mmdebstrap          the Debian 12 base of the real-world differential builds (scripts/debian-base.sh)
 set -euo pipefail
-pkgs=(runc crun passt busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev zstd xz-utils bzip2 jq apache2-utils openssh-client mmdebstrap)
+pkgs=(runc crun passt busybox-static skopeo umoci docker-registry buildah attr gcc libc6-dev libdeflate-dev libssl-dev zstd xz-utils bzip2 jq apache2-utils openssh-client mmdebstrap)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then

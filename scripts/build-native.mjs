@@ -2,7 +2,8 @@
 // Compiles native/kiln_sys.c (mount, umount2, mknod, xattr, posix_spawn and tree-scan syscalls for Node) into
 // build/native/kiln_sys.node with the system C compiler and the headers that ship with Node,
 // native/crun-launch.c into build/native/kiln-crun-launch, native/run-guard.c into build/native/kiln-run-guard, and, when libdeflate's headers are installed
-// (Debian: libdeflate-dev), native/kiln_deflate.c into build/native/kiln_deflate.node (gzip of layers).
+// (Debian: libdeflate-dev), native/kiln_deflate.c into build/native/kiln_deflate.node (gzip of layers), and, when
+// libcrypto's headers are installed (Debian: libssl-dev), native/kiln_sha256.c into build/native/kiln_sha256.node.
 // No node-gyp: it would download headers, and these machines only reach the npm registry.
 //
 // Runs on `npm ci`/`npm install` (the package's install script), before tests and builds. It never
@@ -26,11 +27,15 @@ const guard = join(root, 'build', 'native', 'kiln-run-guard');
 const deflateSource = join(root, 'native', 'kiln_deflate.c');
 const deflateOut = join(root, 'build', 'native', 'kiln_deflate.node');
 const libdeflateHeader = '/usr/include/libdeflate.h';
+const sha256Source = join(root, 'native', 'kiln_sha256.c');
+const sha256Out = join(root, 'build', 'native', 'kiln_sha256.node');
+const libcryptoHeader = '/usr/include/openssl/evp.h';
 const required = process.argv.includes('--required');
 const script = fileURLToPath(import.meta.url);
 
 const SYS_FALLBACK = 'native helpers not built (%s); using the mount/getfattr/setfattr commands instead';
 const DEFLATE_FALLBACK = 'libdeflate addon not built (%s); layers are gzipped with node:zlib instead';
+const SHA256_FALLBACK = 'libcrypto addon not built (%s); layers are hashed with node:crypto instead';
 let failed = false;
 
 /** Prints why an artefact was not built; the process still exits 0 unless `--required`. */
@@ -63,11 +68,13 @@ function build() {
   if (process.platform !== 'linux') {
     skip(SYS_FALLBACK, 'not Linux');
     skip(DEFLATE_FALLBACK, 'not Linux');
+    skip(SHA256_FALLBACK, 'not Linux');
     return;
   }
   const sysDone = upToDate(out, [source, launcherSource, guardSource, launchStepsHeader]) && existsSync(launcher) && existsSync(guard);
   const deflateDone = !existsSync(libdeflateHeader) || upToDate(deflateOut, [deflateSource]);
-  if (sysDone && deflateDone && existsSync(deflateOut)) return;
+  const sha256Done = !existsSync(libcryptoHeader) || upToDate(sha256Out, [sha256Source]);
+  if (sysDone && deflateDone && existsSync(deflateOut) && sha256Done && existsSync(sha256Out)) return;
 
   const includeDirs = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/include/nodejs'];
   const include = includeDirs.find((d) => existsSync(join(d, 'node_api.h')));
@@ -75,6 +82,7 @@ function build() {
     const why = `node_api.h not found in ${includeDirs.join(', ')}`;
     skip(SYS_FALLBACK, why);
     skip(DEFLATE_FALLBACK, why);
+    skip(SHA256_FALLBACK, why);
     return;
   }
   mkdirSync(dirname(out), { recursive: true });
@@ -93,6 +101,13 @@ function build() {
   else if (!deflateDone || !existsSync(deflateOut)) {
     const why = compile(deflateOut, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, deflateSource, '-ldeflate']);
     if (why !== undefined) skip(DEFLATE_FALLBACK, why);
+  }
+
+  // The system's libcrypto hashes layers with the CPU's SHA extensions (native/kiln_sha256.c says why).
+  if (!existsSync(libcryptoHeader)) skip(SHA256_FALLBACK, `${libcryptoHeader} not found; install libssl-dev`);
+  else if (!sha256Done || !existsSync(sha256Out)) {
+    const why = compile(sha256Out, ['-O2', '-std=gnu11', '-Wall', '-Werror', '-fPIC', '-shared', '-pthread', `-I${include}`, sha256Source, '-lcrypto']);
+    if (why !== undefined) skip(SHA256_FALLBACK, why);
   }
 }
 

@@ -34,13 +34,13 @@
  * - big files are read in 2 MiB pieces on the threadpool, the next read running while a piece is hashed.
  */
 import * as fsCb from 'node:fs';
-import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { MEDIA_TYPES } from '../image/types.js';
 import { BufferPool } from '../buffer-pool.js';
 import { fileChunks } from './file-chunks.js';
 import { nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
+import { streamSha256 } from '../native/sha256.js';
 import type { Digest } from '../image/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, zeroFill } from './tar.js';
 import type { TarHeader } from './tar.js';
@@ -292,14 +292,14 @@ export async function adoptHashedDir(hashed: HashedDir, store: LayerStoreApi): P
 
 /** sha256 and size of a stream. */
 async function hashStream(source: AsyncIterable<Buffer>, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
-  const hash = createHash('sha256');
+  const hash = streamSha256();
   let size = 0;
   for await (const chunk of source) {
     signal?.throwIfAborted();
-    hash.update(chunk);
+    await hash.update(chunk);
     size += chunk.length;
   }
-  return { digest: `sha256:${hash.digest('hex')}`, size };
+  return { digest: `sha256:${hash.digest()}`, size };
 }
 
 /**
