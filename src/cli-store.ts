@@ -3,8 +3,8 @@
  * Each is a thin adapter over the library (store, registry client, container runtime).
  */
 import { parseArgs } from 'node:util';
-import { defaultRoot } from './builder/options.js';
-import type { Digest } from './image/types.js';
+import { defaultStoreRoot } from './store/default-root.js';
+import type { Digest } from './oci/types.js';
 
 class UsageError extends Error {}
 
@@ -18,7 +18,7 @@ function args(argv: string[], options: NonNullable<NonNullable<Parameters<typeof
 
 async function openStore(root: string | undefined) {
   const { LayerStore } = await import('./store/layer-store.js');
-  return LayerStore.open(root ?? defaultRoot());
+  return LayerStore.open(root ?? defaultStoreRoot());
 }
 
 /** Finds an image by tag, by manifest digest, or by a digest prefix of at least 12 hex digits. */
@@ -130,7 +130,7 @@ async function dispatch(command: string, argv: string[]): Promise<number> {
         password = Buffer.concat(chunks).toString('utf8').trim();
       }
       if (!password) throw new UsageError('a password is needed (-p or --password-stdin)');
-      const { login } = await import('./registry/auth.js');
+      const { login } = await import('./registry/login.js');
       await login(positionals[0]!, values.username as string, password);
       process.stdout.write('Login Succeeded\n');
       return 0;

@@ -2,6 +2,8 @@
  * kiln's public API. Plugins and the CLI import from here only.
  */
 export { build } from './builder/build.js';
+export { createHost } from './runtime/host.js';
+export type { Host } from './runtime/host.js';
 export type { BuildOptions, BuildResult, BuildMetadata, BuildEvent, OutputReport, StepRef, StepReport, OutputSpec, SecretSource, SshAgentSource, Entitlement } from './builder/options.js';
 export { parse } from './parser/index.js';
 export type { Dockerfile } from './parser/index.js';

@@ -10,18 +10,18 @@ import { runPrivileges } from './entitlements.js';
 import { makePrivateDir } from '../store/owner.js';
 import { syncFilesystem } from '../store/durability.js';
 import { BuildError, DockerfileError, StepFailedError, messageOf } from '../errors.js';
-import { MEDIA_TYPES, type Descriptor, type ImageConfig } from '../image/types.js';
+import { MEDIA_TYPES, type Descriptor, type ImageConfig } from '../oci/types.js';
+import { DEFAULT_PATH_ENV, formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { CopyInstruction, Instruction } from '../parser/instructions.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
-import { createCompressor } from '../store/compression.js';
 import { resolveImageSource } from '../sources/image-source.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
-import { dispatch, settlePending, DEFAULT_PATH, type DispatchContext, type StageState, envMap } from './dispatch.js';
+import { dispatch, settlePending, type DispatchContext, type StageState, envMap } from './dispatch.js';
 import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts } from './named-context.js';
@@ -29,9 +29,10 @@ import { normalizeTag, validateTag } from './tags.js';
 
 /** The platform kiln builds for: the host's (no emulation). */
 export function hostPlatformArgs(): Record<string, string> {
-  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch === 'arm' ? 'arm' : process.arch;
-  const variant = process.arch === 'arm64' ? 'v8' : process.arch === 'arm' ? 'v7' : '';
-  const platform = `linux/${arch}${variant && arch === 'arm' ? `/${variant}` : ''}`;
+  const host = hostPlatform();
+  const arch = host.architecture;
+  const variant = host.variant ?? '';
+  const platform = formatPlatform(host);
   return {
     BUILDPLATFORM: platform, BUILDOS: 'linux', BUILDARCH: arch, BUILDVARIANT: variant,
     TARGETPLATFORM: platform, TARGETOS: 'linux', TARGETARCH: arch, TARGETVARIANT: variant,
@@ -63,8 +64,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     }
   }
   // The store opens while the Dockerfile is parsed (or read back from the parse cache).
-  // The store's compression resources (gzip slots, buffers): the caller's when it shares them between builds.
-  const storePromise = LayerStore.open(opts.root, { compressor: options.compressor ?? createCompressor() });
+  // The store compresses with the host's gzip slots and buffers (shared by the builds given the same host).
+  const storePromise = LayerStore.open(opts.root, { compressor: opts.host.compressor });
   storePromise.catch(() => {});
   const dockerfile = await parseWithCache(text, file, parseCacheDir(opts.root));
   checkSyntaxDirective(dockerfile.directives, file);
@@ -293,6 +294,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   };
   const dctx = (stage: Stage, noCache = opts.noCache): DispatchContext => ({
     options: opts,
+    host: opts.host,
     store,
     file,
     escapeToken: dockerfile.escapeToken,
@@ -366,7 +368,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const created = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000).toISOString() : times[times.length - 1];
   if (created) config.created = created;
   config.rootfs = { type: 'layers', diff_ids: final.layers.map((l) => l.diffId) };
-  if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH, ...(config.config.Env ?? [])];
+  if (!config.config.Env?.some((e) => e.startsWith('PATH='))) config.config.Env = [DEFAULT_PATH_ENV, ...(config.config.Env ?? [])];
   config.config = omitEmpty(config.config);
   await remoteCache?.decorateConfig(config, final.layers);
   const image = await store.putImage(config, final.layers);

@@ -9,7 +9,7 @@
  * an xxhash-based key could be forged by a crafted collision. (File content digests inside the
  * material are xxhash64 for speed; `sharedKey` replaces them with sha256 ones before export.)
  */
-import { sha256Hex } from '../sha256.js';
+import { sha256Hex } from '../oci/digest.js';
 
 export interface KeyMaterial {
   /** The previous step's key, or `base:<manifest digest>` / `scratch` for a stage's first step. */

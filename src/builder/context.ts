@@ -29,14 +29,16 @@
 import { appendFile, lstat, readdir, readFile, readlink, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { constants as fsConstants, lstatSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join, posix, dirname } from 'node:path';
-import { crypto, sha256Hex } from '../sha256.js';
+import { crypto, sha256Hex } from '../oci/digest.js';
 import { PatternMatcher, readIgnoreFile, type MatchInfo } from '../parser/dockerignore.js';
+import { hasWildcard, segmentMatcher } from '../parser/filepath-match.js';
 import { fileChunks } from '../store/file-chunks.js';
 import { ENTRY_FIELDS, EntryField, nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import type { NativeSys } from '../native/sys.js';
 import { checkContextEntry } from './special-files.js';
 
 type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm')['default']>>;
+// Module state allowed (test/architecture.test.ts): a lazily loaded module, the same for every build once loaded.
 let hasherPromise: Promise<Hasher> | undefined;
 /** The xxhash-wasm instance once loaded. */
 let hasherReady: Hasher | undefined;
@@ -324,12 +326,12 @@ export class BuildContext {
           next.push(base ? `${base}/${seg}` : seg);
           continue;
         }
-        const re = globSegmentToRegExp(seg);
+        const matches = segmentMatcher(seg);
         const dir = this.resolveInContext(base);
         if (dir === undefined || !dir.stats.isDirectory()) continue;
         const names = await readdir(dir.abs).catch(() => [] as string[]);
         for (const name of names.sort()) {
-          if (re.test(name) && this.inContext(dir.real ? `${dir.real}/${name}` : name)) next.push(base ? `${base}/${name}` : name);
+          if (matches(name) && this.inContext(dir.real ? `${dir.real}/${name}` : name)) next.push(base ? `${base}/${name}` : name);
         }
       }
       current = next;
@@ -846,33 +848,3 @@ function notFound(source: string): Error {
   return new Error(`failed to compute cache key: "/${source.replace(/^\/+/, '')}": not found`);
 }
 
-export function hasWildcard(segment: string): boolean {
-  return /[*?[]/.test(segment);
-}
-
-/** One path segment of a Go filepath.Match pattern as a RegExp (`*` and `?` never match `/`). */
-export function globSegmentToRegExp(seg: string): RegExp {
-  let re = '^';
-  for (let i = 0; i < seg.length; i++) {
-    const c = seg[i]!;
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '\\' && i + 1 < seg.length) re += escapeRe(seg[++i]!);
-    else if (c === '[') {
-      const end = seg.indexOf(']', i + 2);
-      if (end < 0) {
-        re += '\\[';
-        continue;
-      }
-      let cls = seg.slice(i + 1, end);
-      if (cls.startsWith('^')) cls = `^${cls.slice(1)}`;
-      re += `[${cls.replace(/\\/g, '\\\\')}]`;
-      i = end;
-    } else re += escapeRe(c);
-  }
-  return new RegExp(`${re}$`, 's');
-}
-
-function escapeRe(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-}

@@ -7,12 +7,13 @@
  * the later one winning, as BuildKit's LLB state env). RUN/CMD/ENTRYPOINT/HEALTHCHECK/SHELL words are never
  * expanded: the shell does that.
  */
-import { sha256Hex } from '../sha256.js';
+import { sha256Hex } from '../oci/digest.js';
+import { DEFAULT_PATH_ENV } from '../oci/platform.js';
 import { mkdir, readFile, writeFile, chmod as chmodFile, chown, rm, lstat, readdir } from 'node:fs/promises';
 import { copyRegularFile } from '../store/copy-file.js';
 import path from 'node:path';
 import { DockerfileError, StepFailedError, messageOf, assertNever } from '../errors.js';
-import type { Digest, ImageConfig, HistoryEntry } from '../image/types.js';
+import type { Digest, ImageConfig, HistoryEntry } from '../oci/types.js';
 import type { Instruction, RunInstruction, CopyInstruction, AddInstruction, CommandForm, RunMount, HeredocFile } from '../parser/instructions.js';
 import { parseMount } from '../parser/instructions.js';
 import { ShellLex } from '../parser/shell-words.js';
@@ -21,7 +22,7 @@ import { parsePorts } from '../parser/ports.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { cacheKey } from './cache-key.js';
 import type { BuildContext, ContextEntry } from './context.js';
-import { hasWildcard, globSegmentToRegExp } from './context.js';
+import { hasWildcard, segmentMatcher } from '../parser/filepath-match.js';
 import type { ResolvedBuildOptions, StepRef } from './options.js';
 import type { StepCacheHook } from './remote-cache.js';
 import type { PendingStepLayer, StepDirs } from '../runtime/step-layer.js';
@@ -37,14 +38,13 @@ const copyHandlers = () => import('../runtime/handlers/copy.js');
 const users = () => import('../runtime/user.js');
 import { parseChmod } from './chmod.js';
 import { runPrivileges } from './entitlements.js';
+import type { Host } from '../runtime/host.js';
+import type { OverlayCapabilities } from '../runtime/overlay.js';
 
 // The container runtime and overlay mounts (and execa behind them) load only when a step actually
 // runs: a fully cached rebuild never needs them, and its whole process time is the budget.
 const loadContainer = (): Promise<typeof import('../runtime/container.js')> => import('../runtime/container.js');
 const loadOverlay = (): Promise<typeof import('../runtime/overlay.js')> => import('../runtime/overlay.js');
-
-/** The default PATH BuildKit gives images whose config has none. */
-export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Build args every stage can use without declaring them; kept out of history and cache keys. */
 export const PROXY_ARGS = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy'];
@@ -119,6 +119,8 @@ export interface DispatchContext {
   readonly runtimeWarnings: (w: readonly string[]) => void;
   /** A shared cache (`--cache-from`/`--cache-to`): consulted after a local miss, told every step's record. */
   readonly remoteCache?: StepCacheHook;
+  /** What this build knows about the host (runtime verdicts, overlay options), shared by its steps. */
+  readonly host: Host;
   /** The build's RUN networks (reused from step to step). */
   readonly networks?: NetworkPool;
 }
@@ -508,8 +510,9 @@ async function dispatchWorkdir(ctx: DispatchContext, state: StageState, ins: Ext
   });
 }
 
-function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number } {
+function stepLayerOptions(ctx: DispatchContext): { signal?: AbortSignal; sourceDateEpoch?: number; overlay: OverlayCapabilities } {
   return {
+    overlay: ctx.host.overlay,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     ...(ctx.options.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.options.sourceDateEpoch } : {}),
   };
@@ -594,7 +597,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
         // Proxy build args reach every RUN without an ARG line, as Docker's predefined ARGs do: only where the step has
         // no such variable of its own, and never in the cache key or the history (they may carry credentials).
         const env = withEnv(runEnv, { set: extra.env.set, defaults: [...extra.env.defaults, ...proxyEnv(ctx.options.buildArgs)] });
-        if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH);
+        if (!env.some((e) => e.startsWith('PATH='))) env.unshift(DEFAULT_PATH_ENV);
         const { runContainer } = await loadContainer();
         const result = await runContainer(
           {
@@ -616,6 +619,7 @@ async function dispatchRun(ctx: DispatchContext, state: StageState, ins: RunInst
             onOutput: (chunk, stream) => ctx.emitOutput(step, chunk, stream),
             onStarted: () => below?.startHashing(),
             versionCacheDir: path.join(ctx.store.root, 'cache'),
+            host: ctx.host,
             ...(ctx.networks === undefined ? {} : { networks: ctx.networks }),
           },
         );
@@ -729,7 +733,7 @@ async function prepareMounts(
             const hidden = entry.type === 'dir' ? await c.hiddenBelow(entry) : [];
             if (hidden.length > 0) {
               const { mountFilteredView } = await import('../runtime/filtered-view.js');
-              const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${n}`), ctx.signal);
+              const view = await mountFilteredView(entry.abs, hidden, path.join(scratch, `bind-view-${n}`), ctx.signal, ctx.host.overlay);
               releases.push(view.release);
               source = view.dir;
               privateView = true; // writes land in the view's own upperdir
@@ -746,7 +750,7 @@ async function prepareMounts(
             const st = await lstat(source);
             if (st.isDirectory()) {
               const { mountOverlay } = await loadOverlay();
-              const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(rw, 'upper'), workDir: path.join(rw, 'work'), target: path.join(rw, 'merged') });
+              const mnt = await mountOverlay({ lowerDirs: [source], upperDir: path.join(rw, 'upper'), workDir: path.join(rw, 'work'), target: path.join(rw, 'merged'), capabilities: ctx.host.overlay });
               releases.push(() => mnt.unmount());
               source = path.join(rw, 'merged');
             } else {
@@ -840,7 +844,7 @@ async function mountStageView(ctx: DispatchContext, stage: StageState, scratch: 
   await mkdir(path.join(base, 'merged'));
   const lowers = await (await stepLayer()).lowerDirsOf(ctx.store, diffIds(stage), ctx.signal);
   const { mountOverlay } = await loadOverlay();
-  const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(base, 'upper'), workDir: path.join(base, 'work'), target: path.join(base, 'merged') });
+  const mount = await mountOverlay({ lowerDirs: lowers, upperDir: path.join(base, 'upper'), workDir: path.join(base, 'work'), target: path.join(base, 'merged'), capabilities: ctx.host.overlay });
   return { rootfs: path.join(base, 'merged'), release: () => mount.unmount() };
 }
 
@@ -856,9 +860,9 @@ async function resolveStageSource(rootfs: string, source: string): Promise<CopyS
         next.push(`${base}/${seg}`);
         continue;
       }
-      const re = globSegmentToRegExp(seg);
+      const matches = segmentMatcher(seg);
       const dir = await (await users()).resolveInRoot(rootfs, base || '/');
-      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (re.test(name)) next.push(`${base}/${name}`);
+      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) if (matches(name)) next.push(`${base}/${name}`);
     }
     current = next;
   }

@@ -2,11 +2,11 @@
  * The public options, events and result of {@link build}, and `resolveBuildOptions()`, which applies
  * the defaults once so that the rest of the builder sees a fully resolved object.
  */
-import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { BuildError } from '../errors.js';
-import type { Descriptor, Digest } from '../image/types.js';
-import type { Compressor } from '../store/compression.js';
+import { createHost, type Host } from '../runtime/host.js';
+import type { Descriptor, Digest } from '../oci/types.js';
+import { defaultStoreRoot } from '../store/default-root.js';
 
 // The output list's types live with the exporters (src/outputs/); re-exported here, with the rest of build()'s options.
 import type { OutputReport, OutputSpec } from '../outputs/types.js';
@@ -73,12 +73,6 @@ export interface BuildOptions {
   readonly iidfile?: string;
   /** The store root. @default `$KILN_ROOT` or `~/.cache/kiln` */
   readonly root?: string;
-  /**
-   * The compression resources (gzip slots, buffer pool) of the build's store: give the same one
-   * (`createCompressor()`) to builds that run at once in one process so the slot limit holds for all of them.
-   * @default one of the build's own
-   */
-  readonly compressor?: Compressor;
   /** The OCI runtime that runs RUN steps. @default 'auto' (crun if it works here, else runc) */
   readonly runtime?: 'auto' | 'runc' | 'crun';
   /**
@@ -106,6 +100,12 @@ export interface BuildOptions {
   readonly onEvent?: (event: BuildEvent) => void;
   /** Cancels the build; the promise then rejects with `signal.reason`. */
   readonly signal?: AbortSignal;
+  /**
+   * What kiln knows about this machine (which OCI runtime works, the overlay options the kernel takes, …; see
+   * {@link createHost}). Builds given the same one share what it learnt; each build without one learns anew.
+   * @default a fresh `createHost()`
+   */
+  readonly host?: Host;
 }
 
 /** {@link BuildOptions} with every default applied, as the builder sees it. */
@@ -135,11 +135,7 @@ export interface ResolvedBuildOptions {
   readonly sourceDateEpoch: number | undefined;
   readonly onEvent: (event: BuildEvent) => void;
   readonly signal: AbortSignal | undefined;
-}
-
-/** The default store root: `$KILN_ROOT`, else `~/.cache/kiln`. */
-export function defaultRoot(): string {
-  return process.env.KILN_ROOT ? resolve(process.env.KILN_ROOT) : join(homedir(), '.cache', 'kiln');
+  readonly host: Host;
 }
 
 export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOptions {
@@ -164,7 +160,8 @@ export function resolveBuildOptions(options: BuildOptions = {}): ResolvedBuildOp
     ssh: options.ssh ?? [],
     labels: options.labels ?? {},
     iidfile: options.iidfile,
-    root: options.root ? resolve(options.root) : defaultRoot(),
+    root: options.root ? resolve(options.root) : defaultStoreRoot(),
+    host: options.host ?? createHost(),
     runtime: options.runtime ?? 'auto',
     network: options.network ?? 'default',
     allow: resolveAllow(options.allow ?? [], options.network),

@@ -10,7 +10,7 @@
  * Only successful parses whose result survives a JSON round trip unchanged are stored; errors always
  * come from a real parse.
  */
-import { sha256Hex } from '../sha256.js';
+import { sha256Hex } from '../oci/digest.js';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,6 +30,7 @@ export interface ParsedDockerfile {
 /** Bump when the entry format changes. */
 const FORMAT = 'kiln-parse-cache-1';
 
+// Module state allowed (test/architecture.test.ts): a memoised constant, the identity of kiln's own parser sources.
 let fingerprint: string | null | undefined;
 
 /**

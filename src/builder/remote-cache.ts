@@ -39,13 +39,14 @@
  * whose blob fails verification is refused with a warning and the step runs.
  */
 import { parseUntrustedJson } from '../untrusted-json.js';
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError, messageOf } from '../errors.js';
-import { MEDIA_TYPES } from '../image/types.js';
-import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
-import { RegistryClient, fileBlobSource, hostPlatform } from '../registry/client.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../oci/types.js';
+import { RegistryClient, fileBlobSource } from '../registry/client.js';
+import { hostPlatform } from '../oci/platform.js';
+import { sha256Digest } from '../oci/digest.js';
 import { pullLayer } from '../registry/pull.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { ImageReference } from '../registry/reference.js';
@@ -145,10 +146,6 @@ export function parseCacheConfig(json: unknown): CacheConfig | undefined {
   return { kilnCacheVersion: 1, records, ...(mounts.length > 0 ? { cacheMounts: mounts } : {}) };
 }
 
-function sha256(data: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
 /** Reads a small blob whole, verifying its digest. */
 async function fetchSmallBlob(client: RegistryClient, repo: string, digest: Digest, signal: AbortSignal | undefined): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -159,7 +156,7 @@ async function fetchSmallBlob(client: RegistryClient, repo: string, digest: Dige
     chunks.push(Buffer.from(chunk));
   }
   const bytes = Buffer.concat(chunks);
-  if (sha256(bytes) !== digest) throw new RegistryError(`refused blob ${digest}: content does not match its digest`);
+  if (sha256Digest(bytes) !== digest) throw new RegistryError(`refused blob ${digest}: content does not match its digest`);
   return bytes;
 }
 

@@ -10,37 +10,15 @@ import { RuntimeError, messageOf } from '../errors.js';
 import { END_OF_ARCHIVE, encodeHeader, padding } from '../store/tar.js';
 import type { TarHeader } from '../store/tar.js';
 import type { LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
-import { MEDIA_TYPES } from './types.js';
-import type { Digest, ImageConfig, Platform } from './types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Digest, ImageConfig } from '../oci/types.js';
+import { DEFAULT_PATH_ENV, hostPlatform } from '../oci/platform.js';
 
 /** Where Debian's busybox-static puts the binary. */
 export const DEFAULT_BUSYBOX_PATH = '/bin/busybox';
 
-/** The PATH every Linux base image sets. */
-export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
 /** The timestamp of every file and of the config: the epoch, so the image depends on the binary only. */
 const EPOCH_ISO = '1970-01-01T00:00:00Z';
-
-/** The OCI platform of the host (Node's `process.arch` mapped to Go's GOARCH names). */
-export function hostPlatform(): Platform {
-  switch (process.arch) {
-    case 'x64':
-      return { architecture: 'amd64', os: 'linux' };
-    case 'arm64':
-      return { architecture: 'arm64', os: 'linux', variant: 'v8' };
-    case 'arm':
-      return { architecture: 'arm', os: 'linux', variant: 'v7' };
-    case 'ia32':
-      return { architecture: '386', os: 'linux' };
-    case 'ppc64':
-      return { architecture: 'ppc64le', os: 'linux' };
-    case 'loong64':
-      return { architecture: 'loong64', os: 'linux' };
-    default:
-      return { architecture: process.arch, os: 'linux' };
-  }
-}
 
 /** Options of {@link ensureBusyboxImage}. */
 export interface BusyboxImageOptions {

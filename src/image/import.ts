@@ -15,11 +15,11 @@ import { createGunzip } from 'node:zlib';
 import { RuntimeError, messageOf } from '../errors.js';
 import { readTar } from '../store/tar.js';
 import type { Compression, LayerInfo, LayerStoreApi, StoredImage } from '../store/types.js';
-import { DEFAULT_PATH_ENV, hostPlatform } from './base-image.js';
+import { DEFAULT_PATH_ENV, hostPlatform } from '../oci/platform.js';
 import { IMAGE_JSON_LIMITS, formatLimit } from './limits.js';
 import { familiarImageName, fullImageName } from './names.js';
-import { MEDIA_TYPES } from './types.js';
-import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from './types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest } from '../oci/types.js';
 import { makeOwnedTempDir } from '../store/owner.js';
 
 /** Where an image comes from. */

@@ -115,6 +115,7 @@ export const EntryField = {
 /** umount2(2): detach now, free when the last user goes away. */
 export const MNT_DETACH = 2;
 
+// The addon, loaded on first use (module state allowed: a lazily loaded module handle).
 let loaded: { sys: NativeSys | undefined } | undefined;
 
 /**
@@ -241,12 +242,11 @@ const LANE_CHUNK = 64;
 /** Chunks {@link inLanes} keeps in flight: one per core, at most libuv's default threadpool of 4. */
 const LANES = Math.max(1, Math.min(4, availableParallelism()));
 
-const spreadDirs = new Set<string>();
-
 /**
  * Asks ext4 to place each new subdirectory of `dir` (a store's scratch and layer directories) where its Orlov allocator
- * places top-level directories, a block group of its own, rather than beside `dir` (`chattr +T`; once per directory
- * and process, with the addon; a no-op elsewhere).
+ * places top-level directories, a block group of its own, rather than beside `dir` (`chattr +T`, with the addon; a
+ * no-op elsewhere). Called at every step and unpack: no memo of the directories done, because once the flag is set a
+ * call is an open, one ioctl and a close (a few µs, next to a step's milliseconds).
  *
  * Why: without a journal, ext4 avoids reusing an inode freed in the last 60 s, and it finds a free inode by testing
  * every free one of a group in turn. Right after thousands of files were deleted near `dir` (a pruned or wiped store,
@@ -255,8 +255,6 @@ const spreadDirs = new Set<string>();
  * does not pay this.
  */
 export function spreadSubdirs(dir: string): void {
-  if (spreadDirs.has(dir)) return;
-  spreadDirs.add(dir);
   nativeSys()?.spreadSubdirs(dir);
 }
 

@@ -19,7 +19,11 @@ import { messageOf } from '../errors.js';
 /** Where bin/kiln puts NODE_EXTRA_CA_CERTS. */
 export const KILN_EXTRA_CA_CERTS = 'KILN_EXTRA_CA_CERTS';
 
-let applied = false;
+/**
+ * Marks node:tls once its trust is extended. The mark lives on the module it describes, not in a variable of ours:
+ * what it guards (tls.connect, the default CA list) is process-wide by nature, whoever loaded this module.
+ */
+const APPLIED = Symbol.for('kiln.extraCaCertsApplied');
 
 /** The options a caller chose its trust with: such a connection is left alone. */
 const OWN_TRUST = ['ca', 'secureContext', 'cert', 'key', 'pfx'] as const;
@@ -30,10 +34,12 @@ const OWN_TRUST = ['ca', 'secureContext', 'cert', 'key', 'pfx'] as const;
  * warning for NODE_EXTRA_CA_CERTS and changes nothing, as in Node.
  */
 export function trustExtraCaCerts(): void {
-  if (applied) return;
-  applied = true;
   const file = process.env[KILN_EXTRA_CA_CERTS];
   if (file === undefined || file === '') return;
+  // Loaded here, not at the top: most kiln commands never touch TLS, and node:tls costs to load.
+  const tls = createRequire(import.meta.url)('node:tls') as typeof Tls & { setDefaultCACertificates?: (certs: string[]) => void; [APPLIED]?: true };
+  if (tls[APPLIED]) return;
+  tls[APPLIED] = true;
   let pem: string;
   try {
     pem = readFileSync(file, 'utf8');
@@ -41,8 +47,6 @@ export function trustExtraCaCerts(): void {
     process.emitWarning(`Ignoring extra certs from \`${file}\`, load failed: ${messageOf(err)}`);
     return;
   }
-  // Loaded here, not at the top: most kiln commands never touch TLS, and node:tls costs to load.
-  const tls = createRequire(import.meta.url)('node:tls') as typeof Tls & { setDefaultCACertificates?: (certs: string[]) => void };
   // A string may hold many PEM certificates, as the file does.
   const ca = [...tls.rootCertificates, pem];
   if (typeof tls.setDefaultCACertificates === 'function') {

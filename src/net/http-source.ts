@@ -15,8 +15,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream } from 'node:stream/web';
 import { messageOf } from '../errors.js';
-import type { Digest } from '../image/types.js';
-import { sha256Hex } from '../sha256.js';
+import type { Digest } from '../oci/types.js';
+import { sha256Hex } from '../oci/digest.js';
 import type { LayerStoreApi } from '../store/types.js';
 import { trustExtraCaCerts } from './extra-ca.js';
 

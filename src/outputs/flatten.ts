@@ -3,7 +3,7 @@
  * whiteouts applied.
  */
 import { RuntimeError } from '../errors.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import { END_OF_ARCHIVE, encodeHeader, padding, readTar } from '../store/tar.js';
 import type { TarHeader } from '../store/tar.js';
 import type { LayerStoreApi } from '../store/types.js';

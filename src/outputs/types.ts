@@ -3,7 +3,7 @@
  * exporters' own specs ({@link ExportOutput}, for a program that exports a stored image itself) and results.
  */
 import type { Writable } from 'node:stream';
-import type { Descriptor, Digest } from '../image/types.js';
+import type { Descriptor, Digest } from '../oci/types.js';
 import type { Compression, LayerStoreApi } from '../store/types.js';
 
 /**

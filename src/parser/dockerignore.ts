@@ -9,23 +9,13 @@
  * and matching costs O(path length × pattern length) with no backtracking.
  */
 import { join, dirname, basename } from 'node:path';
-import { isGoSpace } from './shell-words.js';
+import { trimSpace } from './go-strings.js';
+import { BAD_PATTERN, BadPatternError, filepathMatch } from './filepath-match.js';
 
-/** Go's `filepath.ErrBadPattern` text. */
-export const BAD_PATTERN = 'syntax error in pattern';
 
 /** A `.dockerignore` pattern is malformed; the message is upstream's (`syntax error in pattern`, `illegal exclusion pattern: "!"`). */
 export class IgnorePatternError extends Error {
   override name = 'IgnorePatternError';
-}
-
-/** Go's `strings.TrimSpace`. */
-function trimSpace(s: string): string {
-  let start = 0;
-  let end = s.length;
-  while (start < end && isGoSpace(s.charCodeAt(start))) start++;
-  while (end > start && isGoSpace(s.charCodeAt(end - 1))) end--;
-  return s.slice(start, end);
 }
 
 /** Go's `filepath.Clean` (Unix): collapse `//`, drop `.`, resolve `..` lexically, no trailing `/`. */
@@ -97,67 +87,13 @@ export function ignoreFileFor(dockerfilePath: string, contextDir: string): strin
   return [join(dirname(dockerfilePath), `${basename(dockerfilePath)}.dockerignore`), join(contextDir, '.dockerignore')];
 }
 
-// ---------------------------------------------------------------------------------------------
-// Validation: Go's filepath.Match(pattern, ".") only reports syntax errors of the pattern's
-// chunks (runs of text between stars). Its rules: `\` escapes the next character (a trailing one is
-// an error); a class `[^…]` holds one or more chars or ranges `a-z`, each possibly escaped, where an
-// unescaped `-` or `]` in a char position and an unterminated class are errors.
-
+// Validation: patternmatcher checks `filepath.Match(pattern, ".")`, which reports the syntax errors of every chunk.
 function validateGlob(pattern: string): void {
-  const cps = Array.from(pattern);
-  let i = 0;
-  while (i < cps.length) {
-    while (cps[i] === '*') i++;
-    // scanChunk: up to the next `*` outside a class; `\` skips the next char.
-    const start = i;
-    let inRange = false;
-    for (; i < cps.length; i++) {
-      const c = cps[i];
-      if (c === '\\') {
-        if (i + 1 < cps.length) i++;
-      } else if (c === '[') inRange = true;
-      else if (c === ']') inRange = false;
-      else if (c === '*' && !inRange) break;
-    }
-    checkChunk(cps.slice(start, i));
-  }
-}
-
-function checkChunk(chunk: readonly string[]): void {
-  let i = 0;
-  const escChar = (): void => {
-    const c = chunk[i];
-    if (c === undefined || c === '-' || c === ']') throw new IgnorePatternError(BAD_PATTERN);
-    if (c === '\\') {
-      i++;
-      if (i >= chunk.length) throw new IgnorePatternError(BAD_PATTERN);
-    }
-    i++;
-    if (i >= chunk.length) throw new IgnorePatternError(BAD_PATTERN); // class not terminated
-  };
-  while (i < chunk.length) {
-    const c = chunk[i];
-    if (c === '[') {
-      i++;
-      if (chunk[i] === '^') i++;
-      let n = 0;
-      for (;;) {
-        if (chunk[i] === ']' && n > 0) {
-          i++;
-          break;
-        }
-        escChar();
-        if (chunk[i] === '-') {
-          i++;
-          escChar();
-        }
-        n++;
-      }
-    } else if (c === '\\') {
-      i++;
-      if (i >= chunk.length) throw new IgnorePatternError(BAD_PATTERN);
-      i++;
-    } else i++;
+  try {
+    filepathMatch(pattern, '.');
+  } catch (err) {
+    if (err instanceof BadPatternError) throw new IgnorePatternError(BAD_PATTERN);
+    throw err;
   }
 }
 

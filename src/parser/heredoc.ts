@@ -12,7 +12,7 @@
  * literal, so quote/escape handling and word splitting are all this lexer needs. It only runs on
  * RUN/COPY/ADD lines that contain `<<`.
  */
-import { isGoSpace } from './line-parsers.js';
+import { isGoSpace } from './go-strings.js';
 
 /** A heredoc word's meaning, before its body is read. */
 export interface HeredocSpec {

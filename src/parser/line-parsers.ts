@@ -5,36 +5,10 @@
  *
  * Helpers throw plain `Error`s; `parse.ts` attaches the file and range at the boundary.
  */
-import { goQuote as goQuoteForError } from './dump.js';
+import { goQuote as goQuoteForError, isGoSpace, trimLeftSpace, trimSpace } from './go-strings.js';
 
 /** The error BuildKit reports for a JSON array holding something other than strings. */
 export const NOT_STRING_ARRAY = 'when using JSON array syntax, arrays must be comprised of strings only';
-
-/** Go's `unicode.IsSpace` for one UTF-16 code unit (none of Go's spaces is astral). */
-export function isGoSpace(c: number): boolean {
-  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
-  if (c < 0x85) return false;
-  return (
-    c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000
-  );
-}
-
-/** Go's `strings.TrimSpace` (Unicode white space, both ends). */
-export function trimSpace(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && isGoSpace(s.charCodeAt(a))) a++;
-  while (b > a && isGoSpace(s.charCodeAt(b - 1))) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
-}
-
-/** Go's `strings.TrimLeftFunc(s, unicode.IsSpace)`. */
-export function trimLeftSpace(s: string): string {
-  let a = 0;
-  while (a < s.length && isGoSpace(s.charCodeAt(a))) a++;
-  return a === 0 ? s : s.slice(a);
-}
 
 // BuildKit's reWhitespace: ASCII blanks only (no \n, no Unicode spaces).
 const RE_WHITESPACE = /[\t\v\f\r ]+/;

@@ -11,7 +11,8 @@ import { DockerfileError, messageOf, type Position, type SourceRange } from '../
 import type { ArgNode, Directive, DockerfileAst, Heredoc, InstructionNode, ParseWarning } from './ast.js';
 import { DirectiveParser, escapeTokenOf } from './directives.js';
 import { heredocsFromLine, type HeredocSpec } from './heredoc.js';
-import { canContainHeredoc, parseLine, trimLeftSpace, trimSpace, type LineNode } from './line-parsers.js';
+import { canContainHeredoc, parseLine, type LineNode } from './line-parsers.js';
+import { trimLeftSpace, trimSpace } from './go-strings.js';
 
 // nearley is CommonJS: required, not imported (see grammar/lexer.ts for why).
 const nearley = createRequire(import.meta.url)('nearley') as typeof Nearley;

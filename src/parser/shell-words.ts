@@ -8,6 +8,7 @@
  * `${v%p}` and `${v/p/r}` are matched by a position-set (NFA) simulation, so matching costs
  * O(value length × pattern length) and hostile input cannot trigger exponential backtracking.
  */
+import { goQuote, isGoSpace } from './go-strings.js';
 
 /** Variables visible to an expansion: name → value. A name that is absent is unset. */
 export type EnvLookup = ReadonlyMap<string, string>;
@@ -94,13 +95,6 @@ const MAX_DEPTH = 1000;
 /** An internal failure; the public entry points wrap it with the `failed to process` prefix. */
 class Failure extends Error {}
 
-/** Go's `unicode.IsSpace`. */
-export function isGoSpace(cp: number): boolean {
-  if (cp <= 0xff) return cp === 0x20 || (cp >= 0x09 && cp <= 0x0d) || cp === 0x85 || cp === 0xa0;
-  return (
-    cp === 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp === 0x2028 || cp === 0x2029 || cp === 0x202f || cp === 0x205f || cp === 0x3000
-  );
-}
 
 const LETTER = /\p{L}/u;
 const DIGIT = /\p{Nd}/u;
@@ -646,28 +640,6 @@ function expandTemplate(template: string, match: string): string {
   return out + template.slice(i);
 }
 
-/** Go's `%q` of a string (strconv.Quote), for error messages. */
-function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const cp = ch.codePointAt(0) ?? 0;
-    if (cp >= 0x20 && cp < 0x7f && ch !== '"' && ch !== '\\') out += ch;
-    else if (ch === '"' || ch === '\\') out += `\\${ch}`;
-    else if (cp === 0x07) out += '\\a';
-    else if (cp === 0x08) out += '\\b';
-    else if (cp === 0x0c) out += '\\f';
-    else if (cp === 0x0a) out += '\\n';
-    else if (cp === 0x0d) out += '\\r';
-    else if (cp === 0x09) out += '\\t';
-    else if (cp === 0x0b) out += '\\v';
-    else if (cp === 0x20 || /[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(ch)) out += ch;
-    else if (cp < 0x80) out += `\\x${cp.toString(16).padStart(2, '0')}`;
-    else if (cp >= 0xd800 && cp <= 0xdfff) out += '\\ufffd';
-    else if (cp <= 0xffff) out += `\\u${cp.toString(16).padStart(4, '0')}`;
-    else out += `\\U${cp.toString(16).padStart(8, '0')}`;
-  }
-  return `${out}"`;
-}
 
 /**
  * BuildKit's shell lexer for one escape character (`\` by default, `` ` `` after `# escape=``).

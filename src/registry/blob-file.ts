@@ -8,7 +8,7 @@
  * prune if the process dies), fsynced, checked against the expected digest, then renamed into place.
  */
 import { RegistryError, messageOf } from '../errors.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { LayerStoreApi } from '../store/types.js';
 import type { RegistryClient } from './client.js';
 import { BufferPool } from '../buffer-pool.js';

@@ -6,16 +6,16 @@
  * every other registry over https.
  */
 import { parseUntrustedJson } from '../untrusted-json.js';
-import { createHash } from 'node:crypto';
+import { sha256Digest } from '../oci/digest.js';
 import { open } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { trustExtraCaCerts } from '../net/extra-ca.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { RegistryError, messageOf } from '../errors.js';
-import { MEDIA_TYPES } from '../image/types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
 import { IMAGE_JSON_LIMITS } from '../image/limits.js';
-import type { Descriptor, Digest, ImageIndex, ImageManifest, Platform } from '../image/types.js';
+import type { Descriptor, Digest, ImageIndex, ImageManifest, Platform } from '../oci/types.js';
 import { Authenticator, findCredentials } from './auth.js';
 import type { Credentials } from './auth.js';
 import { rawGet } from './raw-http.js';
@@ -183,18 +183,6 @@ export function fileBlobSource(path: string, size: number): BlobSource {
       }
     },
   };
-}
-
-/** sha256 of bytes as a Digest. */
-export function sha256Digest(data: Uint8Array | string): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-/** The platform this process runs on, as an OCI platform (`process.arch` x64 → amd64 …). */
-export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-  const architecture = arch[process.arch] ?? process.arch;
-  return architecture === 'arm' ? { os: 'linux', architecture, variant: 'v7' } : { os: 'linux', architecture };
 }
 
 /** Parses `os/arch[/variant]`. */

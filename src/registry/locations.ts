@@ -2,7 +2,7 @@
  * Where blobs are known to exist in registries (`registry/repository`), kept as small build-cache
  * records of the store, so that a push can mount a blob from another repository instead of uploading it.
  */
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { LayerStoreApi } from '../store/types.js';
 
 interface LocationRecord {

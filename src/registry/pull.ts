@@ -8,12 +8,13 @@
  */
 import { parseUntrustedJson } from '../untrusted-json.js';
 import { RegistryError, messageOf } from '../errors.js';
-import { MEDIA_TYPES } from '../image/types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
 import { IMAGE_JSON_LIMITS, formatLimit } from '../image/limits.js';
-import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../image/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Platform } from '../oci/types.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { downloadBlobToStore } from './blob-file.js';
-import { RegistryClient, checkManifest, hostPlatform, isIndex, parsePlatform, selectPlatform } from './client.js';
+import { RegistryClient, checkManifest, isIndex, parsePlatform, selectPlatform } from './client.js';
+import { hostPlatform } from '../oci/platform.js';
 import type { RegistryClientOptions } from './client.js';
 import { recordBlobLocation } from './locations.js';
 import { formatReference, parseReference } from './reference.js';

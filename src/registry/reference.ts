@@ -5,7 +5,7 @@
  * uppercase letter (repositories are lowercase); otherwise the registry is Docker Hub (`docker.io`)
  * and a single-component name gets the `library/` prefix (`busybox` → `docker.io/library/busybox:latest`).
  */
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 
 /** A parsed image reference. */
 export interface ImageReference {

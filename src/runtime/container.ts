@@ -10,6 +10,7 @@ import path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
 import { nativeSys } from '../native/sys.js';
 import { detectRuntime, hostCacheDir, privilegedCommand, type RuntimeInfo } from './oci-runtime.js';
+import { createHost, type ContainerHostFacts, type Host } from './host.js';
 import { isMounted, mountOverlay, type OverlayMount } from './overlay.js';
 import { containerResolvConf, DNS_FORWARD_ADDRESS, hostResolvConf, startSandboxNetwork, type NetworkMode, type NetworkPool } from './network.js';
 import { startProcess, type ProcessEnd, type StartedProcess } from './process.js';
@@ -83,6 +84,11 @@ export interface RunContainerOptions {
   readonly runtimeInfo?: RuntimeInfo;
   /** Where detection may remember the runtime's version across processes (see {@link detectRuntime}). */
   readonly versionCacheDir?: string;
+  /**
+   * What is known about this host (runtime verdicts, overlay options, cgroup facts); the builder passes its
+   * build's. @default a fresh {@link createHost}: nothing is remembered from one call to the next
+   */
+  readonly host?: Host;
   /** The build's sandbox networks, reused from step to step; without it a `default` network is made for this run alone. */
   readonly networks?: NetworkPool;
 }
@@ -177,10 +183,12 @@ interface OciMount {
 export async function runContainer(spec: ContainerSpec, options: RunContainerOptions = {}): Promise<ContainerResult> {
   const startedAt = performance.now();
   const { signal } = options;
+  const host = options.host ?? createHost();
   signal?.throwIfAborted();
   const runtime =
     options.runtimeInfo ??
     (await detectRuntime(spec.runtime ?? 'auto', {
+      probes: host.runtimeProbes,
       ...(signal === undefined ? {} : { signal }),
       ...(options.versionCacheDir === undefined ? {} : { versionCacheDir: options.versionCacheDir }),
     }));
@@ -210,7 +218,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
   network?.catch(() => {});
   try {
     mkdirSync(rootfs);
-    overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, ...(signal === undefined ? {} : { signal }) });
+    overlay = await mountOverlay({ ...spec.rootfs, target: rootfs, capabilities: host.overlay, ...(signal === undefined ? {} : { signal }) });
     const user = await resolveUser(rootfs, spec.user);
     const cwd = path.posix.resolve('/', spec.cwd);
     // In a build step BuildKit's executor first makes the cleaned working directory for the step's user
@@ -237,8 +245,8 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
 
     // The poststop hook only serves without the native addon, and only for a runtime in our mount namespace.
     const wantsHook = nativeSys() === undefined && runtime.command.length === 1 && guardPrefix() === undefined;
-    const nofile = openFilesLimit();
-    const umountBin = wantsHook ? findUmount() : undefined;
+    const nofile = openFilesLimit(host.container);
+    const umountBin = wantsHook ? findUmount(host.container) : undefined;
     const env = spec.env.some((e) => e.startsWith('HOME=')) ? [...spec.env] : [...spec.env, `HOME=${user.home}`];
     // `--security=insecure` is Docker's privileged mode: every capability, no seccomp filter, nothing masked.
     const insecure = spec.security === 'insecure';
@@ -287,7 +295,7 @@ export async function runContainer(spec: ContainerSpec, options: RunContainerOpt
             : [{ allow: false, access: 'rwm' }],
         },
         ...(insecure ? { devices: insecureDevices() } : {}),
-        ...(runtime.cgroups ? cgroupsPath(id) : {}),
+        ...(runtime.cgroups ? cgroupsPath(host.container, id) : {}),
         ...(seccomp === undefined ? {} : { maskedPaths: [...MASKED_PATHS], readonlyPaths: [...READONLY_PATHS], seccomp }),
       },
       ...(seccompBpf === undefined ? {} : { annotations: { [SECCOMP_BPF_ANNOTATION]: seccompBpf } }),
@@ -357,17 +365,12 @@ const BUNDLE_FILES = ['config.json', 'init.pid', 'runtime.log', 'files/hosts', '
 const BUNDLE_DIRS = ['files', 'rootfs', 'state'] as const;
 
 /** The relative cgroup path keeps the container under our own cgroup (and its limits) on cgroup v1. */
-function cgroupsPath(id: string): { cgroupsPath?: string } {
+function cgroupsPath(facts: ContainerHostFacts, id: string): { cgroupsPath?: string } {
   // On a pure cgroup v2 host a relative path would put the container below our own (non-leaf)
   // cgroup, where enabling controllers fails; there we let the runtime choose its default.
-  pureCgroupV2 ??= existsSync('/sys/fs/cgroup/cgroup.controllers');
-  return pureCgroupV2 ? {} : { cgroupsPath: id };
+  facts.pureCgroupV2 ??= existsSync('/sys/fs/cgroup/cgroup.controllers');
+  return facts.pureCgroupV2 ? {} : { cgroupsPath: id };
 }
-
-// Facts about the host that cannot change while kiln runs, looked up once per process.
-let pureCgroupV2: boolean | undefined;
-let umountPath: string | null | undefined;
-let nofileLimit: number | undefined;
 
 /** A small host file's text (/etc/hosts, /etc/resolv.conf), read at each step as Docker does; undefined when unreadable. */
 function hostFile(file: string): string | undefined {
@@ -379,17 +382,17 @@ function hostFile(file: string): string | undefined {
 }
 
 /** The absolute path of umount(8), for the poststop hook (hooks are not looked up in PATH). */
-function findUmount(): string | undefined {
-  umountPath ??= ['/usr/bin/umount', '/bin/umount', '/usr/sbin/umount', '/sbin/umount'].find((c) => existsSync(c)) ?? null;
-  return umountPath ?? undefined;
+function findUmount(facts: ContainerHostFacts): string | undefined {
+  facts.umountPath ??= ['/usr/bin/umount', '/bin/umount', '/usr/sbin/umount', '/sbin/umount'].find((c) => existsSync(c)) ?? null;
+  return facts.umountPath ?? undefined;
 }
 
 /**
  * Docker passes dockerd's own open-files limit on (usually 1048576). We use that figure, capped at our
  * own hard limit, because raising a hard limit needs CAP_SYS_RESOURCE, which we may not have.
  */
-function openFilesLimit(): number {
-  if (nofileLimit !== undefined) return nofileLimit;
+function openFilesLimit(facts: ContainerHostFacts): number {
+  if (facts.nofileLimit !== undefined) return facts.nofileLimit;
   const wanted = 1048576;
   let limits = '';
   try {
@@ -399,8 +402,8 @@ function openFilesLimit(): number {
   }
   const m = /^Max open files\s+\S+\s+(\S+)/m.exec(limits);
   const hard = m?.[1] === undefined || m[1] === 'unlimited' ? wanted : Number(m[1]);
-  nofileLimit = Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
-  return nofileLimit;
+  facts.nofileLimit = Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
+  return facts.nofileLimit;
 }
 
 /** Makes `host` (a path below `rootfs`, symlinks resolved) and its missing parents, 0755, owned by uid:gid. */

@@ -10,6 +10,7 @@
  * a throwaway upperdir, so the same view serves read-only and `rw` binds.
  */
 import { chmod, chown, lstat, mkdir } from 'node:fs/promises';
+import type { OverlayCapabilities } from './overlay.js';
 import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { nativeSys } from '../native/sys.js';
@@ -26,7 +27,7 @@ export interface FilteredView {
  * Mounts `source` minus `hidden` (paths relative to it, none of them a parent of another) under `scratch`,
  * a fresh directory on the store's filesystem.
  */
-export async function mountFilteredView(source: string, hidden: readonly string[], scratch: string, signal?: AbortSignal): Promise<FilteredView> {
+export async function mountFilteredView(source: string, hidden: readonly string[], scratch: string, signal?: AbortSignal, capabilities?: OverlayCapabilities): Promise<FilteredView> {
   const whiteouts = path.join(scratch, 'hide');
   await mkdir(whiteouts, { recursive: true });
   await mkdir(path.join(scratch, 'upper'));
@@ -64,6 +65,7 @@ export async function mountFilteredView(source: string, hidden: readonly string[
     upperDir: path.join(scratch, 'upper'),
     workDir: path.join(scratch, 'work'),
     target: path.join(scratch, 'merged'),
+    ...(capabilities ? { capabilities } : {}),
     ...(signal ? { signal } : {}),
   });
   return { dir: path.join(scratch, 'merged'), release: () => mount.unmount() };

@@ -93,9 +93,19 @@ export async function startSandboxNetwork(nsPath: string, options: { signal?: Ab
       }
       mounted = false;
     }
-    // pasta watches the namespace file and quits once it is gone.
+    // pasta watches the namespace file and quits once it is gone, but it can miss that (seen under heavy load, with
+    // the directory removed right after): it is also told to quit, by the pid it wrote, if that process is still
+    // the pasta serving this namespace (a pid can be reused).
+    const pid = pastaPid(pidFile, nsPath);
     rmSync(nsPath, { force: true });
     rmSync(pidFile, { force: true });
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone already
+      }
+    }
   };
   try {
     await run(unshare, [`--net=${nsPath}`, 'true'], 'unshare', signal);
@@ -106,6 +116,18 @@ export async function startSandboxNetwork(nsPath: string, options: { signal?: Ab
     throw cause;
   }
   return { nsPath, release };
+}
+
+/** The pid in pasta's pid file, if that process is a pasta serving `nsPath`. */
+function pastaPid(pidFile: string, nsPath: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return path.basename(argv[0] ?? '') === 'pasta' && argv.includes(nsPath) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Runs a set-up command to its end; pasta's parent exits once the namespace is configured and its daemon runs. */
@@ -211,12 +233,14 @@ export class NetworkPool {
       release: async (reusable: boolean): Promise<void> => {
         if (returned) return;
         returned = true;
-        this.#lent--;
         if (!reusable || this.#closed) {
+          // Counted as lent until it is unmounted: the directory cannot be removed before.
           await net.release();
+          this.#lent--;
           if (this.#closed) this.#removeDir();
           return;
         }
+        this.#lent--;
         const list = this.#idle.get(options.dnsForward) ?? [];
         list.push(net);
         this.#idle.set(options.dnsForward, list);
@@ -242,7 +266,12 @@ export class NetworkPool {
   /** Removes the directory once no namespace is lent (a mounted namespace file cannot be removed). */
   #removeDir(): void {
     if (this.#lent > 0 || this.#dir === undefined) return;
-    rmSync(this.#dir, { recursive: true, force: true });
+    try {
+      rmSync(this.#dir, { recursive: true, force: true });
+    } catch {
+      // Something still mounted there: the directory carries this process' name, and the next kiln's recovery
+      // (store/recovery.ts) unmounts and removes it once this process is gone.
+    }
     this.#dir = undefined;
   }
 }

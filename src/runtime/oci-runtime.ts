@@ -45,16 +45,17 @@ export interface DetectRuntimeOptions {
    * its store's cache dir). Without it the binary is asked once per process.
    */
   readonly versionCacheDir?: string;
+  /**
+   * Where verdicts are remembered (a {@link Host}'s `runtimeProbes`): which runtime works is a fact about the host
+   * that does not change during a build, and probing costs process spawns. @default none: probe at each call
+   */
+  readonly probes?: RuntimeProbes;
 }
 
-const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'] as const;
+/** Probe verdicts by preference and search path. Only successful probes stay: the user may install a runtime and retry. */
+export type RuntimeProbes = Map<string, Promise<RuntimeInfo>>;
 
-/**
- * A per-process memo of the verdicts: which runtime works is a fact about the host that does not
- * change during a build, and probing it costs process spawns we do not want on every RUN step.
- * This is the module's only mutable state; it holds promises of immutable results.
- */
-const memo = new Map<string, Promise<RuntimeInfo>>();
+const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'] as const;
 
 /**
  * How crun runs on a hybrid cgroup host. crun (as of 1.8) aborts there with `cgroups in hybrid mode not
@@ -161,12 +162,15 @@ export async function detectRuntime(preferred: RuntimeName | 'auto' = 'auto', op
   const fromEnv = process.env['KILN_RUNTIME'];
   if (preferred === 'auto' && (fromEnv === 'runc' || fromEnv === 'crun')) preferred = fromEnv;
   const key = `${preferred}\0${(options.extraPath ?? SBIN_DIRS).join(':')}\0${process.env['PATH'] ?? ''}`;
-  let found = memo.get(key);
+  const memo = options.probes;
+  let found = memo?.get(key);
   if (found === undefined) {
     found = probe(preferred, options.extraPath ?? SBIN_DIRS, options.versionCacheDir);
-    memo.set(key, found);
-    // A failed probe (or one cut short) is not remembered: the user may install a runtime and retry.
-    found.catch(() => memo.delete(key));
+    if (memo !== undefined) {
+      memo.set(key, found);
+      // A failed probe (or one cut short) is not remembered: the user may install a runtime and retry.
+      found.catch(() => memo.delete(key));
+    }
   }
   return found;
 }

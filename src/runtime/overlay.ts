@@ -19,7 +19,24 @@ export interface OverlayOptions {
   readonly workDir: string;
   /** The mount point (must exist). */
   readonly target: string;
+  /**
+   * What this host's overlayfs was found to accept, shared by the mounts of one {@link Host} (see
+   * `runtime/host.ts`). @default a record of its own: each mount tries `volatile` again
+   */
+  readonly capabilities?: OverlayCapabilities;
   readonly signal?: AbortSignal;
+}
+
+/** Overlay mount options a host's kernel accepts, learnt by mounting. */
+export interface OverlayCapabilities {
+  /**
+   * `volatile` (Linux 5.10+): overlayfs skips every sync to the upper filesystem. Without it, unmounting a
+   * step's overlay syncs the whole filesystem under the store (syncfs), which writes back every dirty page
+   * on it, including the 200 MB a previous COPY just wrote: tens to hundreds of ms per step, for a
+   * durability the store does not rely on (an adopted upperdir's tar is checked against its diffID whenever
+   * it is regenerated, and blobs are fsynced when written). Dropped for the host when the kernel refuses it.
+   */
+  volatile: boolean;
 }
 
 
@@ -52,15 +69,6 @@ const MOUNT_DATA_LIMIT = 4000;
 const FIXED_OPTIONS = 'index=off,redirect_dir=off,metacopy=off,xino=off';
 
 /**
- * `volatile` (Linux 5.10+): overlayfs skips every sync to the upper filesystem. Without it, unmounting a
- * step's overlay syncs the whole filesystem under the store (syncfs), which writes back every dirty page
- * on it, including the 200 MB a previous COPY just wrote: tens to hundreds of ms per step, for a
- * durability the store does not rely on (an adopted upperdir's tar is checked against its diffID whenever
- * it is regenerated, and blobs are fsynced when written). Dropped for good when the kernel refuses it.
- */
-let volatileOption = true;
-
-/**
  * Mounts an overlay at `target`.
  *
  * Many lower directories: the option string must fit one page (see {@link MOUNT_DATA_LIMIT}). When the
@@ -75,6 +83,7 @@ let volatileOption = true;
  */
 export async function mountOverlay(options: OverlayOptions): Promise<OverlayMount> {
   const { upperDir, workDir, target, signal } = options;
+  const capabilities = options.capabilities ?? { volatile: true };
   signal?.throwIfAborted();
   // One directory may appear more than once in a stack: two steps that produced the same layer (RUNs that
   // change nothing, the same COPY twice) or an image whose manifest lists a diffID twice. overlayfs refuses a
@@ -122,14 +131,14 @@ export async function mountOverlay(options: OverlayOptions): Promise<OverlayMoun
       }
     };
     try {
-      if (!volatileOption) await mount(data);
+      if (!capabilities.volatile) await mount(data);
       else {
         try {
           await mount(`volatile,${data}`);
         } catch {
           // An older kernel: the same mount without the option decides.
           await mount(data);
-          volatileOption = false;
+          capabilities.volatile = false;
         }
       }
     } catch (cause) {

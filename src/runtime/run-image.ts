@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { runContainer } from './container.js';
 import type { NetworkMode } from './network.js';
+import type { Host } from './host.js';
 
 export interface RunImageOptions {
   /** Replaces the image's Cmd (as arguments after the image name do). */
@@ -18,6 +19,8 @@ export interface RunImageOptions {
   readonly network?: NetworkMode;
   readonly signal?: AbortSignal;
   readonly onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** What is known about this host (see runtime/host.ts). @default a fresh one */
+  readonly host?: Host;
 }
 
 /** Runs the image and resolves to the command's exit code. */
@@ -47,6 +50,7 @@ export async function runImage(image: StoredImage, store: LayerStoreApi, options
       {
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+        ...(options.host ? { host: options.host } : {}),
       },
     );
     return result.exitCode;

@@ -9,11 +9,12 @@ import { removeKnown } from '../store/remove-known.js';
 import { chmod, chown, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { LayerInfo, LayerStoreApi } from '../store/types.js';
 import { adoptHashedDir, hashDirForAdoption } from '../store/snapshot.js';
 import { spreadSubdirs } from '../native/sys.js';
 import { ownedName } from '../store/owner.js';
+import type { OverlayCapabilities } from './overlay.js';
 
 export interface StepDirs {
   /** The parent layers' unpacked dirs, top-most first (overlay lowerdir order). */
@@ -22,11 +23,15 @@ export interface StepDirs {
   readonly workDir: string;
   /** A private scratch directory for the step (bundle files, mount points). */
   readonly scratch: string;
+  /** What the host's overlayfs accepts, for mounts of these directories (the build's {@link Host}). */
+  readonly overlay?: OverlayCapabilities;
 }
 
 export interface StepLayerOptions {
   readonly signal?: AbortSignal;
   readonly sourceDateEpoch?: number;
+  /** The host's overlay capabilities (`Host.overlay`), passed on in {@link StepDirs}. @default each mount learns them anew */
+  readonly overlay?: OverlayCapabilities;
 }
 
 /** The unpacked dirs of `diffIds` (bottom-most first, as in an image config), top-most first. */
@@ -95,7 +100,7 @@ export async function runStepLayer<T>(
   // Named after this process (pid and start time): if it is killed, the next kiln removes the directory.
   const scratch = path.join(store.root, 'tmp', ownedName('step'));
   mkdirSync(scratch, { mode: 0o700 });
-  const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch };
+  const dirs: StepDirs = { lowerDirs, upperDir: path.join(scratch, 'upper'), workDir: path.join(scratch, 'work'), scratch, ...(options.overlay ? { overlay: options.overlay } : {}) };
   let value: T;
   try {
     mkdirSync(dirs.upperDir);
@@ -157,6 +162,7 @@ export async function withMergedRootfs<T>(dirs: StepDirs, signal: AbortSignal | 
     upperDir: dirs.upperDir,
     workDir: dirs.workDir,
     target,
+    ...(dirs.overlay ? { capabilities: dirs.overlay } : {}),
     ...(signal ? { signal } : {}),
   });
   try {

@@ -4,7 +4,7 @@
  * for an image by source and gets a stored image; it never calls the registry itself.
  */
 import { RuntimeError } from '../errors.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import { normalizeTag } from '../image/names.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 

@@ -57,7 +57,7 @@ import * as fsSync from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import type { LayerStoreApi } from './types.js';
 import { ENTRY_FIELDS, EntryField, linkFilesSplit, nativeSys } from '../native/sys.js';
 

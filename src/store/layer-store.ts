@@ -29,12 +29,12 @@
  * images nobody vetted, which any host user could otherwise run (see {@link ensurePrivateRoot}).
  */
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { defaultStoreRoot } from './default-root.js';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { RuntimeError, messageOf } from '../errors.js';
-import { MEDIA_TYPES } from '../image/types.js';
-import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../image/types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
+import type { Descriptor, Digest, ImageConfig, ImageManifest } from '../oci/types.js';
 import { Blobs } from './blobs.js';
 import { createCompressor, type Compressor } from './compression.js';
 import { bootId, needsBootRecovery, recoverAfterBoot } from './durability.js';
@@ -107,7 +107,7 @@ export class LayerStore implements LayerStoreApi {
    * @param root @default `$KILN_ROOT`, else `~/.cache/kiln`
    */
   static async open(root?: string, options: OpenStoreOptions = {}): Promise<LayerStore> {
-    const dir = path.resolve(root ?? process.env.KILN_ROOT ?? path.join(homedir(), '.cache', 'kiln'));
+    const dir = path.resolve(root ?? defaultStoreRoot());
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     ensurePrivateRoot(dir);
     // Synchronous: seven awaited mkdir calls were seven threadpool round trips at every kiln start.

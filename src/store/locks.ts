@@ -7,7 +7,7 @@ import * as fs from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { RuntimeError } from '../errors.js';
-import { randomHex } from '../sha256.js';
+import { randomHex } from '../oci/digest.js';
 import { isErrno, pidAlive } from './files.js';
 import { ownerAlive, selfOwner } from './owner.js';
 

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomHex } from '../sha256.js';
+import { randomHex } from '../oci/digest.js';
 
 /** A process' start time (clock ticks since boot, field 22 of /proc/PID/stat); undefined when it does not exist. */
 export function processStartTime(pid: number | 'self'): string | undefined {
@@ -22,7 +22,7 @@ export function processStartTime(pid: number | 'self'): string | undefined {
   return fields[19];
 }
 
-// A fact about this process that never changes: read once.
+// A fact about this process that never changes, read once (module state allowed as a memoised constant).
 let selfToken: string | undefined;
 
 /** This process as an owner: `<pid>.<start time>`. */

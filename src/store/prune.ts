@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Descriptor, ImageManifest } from '../image/types.js';
+import type { Descriptor, ImageManifest } from '../oci/types.js';
 import { DIGEST_RE, digestHex, readJson } from './files.js';
 import type { Leases } from './leases.js';
 import type { Locks } from './locks.js';

@@ -4,8 +4,8 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Digest } from '../image/types.js';
-import { sha256Hex } from '../sha256.js';
+import type { Digest } from '../oci/types.js';
+import { sha256Hex } from '../oci/digest.js';
 import { digestHex, readJson, writeFileAtomic } from './files.js';
 import type { Locks } from './locks.js';
 

@@ -36,12 +36,12 @@
 import * as fsCb from 'node:fs';
 import * as path from 'node:path';
 import { RuntimeError, messageOf } from '../errors.js';
-import { MEDIA_TYPES } from '../image/types.js';
+import { MEDIA_TYPES } from '../oci/types.js';
 import { BufferPool } from '../buffer-pool.js';
 import { fileChunks } from './file-chunks.js';
 import { nativeSys, readFileError, readFilesSplit } from '../native/sys.js';
 import { streamSha256 } from '../native/sha256.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, zeroFill } from './tar.js';
 import type { TarHeader } from './tar.js';
 import type { LayerInfo, LayerStoreApi } from './types.js';

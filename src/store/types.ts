@@ -10,7 +10,7 @@
  *   tmp/                        temp files, renamed into place when complete
  */
 import type { Readable } from 'node:stream';
-import type { Digest, ImageConfig, ImageManifest } from '../image/types.js';
+import type { Digest, ImageConfig, ImageManifest } from '../oci/types.js';
 
 /** How a layer blob is compressed. Local layers are kept uncompressed; compression happens at export/push. */
 export type Compression = 'none' | 'gzip' | 'zstd';

@@ -12,9 +12,9 @@
 import { createReadStream, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
-import { crypto } from '../sha256.js';
+import { crypto } from '../oci/digest.js';
 import { messageOf } from '../errors.js';
-import type { Digest } from '../image/types.js';
+import type { Digest } from '../oci/types.js';
 import { parses, quarantine, recordFiles } from './durability.js';
 import type { LayerStore } from './layer-store.js';
 import { ownedName } from './owner.js';

@@ -7,7 +7,7 @@ import { extract } from 'tar-stream';
 import { Readable } from 'node:stream';
 import { layerTarStream } from '../../src/store/snapshot.js';
 import { LayerStore } from '../../src/store/layer-store.js';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { copyIntoRootfs } from '../../src/runtime/handlers/copy.js';
 import { sandbox, type Built, type Sandbox } from './helpers.js';
 

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { MEDIA_TYPES } from '../../src/image/types.js';
-import type { ImageConfig } from '../../src/image/types.js';
+import { MEDIA_TYPES } from '../../src/oci/types.js';
+import type { ImageConfig } from '../../src/oci/types.js';
 import type { LayerInfo, LayerStoreApi, StoredImage } from '../../src/store/types.js';
 
 /** A running test registry. */

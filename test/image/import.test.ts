@@ -9,7 +9,7 @@ import { ensureBusyboxImage } from '../../src/image/base-image.js';
 import { exportImage } from '../../src/outputs/index.js';
 import { importImage } from '../../src/image/import.js';
 import type { ImportSource } from '../../src/image/import.js';
-import type { Digest, ImageIndex, ImageManifest } from '../../src/image/types.js';
+import type { Digest, ImageIndex, ImageManifest } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 
 type T = { after: (fn: () => Promise<void>) => void };

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
 import { exportImage } from '../../src/outputs/index.js';
 import { importImage } from '../../src/image/import.js';
-import { MEDIA_TYPES } from '../../src/image/types.js';
+import { MEDIA_TYPES } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { END_OF_ARCHIVE, encodeHeader, padding, readTar } from '../../src/store/tar.js';
 import type { TarHeader } from '../../src/store/tar.js';

@@ -6,7 +6,8 @@ import nearley from 'nearley';
 import grammar, { flatten, type FileParse } from '../../grammar/dockerfile.generated.js';
 import { DockerfileTokenSource } from '../../grammar/lexer.js';
 import { parseDockerfile } from '../../src/parser/parse.js';
-import { dumpAst, goQuote } from '../../src/parser/dump.js';
+import { dumpAst } from '../../src/parser/dump.js';
+import { goQuote } from '../../src/parser/go-strings.js';
 import { DockerfileError, formatError } from '../../src/errors.js';
 import { parseLine, parseWords } from '../../src/parser/line-parsers.js';
 

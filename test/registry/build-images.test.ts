@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { execa } from 'execa';
 import { build } from '../../src/builder/build.js';
 import type { BuildOptions, BuildResult } from '../../src/builder/options.js';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { startRegistry } from '../helpers/registry.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { RegistryError } from '../../src/errors.js';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { RegistryClient, registryIdleTimeoutMs } from '../../src/registry/client.js';
 import { pullImage } from '../../src/registry/pull.js';
 import { LayerStore } from '../../src/store/layer-store.js';

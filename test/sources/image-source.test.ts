@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
-import type { ImageConfig } from '../../src/image/types.js';
+import type { ImageConfig } from '../../src/oci/types.js';
 import { resolveImageSource, type ImageSourceOptions } from '../../src/sources/image-source.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 

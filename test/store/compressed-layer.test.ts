@@ -6,8 +6,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { RuntimeError } from '../../src/errors.js';
-import { MEDIA_TYPES } from '../../src/image/types.js';
-import type { Digest } from '../../src/image/types.js';
+import { MEDIA_TYPES } from '../../src/oci/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { makeTar } from '../helpers/registry.js';
 

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
-import type { Digest, ImageConfig } from '../../src/image/types.js';
+import type { Digest, ImageConfig } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { GZIP_CHUNK_SIZE } from '../../src/store/compression.js';
 

@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { snapshotDirectory, snapshotIntoLayer } from '../../src/store/snapshot.js';
 import { readTar } from '../../src/store/tar.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { Locks } from '../../src/store/locks.js';
 import { Records } from '../../src/store/records.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { Digest } from '../../src/image/types.js';
+import type { Digest } from '../../src/oci/types.js';
 import { extractLayer } from '../../src/store/extract.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { snapshotDirectory } from '../../src/store/snapshot.js';

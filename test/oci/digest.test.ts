@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { sha256Hex } from '../../src/sha256.js';
+import { sha256Hex } from '../../src/oci/digest.js';
 
 const reference = (...parts: Array<string | Uint8Array>): string => {
   const h = createHash('sha256');

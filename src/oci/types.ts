@@ -1,7 +1,7 @@
 /**
- * OCI image-spec and Docker image types shared by the store, the outputs, the registry client
- * and the builder. Field names follow the specs exactly, because these objects are serialised
- * as they are.
+ * OCI image-spec and Docker image types and media types, shared by the store, the outputs, the registry client
+ * and the builder. Field names follow the specs exactly, because these objects are serialised as they are.
+ * src/oci/ is the leaf of the import graph: it imports nothing of kiln (test/architecture.test.ts).
  */
 
 export const MEDIA_TYPES = {
