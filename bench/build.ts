@@ -323,7 +323,7 @@ async function main(): Promise<void> {
   // The bin as users start it (bin/kiln: a sh wrapper that starts Node on the bundle; see there for why).
   const viaDist: Command = { file: path.join(REPO, 'bin', 'kiln'), args: [] };
   if (!dist.startsWith(REPO)) throw new Error(`unexpected bundle path ${dist}`);
-  const viaTsx: Command = { file: process.execPath, args: ['--import', 'tsx', path.join(REPO, 'src', 'cli.ts')] };
+  const viaTsx: Command = { file: process.execPath, args: ['--import', 'tsx', path.join(REPO, 'src', 'cli', 'main.ts')] };
   const [distMs, tsxMs] = [await startupMs(viaDist, 5), await startupMs(viaTsx, 5)];
   const startup = `kiln start-up (\`kiln --version\`, median of 5): dist ${distMs.toFixed(0)} ms, tsx ${tsxMs.toFixed(0)} ms; benchmarking via ${values.kiln}`;
   log(startup);

@@ -15,7 +15,9 @@ import type * as Moo from 'moo';
 
 // moo is CommonJS: loaded with require, because an ESM import of a CommonJS package first sets up Node's
 // CJS-to-ESM translator, ~15 ms more here on every build that has to parse (measured 18-26 ms against 4-6).
-const moo = createRequire(import.meta.url)('moo') as typeof Moo;
+// Required when the first lexer is made, not when this module loads: the package root (src/index.ts) loads the
+// parser's modules, and a cached build, which reads its parse back (src/builder/parse-cache.ts), never lexes.
+const requireMoo = (): typeof Moo => createRequire(import.meta.url)('moo') as typeof Moo;
 
 // Go's unicode.IsSpace minus \n: BuildKit left-trims lines with it.
 const WS = '[\\t\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
@@ -48,7 +50,7 @@ export function makeLexer(escapeToken: '\\' | '`'): Moo.Lexer {
   if (!lexer) {
     const r = rules(escapeToken);
     // One state: heredoc bodies are read by the token source, which knows their delimiters.
-    lexer = moo.states({ main: r }, 'main');
+    lexer = requireMoo().states({ main: r }, 'main');
     cache.set(escapeToken, lexer);
   }
   return lexer;

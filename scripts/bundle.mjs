@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Bundles the compiled CLI (dist/src/cli.js, from `tsc -p tsconfig.build.json`) into ONE CommonJS file,
+ * Bundles the compiled CLI (dist/src/cli/main.js, from `tsc -p tsconfig.build.json`) into ONE CommonJS file,
  * dist/cli/cli.cjs, which bin/kiln starts.
  *
  * Why: start-up is part of every cached rebuild. Node's ESM loader pays per module (resolve, stat, read,
@@ -12,27 +12,50 @@
  * external (execa is ESM-only and always loaded with `import()`). `import.meta.url` is the bundle's own URL, so
  * paths relative to a module (package.json, build/native, grammar/) resolve from dist/cli/ as from the ESM chunks
  * before. The library entry (dist/src/index.js) is not bundled: importers have their own bundlers.
+ *
+ * The bundle's `import()` of what stays external (npm packages, node built-ins) calls `__kilnImport`, which
+ * start.cjs hands it: start.cjs runs the bundle as a vm.Script with a V8 code cache, and Node 20 loses such a
+ * script's dynamic-import callback when its code comes from the cache (every `import()` then fails with "A dynamic
+ * import callback was not specified"). Run directly (`node dist/cli/cli.cjs`), it is the native `import()`.
  */
 import { build } from 'esbuild';
-import { copyFile, rm } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const outdir = path.join(repo, 'dist', 'cli');
-await rm(outdir, { recursive: true, force: true });
-await build({
-  entryPoints: [path.join(repo, 'dist', 'src', 'cli.js')],
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  packages: 'external',
-  outfile: path.join(outdir, 'cli.cjs'),
-  define: { 'import.meta.url': '__kilnModuleUrl' },
-  // (esbuild puts the entry's `#!/usr/bin/env node` line above the banner.)
-  banner: { js: "const __kilnModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
-  logLevel: 'warning',
-});
-// bin/kiln's entry: runs cli.cjs with a V8 code cache (see scripts/cli-start.cjs).
-await copyFile(path.join(repo, 'scripts', 'cli-start.cjs'), path.join(outdir, 'start.cjs'));
+
+/** Bundles `entry` into `outdir`/cli.cjs and puts start.cjs beside it. */
+export async function bundleCli(entry, outdir) {
+  await rm(outdir, { recursive: true, force: true });
+  const outfile = path.join(outdir, 'cli.cjs');
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    outfile,
+    define: { 'import.meta.url': '__kilnModuleUrl' },
+    // (esbuild puts the entry's `#!/usr/bin/env node` line above the banner.)
+    banner: {
+      js: [
+        "const __kilnModuleUrl = require('node:url').pathToFileURL(__filename).href;",
+        'const __kilnImport = typeof module.kilnImport === "function" ? module.kilnImport : (specifier) => import(specifier);',
+      ].join('\n'),
+    },
+    logLevel: 'warning',
+  });
+  // What stays external is imported by name (esbuild prints each as `import("name")`).
+  const text = await readFile(outfile, 'utf8');
+  await writeFile(outfile, text.replace(/\bimport\((["'])([^"'.][^"']*)\1\)/g, '__kilnImport($1$2$1)'), { mode: 0o755 });
+  // bin/kiln's entry: runs cli.cjs with a V8 code cache (see scripts/cli-start.cjs).
+  await copyFile(path.join(repo, 'scripts', 'cli-start.cjs'), path.join(outdir, 'start.cjs'));
+}
+
+// Run as a script (`node scripts/bundle.mjs`, npm run build), not imported (the test of the bundle's imports).
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await bundleCli(path.join(repo, 'dist', 'src', 'cli', 'main.js'), path.join(repo, 'dist', 'cli'));
+}

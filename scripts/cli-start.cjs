@@ -31,17 +31,9 @@ if (cacheFile !== undefined) {
   }
 }
 
-// The bundle loads npm packages with import() (execa is ESM-only); Node's own loader resolves them from this
-// directory. It warns that the option is experimental, once per process: that warning alone is dropped.
-const emitWarning = process.emitWarning;
-process.emitWarning = function (warning, ...rest) {
-  if (String(warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
-  return emitWarning.call(process, warning, ...rest);
-};
 const script = new vm.Script(Module.wrap(source), {
   filename: file,
   ...(cachedData === undefined ? {} : { cachedData }),
-  importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
 });
 
 if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRejected === true) && process.argv[2] === 'build') {
@@ -54,6 +46,10 @@ const cli = new Module(file, module);
 cli.filename = file;
 cli.paths = Module._nodeModulePaths(__dirname);
 cli.loaded = true;
+// The bundle loads npm packages (execa is ESM-only) and some built-ins with import(), through this function
+// (scripts/bundle.mjs): an import() inside the vm.Script itself fails once its code comes from the cache (Node 20
+// drops the script's dynamic-import callback then). Resolved from this directory, as the bundle's own would be.
+cli.kilnImport = (specifier) => import(specifier);
 script.runInThisContext().call(cli.exports, cli.exports, Module.createRequire(file), cli, file, __dirname);
 
 /** The cache file for this bundle and Node, in a directory only we can write; undefined when there is none. */

@@ -11,5 +11,5 @@ bash scripts/bootstrap.sh
 node scripts/ensure-deps.mjs
 node scripts/build-native.mjs
 npm run grammar --silent
-node --import tsx src/cli.ts build -t kiln-hello:latest examples/hello
-node --import tsx src/cli.ts run kiln-hello:latest
+node --import tsx src/cli/main.ts build -t kiln-hello:latest examples/hello
+node --import tsx src/cli/main.ts run kiln-hello:latest

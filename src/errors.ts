@@ -79,6 +79,17 @@ export class RegistryError extends BuildError {
   }
 }
 
+/** No image in the store has the name or digest asked for (the images API: inspect, tag, push, run, save). */
+export class ImageNotFoundError extends BuildError {
+  override name = 'ImageNotFoundError';
+  /** The name or digest as given. */
+  readonly image: string;
+  constructor(image: string, options?: ErrorOptions) {
+    super('IMAGE_NOT_FOUND', `image not found: ${image}`, options);
+    this.image = image;
+  }
+}
+
 /** The message of anything thrown, for wrapping at a boundary. */
 export function messageOf(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);

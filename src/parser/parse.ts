@@ -14,8 +14,21 @@ import { heredocsFromLine, type HeredocSpec } from './heredoc.js';
 import { canContainHeredoc, parseLine, type LineNode } from './line-parsers.js';
 import { trimLeftSpace, trimSpace } from './go-strings.js';
 
-// nearley is CommonJS: required, not imported (see grammar/lexer.ts for why).
-const nearley = createRequire(import.meta.url)('nearley') as typeof Nearley;
+/** `make`'s result, made on the first call. */
+function once<T>(make: () => T): () => T {
+  let made: { readonly value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+}
+
+/**
+ * nearley's parser and the grammar with `unit` as its start rule (see grammar/dockerfile.ne), made on the first
+ * parse. nearley is CommonJS: required, not imported (see grammar/lexer.ts for why), and not when this module
+ * loads: the package root (src/index.ts) loads it, and a cached build never parses (src/builder/parse-cache.ts).
+ */
+const nearleyUnitParser = once(() => {
+  const nearley = createRequire(import.meta.url)('nearley') as typeof Nearley;
+  return { Parser: nearley.Parser, unitGrammar: nearley.Grammar.fromCompiled({ ...grammar, ParserStart: 'unit' }) };
+});
 
 /** Options of {@link parseDockerfile}. */
 export interface ParseOptions {
@@ -39,9 +52,6 @@ function oversize(text: string): number | undefined {
   const bytes = Buffer.byteLength(text, 'utf8');
   return bytes > MAX_DOCKERFILE_BYTES ? bytes : undefined;
 }
-
-/** The grammar with `unit` as its start rule (see grammar/dockerfile.ne). */
-const unitGrammar = nearley.Grammar.fromCompiled({ ...grammar, ParserStart: 'unit' });
 
 /** Hands nearley the tokens of one unit, which the {@link DockerfileTokenSource} already read. */
 class UnitLexer {
@@ -240,7 +250,8 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
   // One top-level unit at a time (see grammar/dockerfile.ne): the Earley table is reset to its
   // first column before each unit, so its live state never outgrows one instruction.
   const units = new UnitLexer();
-  const parser = new nearley.Parser(unitGrammar, { lexer: units });
+  const { Parser, unitGrammar } = nearleyUnitParser();
+  const parser = new Parser(unitGrammar, { lexer: units });
   const initial = parser.save();
   lexer.reset(body);
   const instructions: InstructionNode[] = [];

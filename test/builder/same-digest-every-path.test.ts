@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
-const cli = path.join(root, 'src', 'cli.ts');
+const cli = path.join(root, 'src', 'cli', 'main.ts');
 
 /** `kiln build -q` in its own process (the runtime and the addon are chosen per process), resolving to stdout. */
 function build(context: string, env: Record<string, string>): Promise<string> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCacheFromSpec, parseCacheToSpec, parseSshSpec } from '../../src/cli-specs.js';
+import { parseCacheFromSpec, parseCacheToSpec, parseSshSpec } from '../../src/cli/specs.js';
 
 /** The CLI's csv splitting, as `kiln build` applies it before the spec parsers. */
 function fields(spec: string): Record<string, string> {

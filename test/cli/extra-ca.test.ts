@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'src', 'cli.ts');
+const cli = path.join(root, 'src', 'cli', 'main.ts');
 const CONTENT = 'served over TLS\n';
 
 let work: string;

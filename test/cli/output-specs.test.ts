@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { csvFields, parseOutputArg } from '../../src/cli-specs.js';
+import { csvFields, parseOutputArg } from '../../src/cli/specs.js';
 
 test('-o PATH is type=local and -o - is type=tar to stdout, as buildx reads them', () => {
   assert.deepEqual(parseOutputArg('./out'), { type: 'local', dest: './out' });

@@ -266,7 +266,7 @@ export async function writeRealWorldCase(c: RealWorldCase, dir: string, changed 
 
 /** What running an image with kiln prints (stdout, trimmed). */
 export async function runWithKiln(root: string, tag: string, signal?: AbortSignal): Promise<string> {
-  const r = await execa(process.execPath, ['--import', 'tsx', path.join(REPO, 'src', 'cli.ts'), 'run', '--root', root, tag], {
+  const r = await execa(process.execPath, ['--import', 'tsx', path.join(REPO, 'src', 'cli', 'main.ts'), 'run', '--root', root, tag], {
     cwd: REPO,
     reject: false,
     ...(signal ? { cancelSignal: signal } : {}),

@@ -103,7 +103,7 @@ test('--push sends the image to the registry of its tag, and kiln pull / kiln pu
 
   const kiln = promisify(execFile);
   const other = await dir('cli-store');
-  const pulled = await kiln(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts'), 'pull', '--root', other, tag], { cwd: repoRoot });
+  const pulled = await kiln(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli', 'main.ts'), 'pull', '--root', other, tag], { cwd: repoRoot });
   const pulledDigest = pulled.stdout.trim() as Digest;
   const store = await LayerStore.open(other);
   assert.equal(await store.resolveTag(tag), pulledDigest);
@@ -111,7 +111,7 @@ test('--push sends the image to the registry of its tag, and kiln pull / kiln pu
   assert.deepEqual(image.config.rootfs.diff_ids, result.layers.map((l) => l.diffId));
 
   const copy = `${registry.host}/copied/app:2`;
-  const pushed = await kiln(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli.ts'), 'push', '--root', other, tag, copy], { cwd: repoRoot });
+  const pushed = await kiln(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'cli', 'main.ts'), 'push', '--root', other, tag, copy], { cwd: repoRoot });
   const inspected = JSON.parse((await execa('skopeo', ['inspect', '--tls-verify=false', `docker://${copy}`])).stdout) as { Digest: string; Layers: string[] };
   assert.equal(inspected.Digest, pushed.stdout.trim());
   assert.equal(inspected.Layers.length, image.manifest.layers.length);

@@ -164,7 +164,7 @@ async function cliPull(ref: string, env: Record<string, string>, interruptAfterM
   const root = await mkdtemp(join(tmpdir(), 'kiln-idle-cli-'));
   try {
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'pull', ref], { env: { ...process.env, KILN_ROOT: root, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pull', ref], { env: { ...process.env, KILN_ROOT: root, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let interruptSent = false;
     child.stderr.on('data', (d: Buffer) => {

@@ -111,7 +111,7 @@ test('store verify reports and quarantines a corrupt blob, a changed layer direc
   for (const p of report.problems) assert.ok(p.quarantinedTo !== undefined && existsSync(p.quarantinedTo) && !existsSync(p.path));
   assert.deepEqual((await verifyStore({ root })).problems, [], 'what is left verifies');
   // The CLI says the same, with exit code 0 now.
-  const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'store', 'verify', '--root', root], { encoding: 'utf8' });
+  const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'store', 'verify', '--root', root], { encoding: 'utf8' });
   assert.equal(cli.status, 0, cli.stderr);
   assert.match(cli.stdout, /0 problems/);
   const again = await build({ root, context, dockerfileText: text, outputs: [{ type: 'local', dest: path.join(dir, 'out') }] });

@@ -2,7 +2,7 @@
  * Renders build events on stderr: a live TTY view (running steps with their time and the tail of
  * their output, finished steps scroll up), plain lines for CI logs, or JSON lines for tools.
  */
-import type { BuildEvent, StepRef } from './builder/options.js';
+import type { BuildEvent, StepRef } from '../index.js';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'rawjson' | 'quiet';
 

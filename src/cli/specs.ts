@@ -1,6 +1,5 @@
 /** Parsing of the CLI's `--output`, `--secret`, `--ssh`, `--cache-from` and `--cache-to` specs (buildx syntax) into API options. */
-import type { CacheExportSpec, CacheImportSpec, OutputSpec, SecretSource, SshAgentSource } from './builder/options.js';
-import { validateTag } from './builder/tags.js';
+import { validateTag, type CacheExportSpec, type CacheImportSpec, type OutputSpec, type SecretSource, type SshAgentSource } from '../index.js';
 
 /**
  * One CSV record, as buildx reads its `--output` values (Go's encoding/csv): fields split at commas, and a field that
