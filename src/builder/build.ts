@@ -21,7 +21,8 @@ import { resolveImageSource } from '../sources/image-source.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
-import { dispatch, settlePending, type DispatchContext, type StageState, envMap } from './dispatch.js';
+import { dispatch } from './dispatch.js';
+import { settlePending, type DispatchContext, type StageState, envMap } from './step-context.js';
 import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
 import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts } from './named-context.js';
@@ -195,7 +196,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         // FROM a local directory context: its (filtered) files are the root filesystem of an image with an empty
         // config, as BuildKit makes it (a local source has no image config); owners are 0:0 as docker sends them.
         state = scratchState();
-        await dispatch(dctx(stage), state, fromLocalDirectory(stage), fromRef, stage.displayName);
+        await dispatch(dctx(stage), state, fromLocalDirectory(stage), fromRef);
       } else if (stage.baseStage !== undefined && namedBase === undefined) state = cloneState(await runStage(stage.baseStage));
       else if (stage.base === 'scratch' && namedBase === undefined) state = scratchState();
       else {
@@ -224,7 +225,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const { parse } = await import('../parser/index.js');
           const parsed = parse(triggers.join('\n'), { file: `${stage.base} (ONBUILD)` });
           for (const ins of parsed.instructions) {
-            await dispatch(dctx(stage), state, ins, fromRef, stage.displayName).catch((err: unknown) => {
+            await dispatch(dctx(stage), state, ins, fromRef).catch((err: unknown) => {
               throw locateStepError(err, file, stage.from, signal);
             });
           }
@@ -238,7 +239,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const s0 = Date.now();
           const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
           if (isFsStep) emit({ type: 'step-start', step });
-          const outcome = await dispatch(ctx, state, ins, step, stage.displayName).catch((err: unknown) => {
+          const outcome = await dispatch(ctx, state, ins, step).catch((err: unknown) => {
             throw locateStepError(err, file, ins, signal);
           });
           const durationMs = Date.now() - s0;

@@ -85,7 +85,7 @@ export interface CacheConfig {
   readonly cacheMounts?: ReadonlyArray<{ readonly name: string; readonly layer: CacheLayerRef }>;
 }
 
-/** A step's record in the local store (the shape `dispatch.ts` keeps under the step's key). */
+/** A step's record in the local store (the shape `layer-step.ts` keeps under the step's key). */
 export interface StepCacheRecord {
   readonly layer: LayerInfo | null;
   readonly created: string;

@@ -200,7 +200,7 @@ export function resolveStages(dockerfile: StageInput, options: ResolveStagesOpti
     };
     for (const ins of st.instructions) {
       if (ins.kind === 'copy' && ins.from !== undefined) edge(ins.from, 'copy', ins);
-      if (ins.kind === 'run') for (const m of ins.mounts) if (m.from !== undefined) edge(m.from, 'mount', ins);
+      if (ins.kind === 'run') for (const m of ins.mounts) if (m.type !== 'secret' && m.from !== undefined) edge(m.from, 'mount', ins);
     }
     return { ...st, deps };
   });

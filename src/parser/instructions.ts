@@ -6,7 +6,7 @@
  * Words stay unexpanded: `$VAR` in an argument or flag value is resolved by the builder with the
  * stage's environment at that step.
  */
-import { DockerfileError, messageOf, type SourceRange } from '../errors.js';
+import { DockerfileError, assertNever, messageOf, type SourceRange } from '../errors.js';
 import type { ArgNode, DockerfileAst, Heredoc, InstructionNode } from './ast.js';
 import { BFlags, isTrue } from './flags.js';
 import { chompHeredocContent, parseHeredoc } from './heredoc.js';
@@ -66,28 +66,10 @@ export type MountType = (typeof MOUNT_TYPES)[number];
 export const CACHE_SHARING = ['shared', 'private', 'locked'] as const;
 export type CacheSharing = (typeof CACHE_SHARING)[number];
 
-/** A parsed `RUN --mount=…` value. */
-export interface RunMount {
-  readonly type: MountType;
+/** What every parsed `RUN --mount=…` value carries. */
+interface MountBase {
   /** Mount point in the container (`target`, `dst`, `destination`, `dest`). */
   readonly target?: string;
-  /** Path in `from` (`source`, `src`); for secrets the secret id. */
-  readonly source?: string;
-  /** Stage name, stage index or image to mount from. */
-  readonly from?: string;
-  readonly readOnly: boolean;
-  /** tmpfs size limit in bytes. */
-  readonly sizeLimit?: number;
-  /** Cache id or secret/ssh id. */
-  readonly id?: string;
-  /** Cache sharing mode; only set when written (the builder defaults cache mounts to `shared`). */
-  readonly sharing?: CacheSharing;
-  readonly required: boolean;
-  readonly mode?: number;
-  readonly uid?: number;
-  readonly gid?: number;
-  /** Secret mounts: the environment variable to expose the secret as. */
-  readonly env?: string;
   /** The value as written. */
   readonly spec: string;
   /**
@@ -96,6 +78,92 @@ export interface RunMount {
    */
   readonly needsExpansion: boolean;
 }
+
+/**
+ * `type=bind` (the default): a path of the build context, a named context, a stage or an image, read-only unless `rw`.
+ * @example RUN --mount=type=bind,from=build,source=/out,target=/in cp -r /in /app
+ */
+export interface BindMount extends MountBase {
+  readonly type: 'bind';
+  /** Path in `from` (`source`, `src`). */
+  readonly source?: string;
+  /** Stage name, stage index, named context or image to mount from; the build context when absent. */
+  readonly from?: string;
+  readonly readOnly: boolean;
+}
+
+/**
+ * `type=cache`: a directory kept in the store across builds, shared by the steps that use the same id.
+ * @example RUN --mount=type=cache,target=/root/.cache,sharing=locked go build
+ */
+export interface CacheMount extends MountBase {
+  readonly type: 'cache';
+  /** Cache id (default: the target). */
+  readonly id?: string;
+  /** Sharing mode; only set when written (the builder defaults cache mounts to `shared`). */
+  readonly sharing?: CacheSharing;
+  /** BuildKit seeds a new cache from `source` in `from`; kiln parses both and starts caches empty. */
+  readonly source?: string;
+  readonly from?: string;
+  readonly readOnly: boolean;
+  /** Permission bits of a new cache directory. */
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/**
+ * `type=tmpfs`: an empty in-memory filesystem for the step.
+ * @example RUN --mount=type=tmpfs,target=/tmp,size=64m make
+ */
+export interface TmpfsMount extends MountBase {
+  readonly type: 'tmpfs';
+  /** Size limit in bytes (`size`). */
+  readonly sizeLimit?: number;
+  readonly readOnly: boolean;
+  /** Accepted as BuildKit accepts it: it only makes the stage depend on `from`. */
+  readonly from?: string;
+}
+
+/**
+ * `type=secret`: a build secret as a read-only file (default `/run/secrets/<id>`) and/or an environment variable.
+ * @example RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci
+ */
+export interface SecretMount extends MountBase {
+  readonly type: 'secret';
+  /** The secret's id (`id`; `source`/`src` is the other way to write it, never both). */
+  readonly id?: string;
+  readonly source?: string;
+  /** Fail the step when the secret was not given. */
+  readonly required: boolean;
+  /** The environment variable to expose the secret as. */
+  readonly env?: string;
+  /** Permission bits of the secret file. */
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/**
+ * `type=ssh`: a socket reaching an SSH agent given with `--ssh` (default `/run/buildkit/ssh_agent.<n>`).
+ * @example RUN --mount=type=ssh git clone git@example.com:repo.git
+ */
+export interface SshMount extends MountBase {
+  readonly type: 'ssh';
+  /** The agent's id (default `default`). */
+  readonly id?: string;
+  /** Fail the step when no agent was given for the id. */
+  readonly required: boolean;
+  /** Permission bits of the socket. */
+  readonly mode?: number;
+  readonly uid?: number;
+  readonly gid?: number;
+  /** Accepted as BuildKit accepts it: it only makes the stage depend on `from`. */
+  readonly from?: string;
+}
+
+/** A parsed `RUN --mount=…` value; `type` is the discriminant. */
+export type RunMount = BindMount | CacheMount | TmpfsMount | SecretMount | SshMount;
 
 /** `RUN --network` modes. */
 export const NETWORK_MODES = ['default', 'none', 'host'] as const;
@@ -655,19 +723,32 @@ export function parseMount(spec: string, expand?: (word: string) => string): Run
   }
   if (sharing !== undefined && type !== 'cache') throw new Error(`invalid cache sharing set for ${type} mount`);
 
-  return {
-    type, readOnly, required, spec, needsExpansion,
-    ...(target !== undefined && { target }),
-    ...(source !== undefined && { source }),
-    ...(from !== undefined && { from }),
-    ...(sizeLimit !== undefined && { sizeLimit }),
-    ...(id !== undefined && { id }),
-    ...(sharing !== undefined && { sharing }),
-    ...(mode !== undefined && { mode }),
-    ...(uid !== undefined && { uid }),
-    ...(gid !== undefined && { gid }),
-    ...(env !== undefined && { env }),
+  // Each type keeps its own fields (in the order `kiln parse` has always printed them); the checks above are
+  // BuildKit's and run on whatever was written.
+  const optional = {
+    target: target !== undefined && { target }, source: source !== undefined && { source }, from: from !== undefined && { from },
+    id: id !== undefined && { id }, mode: mode !== undefined && { mode }, uid: uid !== undefined && { uid }, gid: gid !== undefined && { gid },
   };
+  switch (type) {
+    case 'bind':
+      return { type, readOnly, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.from };
+    case 'cache':
+      return {
+        type, readOnly, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.from, ...optional.id,
+        ...(sharing !== undefined && { sharing }), ...optional.mode, ...optional.uid, ...optional.gid,
+      };
+    case 'tmpfs':
+      return { type, readOnly, spec, needsExpansion, ...optional.target, ...optional.from, ...(sizeLimit !== undefined && { sizeLimit }) };
+    case 'secret':
+      return {
+        type, required, spec, needsExpansion, ...optional.target, ...optional.source, ...optional.id,
+        ...optional.mode, ...optional.uid, ...optional.gid, ...(env !== undefined && { env }),
+      };
+    case 'ssh':
+      return { type, required, spec, needsExpansion, ...optional.target, ...optional.from, ...optional.id, ...optional.mode, ...optional.uid, ...optional.gid };
+    default:
+      return assertNever(type);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
  * $XDG_RUNTIME_DIR or /dev/shm, see src/store/owner.ts), never to the store's disk, and removed when the step
  * ends. If kiln is killed meanwhile, the next kiln removes it (src/store/recovery.ts).
  */
-import { rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makePrivateDir } from '../store/owner.js';
 
@@ -26,4 +26,14 @@ export async function writeSecretFile(value: Uint8Array, mode: number): Promise<
     throw err;
   }
   return { file, release };
+}
+
+/** Where a secret's value comes from: a file on this machine or an environment variable of this process. */
+export type SecretValueSource = { readonly src: string } | { readonly env: string };
+
+/** The secret's value, or undefined when its environment variable is not set. */
+export async function readSecretValue(source: SecretValueSource): Promise<Buffer | undefined> {
+  if ('src' in source) return readFile(source.src);
+  const value = process.env[source.env];
+  return value === undefined ? undefined : Buffer.from(value);
 }
