@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { ensureBusyboxImage } from '../src/image/base-image.js';
-import { exportImage } from '../src/image/export.js';
+import { exportImage } from '../src/outputs/index.js';
 import { LayerStore } from '../src/store/layer-store.js';
 
 const [out, root] = process.argv.slice(2);

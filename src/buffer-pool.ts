@@ -4,7 +4,8 @@
  * Why: on these VMs the first touch of fresh memory costs a page fault per 4 KiB, ~3.5 ms a MiB (32 MiB written
  * once: 106-122 ms; written again: 1.6 ms), as much as the work the buffers are for: a socket read into them
  * (registry pulls), a layer tar's slabs (snapshots), gzip's input chunks. Used by src/registry/raw-http.ts,
- * src/store/snapshot.ts and src/store/layer-store.ts.
+ * src/store/snapshot.ts and src/store/compression.ts (each pool belongs to its user: a download, a snapshot, a
+ * compressor; none is module state).
  */
 export class BufferPool {
   readonly size: number;

@@ -40,7 +40,7 @@ export { listImages, inspectImage, tag, removeImage, prune, save, load } from '.
 export type { ImageSummary, TagResult, PruneOptions, PruneResult, SaveOptions, LoadOptions } from './api/images.js';
 export type { StoredImage } from './store/types.js';
 export type { Digest, ImageConfig, ImageManifest, Platform } from './oci/types.js';
-export type { ExportOutput as SaveOutput, ExportProgressEvent as SaveProgressEvent, ExportResult as SaveResult } from './image/export.js';
+export type { ExportOutput as SaveOutput, ExportProgressEvent as SaveProgressEvent, ExportResult as SaveResult } from './outputs/index.js';
 export type { ImportSource as LoadSource } from './image/import.js';
 export { verifyStore } from './api/store.js';
 export type { StoreOptions, VerifyStoreOptions } from './api/store.js';

@@ -108,20 +108,21 @@ function partOf(rel: Rel): string {
 }
 
 /**
- * The import direction, CLI → API → builder → runtime/outputs/registry → image/store → OCI leaf, as the parts each
+ * The import direction, CLI → API → builder → runtime/outputs/sources/registry → image/store → OCI leaf, as the parts each
  * part must not import. A part not listed here may import what the folders below it allow.
  */
 const FORBIDDEN: Readonly<Record<string, readonly string[]>> = {
-  store: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs'],
-  image: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs'],
-  parser: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'net'],
-  grammar: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'net'],
-  native: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'parser', 'net'],
-  net: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs', 'parser'],
-  shared: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'parser', 'net', 'native'],
-  runtime: ['cli', 'api', 'builder', 'outputs', 'registry'],
-  registry: ['cli', 'api', 'builder', 'runtime', 'outputs'],
-  outputs: ['cli', 'api', 'builder', 'runtime'],
+  store: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs', 'sources'],
+  image: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs', 'sources'],
+  parser: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'net', 'sources'],
+  grammar: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'net', 'sources'],
+  native: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'parser', 'net', 'sources'],
+  net: ['cli', 'api', 'builder', 'runtime', 'registry', 'outputs', 'parser', 'sources'],
+  shared: ['cli', 'api', 'builder', 'store', 'runtime', 'registry', 'image', 'outputs', 'parser', 'net', 'native', 'sources'],
+  runtime: ['cli', 'api', 'builder', 'outputs', 'registry', 'sources'],
+  registry: ['cli', 'api', 'builder', 'runtime', 'outputs', 'sources'],
+  outputs: ['cli', 'api', 'builder', 'runtime', 'sources'],
+  sources: ['cli', 'api', 'builder', 'runtime', 'outputs'],
   builder: ['cli', 'api'],
   api: ['cli'],
 };
@@ -140,11 +141,6 @@ const ALLOWED: Readonly<Record<string, string>> = {
   'builder:fingerprint': "the identity of kiln's own parser sources: a constant of the installation, memoised",
   'store:selfToken': "this process' pid and start time: a constant of the process, memoised",
   'grammar:cache': 'the moo lexer of each escape token: a pure function of the token, memoised (parses are synchronous)',
-  // Owned by the store helper of issue 16, who moves them into the Host with the layer-store split; remove then.
-  'store:gzipAsyncFn': 'zlib.gzip promisified once (a lazily loaded module function); pending the store split',
-  'store:gzipRunning': 'the gzip semaphore; pending the store split (moves into the Host)',
-  'store:gzipChunkPool': 'the gzip buffer pool; pending the store split (moves into the Host)',
-  'store:gzipCompressorPromise': 'the native compressor; pending the store split (moves into the Host)',
 };
 
 const MUTABLE_COLLECTIONS = new Set(['Map', 'Set', 'WeakMap', 'WeakSet']);
@@ -220,7 +216,7 @@ test('src/oci/ imports nothing of the project and no package, only node: built-i
   assert.deepEqual(bad, []);
 });
 
-test('imports run one way: CLI → API → builder → runtime/outputs/registry → image/store → OCI leaf', () => {
+test('imports run one way: CLI → API → builder → runtime/outputs/sources/registry → image/store → OCI leaf', () => {
   const bad: string[] = [];
   for (const m of modules.values()) {
     const from = partOf(m.rel);

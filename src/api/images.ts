@@ -4,7 +4,7 @@
  */
 import { normalizeTag, validateTag } from '../builder/tags.js';
 import { BuildError, ImageNotFoundError } from '../errors.js';
-import type { ExportOutput, ExportProgressEvent, ExportResult } from '../image/export.js';
+import type { ExportOutput, ExportProgressEvent, ExportResult } from '../outputs/index.js';
 import type { ImportSource } from '../image/import.js';
 import type { Digest } from '../oci/types.js';
 import type { StoredImage } from '../store/types.js';
@@ -111,7 +111,7 @@ export interface SaveOptions extends StoreOptions {
 export async function save(name: string, output: ExportOutput, options: SaveOptions = {}): Promise<ExportResult> {
   const store = await openStore(options.root);
   const image = await findImage(store, name);
-  const { exportImage } = await import('../image/export.js');
+  const { exportImage } = await import('../outputs/index.js');
   return exportImage(image, store, output, {
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),

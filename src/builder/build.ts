@@ -9,14 +9,15 @@ import { NetworkPool, sandboxNeedsDnsForward } from '../runtime/network.js';
 import { runPrivileges } from './entitlements.js';
 import { makePrivateDir } from '../store/owner.js';
 import { syncFilesystem } from '../store/durability.js';
-import { BuildError, DockerfileError, RuntimeError, StepFailedError, messageOf } from '../errors.js';
-import { MEDIA_TYPES, type Descriptor, type Digest, type ImageConfig } from '../oci/types.js';
+import { BuildError, DockerfileError, StepFailedError, messageOf } from '../errors.js';
+import { MEDIA_TYPES, type Descriptor, type ImageConfig } from '../oci/types.js';
 import { DEFAULT_PATH_ENV, formatPlatform, hostPlatform } from '../oci/platform.js';
 import type { CopyInstruction, Instruction } from '../parser/instructions.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { Directive } from '../parser/ast.js';
 import type { LayerStoreApi, StoredImage } from '../store/types.js';
 import { LayerStore } from '../store/layer-store.js';
+import { resolveImageSource } from '../sources/image-source.js';
 import { BuildContext } from './context.js';
 import { cacheKey } from './cache-key.js';
 import { parseCacheDir, parseWithCache } from './parse-cache.js';
@@ -24,7 +25,7 @@ import { dispatch } from './dispatch.js';
 import { settlePending, type DispatchContext, type StageState, envMap } from './step-context.js';
 import { resolveBuildOptions, type BuildMetadata, type BuildOptions, type BuildResult, type OutputReport, type StepRef, type StepReport, type BuildEvent } from './options.js';
 import { resolveStages, type Stage } from './stages.js';
-import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts, type NamedContext } from './named-context.js';
+import { checkDockerfileImageRef, lookupNamedContext, parseNamedContexts } from './named-context.js';
 import { normalizeTag, validateTag } from './tags.js';
 
 /** The platform kiln builds for: the host's (no emulation). */
@@ -64,7 +65,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     }
   }
   // The store opens while the Dockerfile is parsed (or read back from the parse cache).
-  const storePromise = LayerStore.open(opts.root);
+  // The store compresses with the host's gzip slots and buffers (shared by the builds given the same host).
+  const storePromise = LayerStore.open(opts.root, { compressor: opts.host.compressor });
   storePromise.catch(() => {});
   const dockerfile = await parseWithCache(text, file, parseCacheDir(opts.root));
   checkSyntaxDirective(dockerfile.directives, file);
@@ -153,7 +155,12 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     const key = named === undefined ? `ref ${ref}` : `named ${ref}`;
     let p = baseCache.get(key);
     if (!p) {
-      p = resolveBaseImage(named ?? { kind: 'image', ref }, store, opts, emit).then((image) => stateFromImage(image));
+      p = resolveImageSource(named ?? { kind: 'image', ref }, store, {
+        ...(signal ? { signal } : {}),
+        pull: opts.pull,
+        insecureRegistries: opts.insecureRegistries,
+        progress: (id, message) => emit({ type: 'progress', id, message }),
+      }).then((image) => stateFromImage(image));
       baseCache.set(key, p);
     }
     return cloneState(await p);
@@ -369,7 +376,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const tags = [...new Set([...opts.tags, ...opts.outputs.flatMap((o) => (o.type === 'image' ? (o.names ?? []) : []))].map(normalizeTag))];
   for (const t of tags) await store.tag(t, image.manifestDigest);
 
-  const outputs = await writeOutputs(image, store, opts, tags, emit);
+  // The exporters are loaded only when the build writes more than the store.
+  const outputs = opts.outputs.some((o) => o.type !== 'image')
+    ? await (await import('../outputs/index.js')).writeOutputs(image, opts.outputs, {
+        store,
+        tags,
+        ...(signal ? { signal } : {}),
+        insecureRegistries: opts.insecureRegistries,
+        progress: (id, message, counts) => emit({ type: 'progress', id, message, ...counts }),
+      })
+    : [];
   await remoteCache?.export(final.layers);
   if (opts.iidfile) await writeFile(opts.iidfile, image.configDigest);
   await durable;
@@ -502,110 +518,6 @@ function cloneState(s: StageState): StageState {
   // The child stage's history continues the parent's: fold the parent's new entries in.
   config.history = [...(config.history ?? []), ...structuredClone(s.history)];
   return { config, layers: [...s.layers], key: s.key, args: new Map(s.args), env: new Map(s.env), cmdSet: false, history: [], lastCreated: s.lastCreated };
-}
-
-/**
- * Finds a base image: a named build context's OCI layout, or an image reference (a named context's
- * `docker-image://REF`, or one the Dockerfile wrote, already checked to carry no scheme) in the local store
- * (by tag or digest), kiln's embedded busybox base, or a registry.
- */
-async function resolveBaseImage(
-  source: Exclude<NamedContext, { kind: 'local' }>,
-  store: LayerStoreApi,
-  opts: ReturnType<typeof resolveBuildOptions>,
-  emit: (e: BuildEvent) => void,
-): Promise<StoredImage> {
-  const signal = opts.signal;
-  if (source.kind === 'oci-layout') {
-    const { importImage } = await import('../image/import.js');
-    return importImage({ type: 'oci-layout', path: source.path, ...(source.ref ? { ref: source.ref } : {}) }, store, signal ? { signal } : {});
-  }
-  const ref = source.ref;
-  const name = normalizeTag(ref);
-  const digestPinned = /@sha256:[0-9a-f]{64}$/.exec(ref);
-  if (digestPinned) {
-    const digest = ref.slice(ref.indexOf('@') + 1) as Digest;
-    if (await store.hasBlob(digest)) return store.getImage(digest);
-  } else if (!opts.pull) {
-    const local = await store.resolveTag(name);
-    if (local) return store.getImage(local);
-  }
-  // The embedded default base: busybox made from Debian's busybox-static, no registry involved.
-  if (name === 'busybox:latest' || name === 'docker.io/library/busybox:latest') {
-    emit({ type: 'progress', id: 'base', message: 'creating the busybox base image from busybox-static' });
-    const { ensureBusyboxImage } = await import('../image/base-image.js');
-    return ensureBusyboxImage(store, { tag: 'busybox:latest', ...(signal ? { signal } : {}) });
-  }
-  const first = ref.split('/')[0] ?? '';
-  const hasRegistry = ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
-  if (!hasRegistry) {
-    throw new RuntimeError(
-      `failed to resolve source metadata for ${ref}: not in the local store, and kiln has no default registry here; ` +
-        `import it (kiln pull HOST/REPO:TAG, --build-context NAME=oci-layout://DIR) or name its registry`,
-    );
-  }
-  emit({ type: 'progress', id: `pull ${ref}`, message: `pulling ${ref}` });
-  const { pullImage } = await import('../registry/pull.js');
-  return pullImage(ref, store, {
-    ...(signal ? { signal } : {}),
-    insecureRegistries: [...opts.insecureRegistries],
-    onProgress: (p: unknown) => emit({ type: 'progress', id: `pull ${ref}`, message: `pulling ${ref}: ${JSON.stringify(p)}` }),
-  });
-}
-
-async function writeOutputs(
-  image: StoredImage,
-  store: LayerStoreApi,
-  opts: ReturnType<typeof resolveBuildOptions>,
-  tags: readonly string[],
-  emit: (e: BuildEvent) => void,
-): Promise<OutputReport[]> {
-  const signal = opts.signal;
-  const reports: OutputReport[] = [];
-  const { fullImageName } = await import('../image/names.js');
-  for (const out of opts.outputs) {
-    if (out.type === 'image') continue;
-    if (out.type === 'registry') {
-      const refs = out.ref ? [out.ref] : tags;
-      if (refs.length === 0) throw new BuildError('USAGE', 'pushing needs a name: tag the image (-t) or give --output type=registry,name=REF');
-      const { pushImage } = await import('../registry/push.js');
-      for (const r of refs) {
-        emit({ type: 'progress', id: `push ${r}`, message: `pushing ${r}` });
-        const pushed = await pushImage(image, r, store, { ...(signal ? { signal } : {}), insecureRegistries: [...opts.insecureRegistries] });
-        emit({ type: 'progress', id: `push ${r}`, message: `pushed ${r}: manifest ${pushed}` });
-        reports.push({ type: 'registry', dest: r, names: [fullImageName(r)], manifestDigest: pushed });
-      }
-      continue;
-    }
-    const where = typeof out.dest === 'string' ? out.dest : 'stdout';
-    emit({ type: 'progress', id: `export ${out.type}`, message: `exporting to ${out.type} ${where}` });
-    const { exportImage } = await import('../image/export.js');
-    // buildx gives -t to its exporters as their names; name= counts when there is no -t.
-    const names = tags.length > 0 ? [...tags] : [...((out.type === 'oci' || out.type === 'docker' ? out.names : undefined) ?? [])];
-    const spec =
-      out.type === 'oci'
-        ? { type: 'oci' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}), ...(out.tar !== undefined ? { tar: out.tar } : {}) }
-        : out.type === 'docker'
-          ? { type: 'docker' as const, dest: out.dest, tags: names, ...(out.compression ? { compression: out.compression } : {}) }
-          : out.type === 'local'
-            ? { type: 'local' as const, dest: out.dest }
-            : { type: 'tar' as const, dest: out.dest };
-    const written = await exportImage(image, store, spec, {
-      ...(signal ? { signal } : {}),
-      onProgress: (p) => emit({ type: 'progress', id: `export ${out.type}`, message: `${p.kind} ${p.diffId.slice(7, 19)}`, current: p.index + 1, total: p.total }),
-    });
-    const archive = out.type === 'oci' || out.type === 'docker';
-    // Name the digest the archive holds: it is not the store's when the export compressed the layers otherwise.
-    if (archive) emit({ type: 'progress', id: `export ${out.type}`, message: `exported ${out.type} ${where}: manifest ${written.manifestDigest}, config ${written.configDigest}` });
-    reports.push({
-      type: out.type,
-      dest: written.dest,
-      names: written.names,
-      ...(archive ? { manifestDigest: written.manifestDigest } : {}),
-      ...(archive && written.descriptor ? { descriptor: written.descriptor } : {}),
-    });
-  }
-  return reports;
 }
 
 /** buildx's metadata for the image as the last image output (archive or registry) wrote it, else as stored. */

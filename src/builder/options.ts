@@ -3,38 +3,14 @@
  * the defaults once so that the rest of the builder sees a fully resolved object.
  */
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
 import { BuildError } from '../errors.js';
-import { defaultStoreRoot } from '../store/default-root.js';
 import { createHost, type Host } from '../runtime/host.js';
 import type { Descriptor, Digest } from '../oci/types.js';
+import { defaultStoreRoot } from '../store/default-root.js';
 
-/**
- * Where the built image goes, named as buildx names its exporters. `dest` may be a stream (the CLI's `-o -` is
- * `{ type: 'tar', dest: process.stdout }`). The image names an `oci` or `docker` archive holds are `tags` when
- * given (as buildx gives `-t` to its exporters), else `names` (`-o type=oci,name=REF`).
- */
-export type OutputSpec =
-  | { readonly type: 'image'; readonly names?: readonly string[] } // the local store, always written; `names` are more tags
-  | {
-      readonly type: 'oci';
-      readonly dest: string | Writable;
-      readonly names?: readonly string[];
-      /** @default 'gzip' */
-      readonly compression?: 'none' | 'gzip' | 'zstd';
-      /** A tar (true) or a directory layout (false). @default whether `dest` ends in `.tar` (a stream: a tar) */
-      readonly tar?: boolean;
-    }
-  | {
-      readonly type: 'docker';
-      readonly dest: string | Writable;
-      readonly names?: readonly string[];
-      /** @default 'none' (plain layer tars, as `docker save` writes) */
-      readonly compression?: 'none' | 'gzip' | 'zstd';
-    }
-  | { readonly type: 'local'; readonly dest: string }
-  | { readonly type: 'tar'; readonly dest: string | Writable }
-  | { readonly type: 'registry'; readonly ref?: string };
+// The output list's types live with the exporters (src/outputs/); re-exported here, with the rest of build()'s options.
+import type { OutputReport, OutputSpec } from '../outputs/types.js';
+export type { OutputReport, OutputSpec } from '../outputs/types.js';
 
 /** A secret for `RUN --mount=type=secret,id=ID`: a file or an environment variable of the caller. */
 export type SecretSource = { readonly id: string } & ({ readonly src: string } | { readonly env: string });
@@ -238,23 +214,6 @@ export interface StepReport {
   readonly step: StepRef;
   readonly cached: boolean;
   readonly durationMs: number;
-}
-
-/** What one output of {@link BuildOptions.outputs} wrote. */
-export interface OutputReport {
-  readonly type: Exclude<OutputSpec['type'], 'image'>;
-  /** The destination path (`-` for a stream); the reference pushed to for `registry`. */
-  readonly dest: string;
-  /** The image names the output holds, in full form (`docker.io/library/app:1`). */
-  readonly names: readonly string[];
-  /**
-   * The digest of the manifest the output holds (an archive's, or the one pushed). It differs from the store's
-   * when the output's layers are compressed otherwise (the store keeps built layers uncompressed; `oci` and
-   * `registry` gzip them by default). Absent for `local` and `tar`, which hold a filesystem.
-   */
-  readonly manifestDigest?: Digest;
-  /** The manifest's descriptor as the archive's index names it (`oci`, `docker`). */
-  readonly descriptor?: Descriptor;
 }
 
 /**

@@ -1,12 +1,7 @@
 /** Image names as the store keys them: `name:tag`, with `:latest` added when no tag or digest is given (as docker does). */
 
-/** `app` → `app:latest`, `reg:5000/app` → `reg:5000/app:latest`; `app:1` and `app@sha256:…` unchanged. */
-export function normalizeTag(name: string): string {
-  if (name.includes('@')) return name;
-  const lastSlash = name.lastIndexOf('/');
-  const lastColon = name.lastIndexOf(':');
-  return lastColon > lastSlash ? name : `${name}:latest`;
-}
+// The store's name form is an image-naming fact: image/names.ts keeps it (the sources resolve names too).
+export { normalizeTag } from '../image/names.js';
 
 /** Checks a `-t` value the way docker build does; returns an error message or undefined. */
 export function validateTag(name: string): string | undefined {

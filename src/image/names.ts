@@ -1,4 +1,12 @@
-/** Image names in the forms archives use: containerd's full names and docker's short ones. */
+/** Image names in the forms the store and archives use: the store's `name:tag`, containerd's full names and docker's short ones. */
+
+/** `app` → `app:latest`, `reg:5000/app` → `reg:5000/app:latest`; `app:1` and `app@sha256:…` unchanged. */
+export function normalizeTag(name: string): string {
+  if (name.includes('@')) return name;
+  const lastSlash = name.lastIndexOf('/');
+  const lastColon = name.lastIndexOf(':');
+  return lastColon > lastSlash ? name : `${name}:latest`;
+}
 
 /**
  * An image name in the full form BuildKit writes into archives (docker's ParseNormalizedNamed + TagNameOnly):

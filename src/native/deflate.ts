@@ -2,10 +2,10 @@
  * gzip with libdeflate, from the optional addon built from native/kiln_deflate.c by scripts/build-native.mjs
  * (only when libdeflate's headers are installed; Debian: libdeflate-dev).
  *
- * The layer store's parallel gzip uses {@link nativeDeflate} when it returns an addon and node:zlib otherwise
+ * The store's compressor (src/store/compression.ts) uses {@link nativeDeflate} when it returns an addon and node:zlib otherwise
  * (not built, `KILN_NATIVE=0`, or `KILN_LIBDEFLATE=0`: node:zlib only, e.g. for blobs byte-identical to those of a
  * machine without libdeflate). libdeflate compresses a whole buffer about twice as fast as zlib at the
- * same level, a little smaller, but into different bytes: see `parallelGzip` in src/store/layer-store.ts.
+ * same level, a little smaller, but into different bytes: see `createCompressor` in src/store/compression.ts.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,6 +30,7 @@ export interface NativeDeflate {
   gzip(input: Buffer, level: number): Promise<Buffer>;
 }
 
+// A memoised constant of the process (the addon, or its absence), not state.
 let loaded: { deflate: NativeDeflate | undefined } | undefined;
 
 /** The libdeflate addon, or undefined when it is not built, `KILN_NATIVE=0` or `KILN_LIBDEFLATE=0` (memoized per process). */

@@ -6,6 +6,7 @@
  *
  * Everything here is learnt lazily, on first use, by the module that needs it.
  */
+import { createCompressor, type Compressor } from '../store/compression.js';
 import type { RuntimeProbes } from './oci-runtime.js';
 import type { OverlayCapabilities } from './overlay.js';
 
@@ -26,9 +27,11 @@ export interface Host {
   /** The overlay options the kernel accepts (`volatile` is dropped once refused). */
   readonly overlay: OverlayCapabilities;
   readonly container: ContainerHostFacts;
+  /** The gzip slots, buffer pool and member compressor of the stores the builds open (src/store/compression.ts). */
+  readonly compressor: Compressor;
 }
 
 /** A host record that knows nothing yet. */
 export function createHost(): Host {
-  return { runtimeProbes: new Map(), overlay: { volatile: true }, container: {} };
+  return { runtimeProbes: new Map(), overlay: { volatile: true }, container: {}, compressor: createCompressor() };
 }

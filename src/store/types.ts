@@ -1,6 +1,6 @@
 /**
  * The layer store's contract, shared by the snapshotter, image import/export, the registry
- * client and the builder. The implementation is `layer-store.ts`.
+ * client and the builder. The implementation is `layer-store.ts`, a facade over the parts it lists.
  *
  * On disk (default `~/.cache/kiln`, `KILN_ROOT` or an option moves it):
  *   blobs/sha256/<hex>          content-addressed blobs (layers, configs, manifests): an OCI-layout-compatible tree

@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
-import { exportImage } from '../../src/image/export.js';
+import { exportImage } from '../../src/outputs/index.js';
 import type { ImageConfig, ImageIndex, ImageManifest } from '../../src/oci/types.js';
 import { runImage } from '../../src/runtime/run-image.js';
 import { LayerStore } from '../../src/store/layer-store.js';

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { build } from '../../src/builder/build.js';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
-import { exportImage } from '../../src/image/export.js';
+import { exportImage } from '../../src/outputs/index.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { diffConfigs, diffTrees, layoutConfig, snapshotTree } from './image-facts.js';
 import type { Config } from './image-facts.js';

@@ -9,7 +9,7 @@
 import { execa } from 'execa';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { exportImage } from '../../src/image/export.js';
+import { exportImage } from '../../src/outputs/index.js';
 import { importImage } from '../../src/image/import.js';
 import { LayerStore } from '../../src/store/layer-store.js';
 import { REPO } from './engines.js';

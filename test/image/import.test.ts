@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
-import { exportImage } from '../../src/image/export.js';
+import { exportImage } from '../../src/outputs/index.js';
 import { importImage } from '../../src/image/import.js';
 import type { ImportSource } from '../../src/image/import.js';
 import type { Digest, ImageIndex, ImageManifest } from '../../src/oci/types.js';

@@ -1,3 +1,3 @@
-// The gzip tests with the native addons disabled: parallelGzip falls back to node:zlib.
+// The gzip tests with the native addons disabled: the compressor falls back to node:zlib.
 process.env['KILN_NATIVE'] = '0';
 await import('./deflate.test.js');

@@ -1,4 +1,4 @@
-// gzip of layers: the libdeflate addon (src/native/deflate.ts) and parallelGzip's use of it or of node:zlib.
+// gzip of layers: the libdeflate addon (src/native/deflate.ts) and the compressor's use of it or of node:zlib.
 // deflate-without-native.test.ts runs this file again with KILN_NATIVE=0 (node:zlib only).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -6,7 +6,10 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { nativeDeflate } from '../../src/native/deflate.js';
-import { GZIP_CHUNK_SIZE, parallelGzip } from '../../src/store/layer-store.js';
+import { GZIP_CHUNK_SIZE, createCompressor } from '../../src/store/compression.js';
+
+/** One compressor for the file, as a process shares one between its stores. */
+const parallelGzip = createCompressor().gzip;
 
 const withoutNative = process.env['KILN_NATIVE'] === '0';
 const headerInstalled = existsSync('/usr/include/libdeflate.h');

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { RuntimeError } from '../../src/errors.js';
 import type { Digest, ImageConfig } from '../../src/oci/types.js';
-import { LayerStore, GZIP_CHUNK_SIZE } from '../../src/store/layer-store.js';
+import { LayerStore } from '../../src/store/layer-store.js';
+import { GZIP_CHUNK_SIZE } from '../../src/store/compression.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const storeModule = path.join(repoRoot, 'src', 'store', 'layer-store.ts');

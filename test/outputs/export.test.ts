@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { execa } from 'execa';
 import { ensureBusyboxImage } from '../../src/image/base-image.js';
-import { exportImage } from '../../src/image/export.js';
+import { exportImage } from '../../src/outputs/index.js';
 import { importImage } from '../../src/image/import.js';
 import { MEDIA_TYPES } from '../../src/oci/types.js';
 import { LayerStore } from '../../src/store/layer-store.js';
