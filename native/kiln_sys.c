@@ -1,6 +1,7 @@
 /*
- * kiln_sys: the few Linux system calls kiln needs and Node does not offer (mount, umount2, mknod and
- * the xattr family), as a Node-API addon.
+ * kiln_sys: the Linux system calls kiln needs and Node does not offer (mount, umount2, mknod, the xattr family,
+ * syncfs, copy_file_range, the ext4 top-directory flag of spreadSubdirs, posix_spawn), and batched file work off
+ * the main thread, as a Node-API addon.
  *
  * Why: without it every RUN step spawned `mount`, `getfattr` and a `setfattr` batch, and a spawn from
  * a large Node process costs 5-20 ms here, which was most of a step's overhead. The addon is optional:
@@ -11,14 +12,15 @@
  * fork(2) behind child_process, its cost does not grow with the parent's memory (a fork of a 100 MB Node
  * process costs 20-50 ms here, paid on every RUN step).
  *
- * Every function is synchronous and throws an Error whose `code` is the errno name (like node:fs).
- * They are all single syscalls except scanTree, a recursive walk that the snapshotter calls once per
+ * The synchronous functions throw an Error whose `code` is the errno name (like node:fs). They are single
+ * syscalls except scanTree, a recursive walk that the snapshotter calls once per
  * layer; it runs on the calling thread (a walk of 5,000 files takes a few tens of milliseconds), and the
  * batched calls for COPY: scanDir (one directory's entries with their lstat numbers, for the build context's
  * walk) and lstatPaths (one call for thousands of lstat(2)s). readFiles, copyFiles and linkFiles are
  * asynchronous: they read (the snapshotter, the context digest), copy or hard-link (COPY) a batch of small files on
  * a libuv threadpool thread, so that their open/read/write/close syscalls run off the main thread, two
- * batches at once on two cores.
+ * batches at once on two cores; syncfs and copyRange (copy_file_range of one big file) also run there, since
+ * they wait for the disk.
  *
  * Built by scripts/build-native.mjs with plain `cc` against the headers shipped with Node; no
  * node-gyp, so nothing is downloaded.
