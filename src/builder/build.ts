@@ -245,7 +245,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const durationMs = Date.now() - s0;
           // Once a step misses, every later step of the stage runs: start the network a RUN ahead will want.
           if (isFsStep && !outcome.cached && !prewarmed) prewarmed = prewarmNetwork(stage.instructions.slice(n + 1));
-          if (isFsStep && !outcome.cached && durationMs >= EARLY_WRITEBACK_MS) startWriteback();
+          // Only with a layer step still to come in the stage: after the last one there is nothing to overlap, and
+          // the end's syncfs alone is cheaper than two (measured: copy-big, whose last step is its long RUN).
+          if (isFsStep && !outcome.cached && durationMs >= EARLY_WRITEBACK_MS && stage.instructions.slice(n + 1).some(isLayerStep)) startWriteback();
           if (isFsStep) {
             if (outcome.cached) emit({ type: 'step-cached', step });
             else emit({ type: 'step-done', step, durationMs });
@@ -411,6 +413,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
  * accepts the docker/dockerfile images (any tag or digest: their syntax is what kiln parses) and refuses
  * anything else at the directive's line, where BuildKit would fail to resolve that frontend image.
  */
+/** Instructions that make a layer (and so write to the store). */
+const isLayerStep = (ins: Instruction): boolean => ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
+
 /** A step that ran this long has its writeback started at once (see startWriteback in build()). */
 const EARLY_WRITEBACK_MS = 1000;
 
