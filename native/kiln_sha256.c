@@ -84,6 +84,15 @@ static void update_execute(napi_env env, void *arg) {
   j->ok = EVP_DigestUpdate(j->state->ctx, j->data, j->size) == 1;
 }
 
+/* Releases a job and whatever of it was made (references, async work). */
+static void job_free(napi_env env, update_job *j) {
+  if (j->state_ref) napi_delete_reference(env, j->state_ref);
+  if (j->data_ref) napi_delete_reference(env, j->data_ref);
+  if (j->done_ref) napi_delete_reference(env, j->done_ref);
+  if (j->work) napi_delete_async_work(env, j->work);
+  free(j);
+}
+
 static void update_complete(napi_env env, napi_status status, void *arg) {
   update_job *j = arg;
   j->state->busy = false;
@@ -97,28 +106,46 @@ static void update_complete(napi_env env, napi_status status, void *arg) {
     }
     napi_call_function(env, global, done, 1, &error, &result);
   }
-  napi_delete_reference(env, j->state_ref);
-  napi_delete_reference(env, j->data_ref);
-  napi_delete_reference(env, j->done_ref);
-  napi_delete_async_work(env, j->work);
-  free(j);
+  job_free(env, j);
+}
+
+/*
+ * The arguments both updates share: argv[0] a usable state, argv[1] a Uint8Array. Throws (and returns NULL) with
+ * `usage`, or with why the state cannot take an update.
+ */
+static hash_state *update_args(napi_env env, napi_value *argv, const char *usage, void **data, size_t *length) {
+  hash_state *s = state_arg(env, argv[0]);
+  napi_typedarray_type type;
+  if (s == NULL || napi_get_typedarray_info(env, argv[1], &type, length, data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    throw_error(env, usage);
+    return NULL;
+  }
+  if (s->busy || s->ended) {
+    throw_error(env, s->ended ? "sha256: update after digest" : "sha256: update while another runs");
+    return NULL;
+  }
+  return s;
+}
+
+static napi_value undefined_value(napi_env env) {
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  return undefined;
 }
 
 static napi_value js_update(napi_env env, napi_callback_info info) {
+  static const char usage[] = "update(state, data: Uint8Array, done)";
   size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_error(env, "update(state, data, done)");
-  hash_state *s = state_arg(env, argv[0]);
-  napi_typedarray_type type;
-  size_t length = 0, offset = 0;
-  void *data = NULL;
-  napi_value buffer;
   napi_valuetype done_type;
-  if (s == NULL || napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_uint8_array ||
-      napi_typeof(env, argv[2], &done_type) != napi_ok || done_type != napi_function) {
-    return throw_error(env, "update(state, data: Uint8Array, done)");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_typeof(env, argv[2], &done_type) != napi_ok ||
+      done_type != napi_function) {
+    return throw_error(env, usage);
   }
-  if (s->busy || s->ended) return throw_error(env, s->ended ? "sha256: update after digest" : "sha256: update while another runs");
+  void *data = NULL;
+  size_t length = 0;
+  hash_state *s = update_args(env, argv, usage, &data, &length);
+  if (s == NULL) return NULL;
   update_job *j = calloc(1, sizeof *j);
   if (j == NULL) return throw_error(env, "sha256: out of memory");
   j->state = s;
@@ -127,45 +154,26 @@ static napi_value js_update(napi_env env, napi_callback_info info) {
   napi_value name;
   if (napi_create_reference(env, argv[0], 1, &j->state_ref) != napi_ok || napi_create_reference(env, argv[1], 1, &j->data_ref) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &j->done_ref) != napi_ok || napi_create_string_utf8(env, "kiln:sha256", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, update_execute, update_complete, j, &j->work) != napi_ok) {
-    if (j->state_ref) napi_delete_reference(env, j->state_ref);
-    if (j->data_ref) napi_delete_reference(env, j->data_ref);
-    if (j->done_ref) napi_delete_reference(env, j->done_ref);
-    free(j);
+      napi_create_async_work(env, NULL, name, update_execute, update_complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
+    job_free(env, j);
     return throw_error(env, "sha256: cannot queue the update");
   }
   s->busy = true;
-  if (napi_queue_async_work(env, j->work) != napi_ok) {
-    s->busy = false;
-    napi_delete_reference(env, j->state_ref);
-    napi_delete_reference(env, j->data_ref);
-    napi_delete_reference(env, j->done_ref);
-    napi_delete_async_work(env, j->work);
-    free(j);
-    return throw_error(env, "sha256: cannot queue the update");
-  }
-  napi_value undefined;
-  napi_get_undefined(env, &undefined);
-  return undefined;
+  return undefined_value(env);
 }
 
 /* The same on the calling thread, for chunks too small to be worth a threadpool round trip. */
 static napi_value js_update_sync(napi_env env, napi_callback_info info) {
+  static const char usage[] = "updateSync(state, data: Uint8Array)";
   size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return throw_error(env, "updateSync(state, data)");
-  hash_state *s = state_arg(env, argv[0]);
-  napi_typedarray_type type;
-  size_t length = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return throw_error(env, usage);
   void *data = NULL;
-  if (s == NULL || napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
-    return throw_error(env, "updateSync(state, data: Uint8Array)");
-  }
-  if (s->busy || s->ended) return throw_error(env, s->ended ? "sha256: update after digest" : "sha256: update while another runs");
+  size_t length = 0;
+  hash_state *s = update_args(env, argv, usage, &data, &length);
+  if (s == NULL) return NULL;
   if (EVP_DigestUpdate(s->ctx, data, length) != 1) return throw_error(env, "sha256: update failed");
-  napi_value undefined;
-  napi_get_undefined(env, &undefined);
-  return undefined;
+  return undefined_value(env);
 }
 
 static napi_value js_digest(napi_env env, napi_callback_info info) {

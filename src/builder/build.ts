@@ -237,7 +237,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
           const ins = stage.instructions[n]!;
           const step = ref(n + 1, ins);
           const s0 = Date.now();
-          const isFsStep = ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
+          const isFsStep = isLayerStep(ins);
           if (isFsStep) emit({ type: 'step-start', step });
           const outcome = await dispatch(ctx, state, ins, step).catch((err: unknown) => {
             throw locateStepError(err, file, ins, signal);
@@ -270,23 +270,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   // The RUN steps' sandbox networks, lent from step to step and torn down once every stage is done.
   const networks = new NetworkPool(() => makePrivateDir('run'));
   // A long step (an apt-get install) usually wrote much: its writeback starts while later steps run, so the syncfs
-  // that makes the build's layers durable at its end (store.makeDurable) finds little left to write. At most one
-  // runs, and one more is queued behind it.
+  // that makes the build's layers durable at its end (store.makeDurable) finds little left to write. One at a time:
+  // what a later step wrote while one runs is left to the end's syncfs.
   let writeback: Promise<void> | undefined;
-  let writebackAgain = false;
   const startWriteback = (): void => {
-    if (writeback !== undefined) {
-      writebackAgain = true;
-      return;
-    }
-    writeback = syncFilesystem(store.root)
+    writeback ??= syncFilesystem(store.root)
       .catch(() => undefined)
       .then(() => {
         writeback = undefined;
-        if (writebackAgain) {
-          writebackAgain = false;
-          startWriteback();
-        }
       });
   };
   /** Starts a sandbox network when one of `ahead` is a RUN that will use one; says whether it did. */
@@ -361,7 +352,6 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   // so a fully cached rebuild reproduces the same config digest.
   // One syncfs for the layers this build put in the store, so they survive a crash (store/durability.ts); every
   // step is done, and the writeback overlaps the image and output writing.
-  writebackAgain = false;
   const durable = store.makeDurable();
   durable.catch(() => undefined);
   const config: ImageConfig = structuredClone(final.config);

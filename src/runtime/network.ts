@@ -213,7 +213,9 @@ export class NetworkPool {
   prewarm(dnsForward: boolean): void {
     if (this.#closed || (this.#idle.get(dnsForward)?.length ?? 0) > 0 || this.#warming.has(dnsForward)) return;
     const warming = this.#start({ dnsForward });
-    warming.catch(() => this.#warming.delete(dnsForward));
+    warming.catch(() => {
+      if (this.#warming.get(dnsForward) === warming) this.#warming.delete(dnsForward);
+    });
     this.#warming.set(dnsForward, warming);
   }
 
@@ -222,7 +224,8 @@ export class NetworkPool {
     if (this.#closed) throw new RuntimeError('the build has ended: its networks are closed');
     const idle = this.#idle.get(options.dnsForward)?.pop();
     const warming = idle === undefined ? this.#warming.get(options.dnsForward) : undefined;
-    this.#warming.delete(options.dnsForward);
+    // Only the one taken leaves the map: one still starting beside an idle one stays for close() to find.
+    if (warming !== undefined) this.#warming.delete(options.dnsForward);
     // A failed prewarm is no reason to fail the step: it tries on its own.
     const net = idle ?? (await warming?.catch(() => undefined)) ?? (await this.#start(options));
     let returned = false;

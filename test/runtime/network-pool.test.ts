@@ -78,3 +78,18 @@ test('a namespace lent when the pool closes is torn down when it comes back, the
   assert.ok(!mounted(n.nsPath));
   assert.ok(!existsSync(made() as string));
 });
+
+test('a namespace still starting when an idle one is lent stays the pool\'s, and close tears it down', async () => {
+  const { pool } = newPool();
+  const a = await pool.acquire({ dnsForward: false });
+  pool.prewarm(false); // nothing idle: one starts
+  await a.release(true);
+  const again = await pool.acquire({ dnsForward: false });
+  assert.equal(again.nsPath, a.nsPath, 'the idle one is lent first');
+  const next = await pool.acquire({ dnsForward: false });
+  assert.notEqual(next.nsPath, a.nsPath, 'then the one that was starting');
+  assert.equal(next.reused, true);
+  await Promise.all([again.release(true), next.release(true)]);
+  await pool.close();
+  for (const p of [a.nsPath, next.nsPath]) assert.ok(!mounted(p), `${p} unmounted`);
+});
